@@ -1,0 +1,1 @@
+"""Adaptation of the generator: supervised fine-tuning with any peft method, cached by content."""

@@ -1,0 +1,197 @@
+"""Supervised fine-tuning on prompt -> response pairs with the HF Trainer and any peft config.
+
+The loss covers response tokens only, and the LM head runs only at those positions: the
+vocabulary-sized logits at prompt positions carry no loss, so they are never computed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from ragft.cache import cached_dir, content_key, dir_bytes
+from ragft.errors import ConfigError
+from ragft.models import Generator, compute_dtype
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass
+class TrainingRecord:
+    adapter_dir: Path
+    stats: dict[str, Any]
+
+
+def build_features(
+    tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str], max_length: int
+) -> list[dict[str, list[int]]]:
+    """Tokenise pairs; labels mask the prompt so that only the response (and its end token) is learned."""
+    features = []
+    for prompt, response, example_id in zip(prompts, responses, ids):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        length = len(prompt_ids) + len(response_ids)
+        if length > max_length:
+            raise ConfigError(
+                "training.max_length",
+                f"training example '{example_id}' has {length} tokens, more than {max_length}.",
+                "Raise max_length or use a shorter context (fewer shots or passages).",
+            )
+        features.append({"input_ids": prompt_ids + response_ids, "labels": [IGNORE] * len(prompt_ids) + response_ids})
+    return features
+
+
+class RightPadCollator:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in batch)
+
+        def pad(values: list[int], fill: int) -> list[int]:
+            return values + [fill] * (width - len(values))
+
+        return {
+            "input_ids": torch.tensor([pad(f["input_ids"], self.pad_id) for f in batch]),
+            "attention_mask": torch.tensor([pad([1] * len(f["input_ids"]), 0) for f in batch]),
+            "labels": torch.tensor([pad(f["labels"], IGNORE) for f in batch]),
+        }
+
+
+def response_only_loss(
+    model: Any, inputs: dict[str, torch.Tensor], num_items: int | torch.Tensor | None
+) -> torch.Tensor:
+    """Causal-LM loss computed from hidden states at the positions that predict a response token."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+    ).last_hidden_state
+    targets = inputs["labels"][:, 1:]
+    keep = targets != IGNORE
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+    return loss / (num_items if num_items is not None else keep.sum().clamp(min=1))
+
+
+def _trainer_class() -> type:
+    from transformers import Trainer
+
+    class ResponseOnlyTrainer(Trainer):
+        loss_is_scaled_for_ga = True
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            loss = response_only_loss(model, inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+    return ResponseOnlyTrainer
+
+
+def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device) -> Any:
+    from transformers import TrainingArguments
+
+    bf16 = compute_dtype(device) == torch.bfloat16
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps else -1,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=bf16,
+        use_cpu=device.type == "cpu",
+        dataloader_num_workers=0,
+        group_by_length=True,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+
+
+def train_adapter(
+    generator: Generator, method: DictConfig, training: DictConfig, features: list[dict[str, list[int]]]
+) -> TrainingRecord:
+    """Train (or reuse from cache) the peft `method` adapter on `features` with the `training` settings."""
+    from hydra.utils import instantiate
+    from peft import get_peft_model
+
+    key = content_key(
+        "adapter",
+        generator.path,
+        OmegaConf.to_container(method, resolve=True),
+        OmegaConf.to_container(training, resolve=True),
+        features,
+    )
+
+    def train(out: Path) -> None:
+        torch.manual_seed(training.seed)
+        model = get_peft_model(generator.model, instantiate(method))
+        counts = {"trainable_params": model.num_parameters(only_trainable=True), "total_params": model.num_parameters()}
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = _trainer_class()(
+                model=model,
+                args=training_arguments(training, scratch, generator.device),
+                train_dataset=_dataset(features),
+                data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
+            )
+            start = time.perf_counter()
+            result = trainer.train()
+            train_s = time.perf_counter() - start
+        model.save_pretrained(out)
+        epochs = result.metrics.get("epoch", training.epochs)
+        tokens = sum(len(f["input_ids"]) for f in features) * epochs
+        stats = {
+            **counts,
+            "train_s": train_s,
+            "train_tokens": int(tokens),
+            "train_tokens_per_s": tokens / train_s,
+            "train_examples": len(features),
+            "train_steps": result.global_step,
+            "train_loss": result.training_loss,
+            "loss_history": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        }
+        (out / "train_stats.json").write_text(json.dumps(stats, indent=2))
+        generator.model = model.unload()  # remove the injected layers: the caller gets the plain base back
+
+    adapter_dir, trained_now = cached_dir("adapters", key, train)
+    stats = json.loads((adapter_dir / "train_stats.json").read_text())
+    stats.update(
+        {
+            "adapter_bytes": dir_bytes(adapter_dir) - (adapter_dir / "train_stats.json").stat().st_size,
+            "adapter_reused": not trained_now,
+        }
+    )
+    return TrainingRecord(adapter_dir=adapter_dir, stats=stats)
+
+
+def _dataset(features: list[dict[str, list[int]]]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(features)
+
+
+def load_adapted(generator: Generator, adapter_dir: Path, merge: bool) -> Generator:
+    """The generator with the trained adapter applied; merged into the weights when `merge`."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(generator.model, str(adapter_dir))
+    model = model.merge_and_unload() if merge else model
+    generator.model = model.eval()
+    return generator

@@ -1,0 +1,68 @@
+"""Content-addressed cache for expensive artefacts: written atomically, locked against concurrent writers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "RAGFT_CACHE"
+
+
+def cache_root() -> Path:
+    """`$RAGFT_CACHE`, else `$XDG_CACHE_HOME/ragft`, else `~/.cache/ragft`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "ragft"
+
+
+def content_key(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable parts (configs, file digests, ids)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | None = None) -> tuple[Path, bool]:
+    """Return (`<root>/<kind>/<key>`, whether it was built now), building it with `build(tmp)` if absent.
+
+    The folder appears only when `build` finished (atomic rename), and a file lock makes concurrent
+    jobs wait for one builder instead of building twice.
+    """
+    final = (root or cache_root()) / kind / key
+    if final.is_dir():
+        return final, False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if final.is_dir():
+            return final, False
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+        try:
+            build(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    log.info("cached %s at %s", kind, final)
+    return final, True
+
+
+def dir_bytes(path: str | Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

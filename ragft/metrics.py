@@ -1,0 +1,184 @@
+"""Metrics: each registered once by name, scored per example, aggregated with a bootstrap 95% CI.
+
+A task selects metrics by name in `task.metrics` (name -> keyword parameters). A metric function
+takes one prediction and returns a dict of named scores in [0, 1], or {} where it does not apply
+(e.g. retrieval recall for an arm that retrieves nothing).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ragft.errors import ConfigError
+from ragft.types import Prediction
+
+MetricFn = Callable[..., dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: MetricFn
+    higher_is_better: bool = True
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, higher_is_better: bool = True) -> Callable[[MetricFn], MetricFn]:
+    def decorate(fn: MetricFn) -> MetricFn:
+        if name in METRICS:
+            raise ValueError(f"metric '{name}' registered twice")
+        METRICS[name] = Metric(name, fn, higher_is_better)
+        return fn
+
+    return decorate
+
+
+# --- text normalisation -------------------------------------------------------------------------
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+@cache
+def _rouge_scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+@register_metric("rouge_l")
+def rouge_l(prediction: Prediction) -> dict[str, float]:
+    """ROUGE-L F-measure (rouge-score) of the output against the reference."""
+    return {"rouge_l": _rouge_scorer().score(prediction.example.reference, prediction.output)["rougeL"].fmeasure}
+
+
+@register_metric("exact_match")
+def exact_match(prediction: Prediction) -> dict[str, float]:
+    return {"exact_match": float(normalize_answer(prediction.output) == normalize_answer(prediction.example.reference))}
+
+
+@register_metric("token_f1")
+def token_f1(prediction: Prediction) -> dict[str, float]:
+    """SQuAD token F1 between normalised output and reference."""
+    predicted = normalize_answer(prediction.output).split()
+    reference = normalize_answer(prediction.example.reference).split()
+    common = sum((Counter(predicted) & Counter(reference)).values())
+    if not predicted or not reference:
+        return {"token_f1": float(predicted == reference)}
+    if common == 0:
+        return {"token_f1": 0.0}
+    precision, recall = common / len(predicted), common / len(reference)
+    return {"token_f1": 2 * precision * recall / (precision + recall)}
+
+
+def report_sections(text: str) -> dict[str, str]:
+    """`HEADER: value` lines of a structured report, keyed by upper-case header."""
+    sections = {}
+    for line in text.splitlines():
+        header, sep, value = line.partition(":")
+        if sep and header.strip().isupper():
+            sections.setdefault(header.strip(), value.strip())
+    return sections
+
+
+@register_metric("field_accuracy")
+def field_accuracy(
+    prediction: Prediction,
+    sections: Mapping[str, str],
+    protocol_fields: Sequence[str] = (),
+) -> dict[str, float]:
+    """Share of the reference facts stated in the right report section.
+
+    `sections` maps each fact name (a key of the example's facts) to the report header whose line must
+    contain it as a whole-word, case-insensitive match. Also scores each field alone (`field/<name>`),
+    the `protocol_fields` together (facts that need clinic knowledge), and `format_compliance`: every
+    section header present, in the configured order.
+    """
+    facts = prediction.example.facts
+    missing = [name for name in sections if name not in facts]
+    if missing:
+        raise ConfigError(
+            "task.metrics.field_accuracy.sections",
+            f"example '{prediction.example.id}' has no fact(s) {missing}; its facts are {sorted(facts)}.",
+        )
+    found = report_sections(prediction.output)
+    hits = {name: float(_states(found.get(header, ""), facts[name])) for name, header in sections.items()}
+    headers = list(dict.fromkeys(sections.values()))
+    in_order = [h for h in found if h in headers] == headers
+    scores = {"field_accuracy": float(np.mean(list(hits.values()))), "format_compliance": float(in_order)}
+    if protocol_fields:
+        scores["protocol_fact_accuracy"] = float(np.mean([hits[name] for name in protocol_fields]))
+    scores.update({f"field/{name}": hit for name, hit in hits.items()})
+    return scores
+
+
+def _states(line: str, value: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", line.lower()) is not None
+
+
+@register_metric("recall_at_k")
+def recall_at_k(prediction: Prediction) -> dict[str, float]:
+    """Share of the example's gold passages among the passages retrieved for its prompt."""
+    gold = set(prediction.example.gold_passages)
+    if not prediction.retrieved or not gold:
+        return {}
+    return {"recall_at_k": len(gold & set(prediction.retrieved)) / len(gold)}
+
+
+# --- scoring and aggregation ----------------------------------------------------------------------
+
+
+def resolve_metrics(selection: Mapping[str, Mapping[str, Any] | None]) -> list[tuple[Metric, dict[str, Any]]]:
+    unknown = [name for name in selection if name not in METRICS]
+    if unknown:
+        raise ConfigError("task.metrics", f"unknown metric(s) {unknown}; registered: {sorted(METRICS)}.")
+    return [(METRICS[name], dict(params or {})) for name, params in selection.items()]
+
+
+def score_predictions(
+    predictions: Sequence[Prediction], selection: Mapping[str, Mapping[str, Any] | None], seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Score every prediction in place and return each score's mean, bootstrap 95% CI and n."""
+    metrics = resolve_metrics(selection)
+    for prediction in predictions:
+        for metric, params in metrics:
+            prediction.scores.update(metric.fn(prediction, **params))
+    names = list(dict.fromkeys(name for p in predictions for name in p.scores))
+    return {name: mean_with_ci([p.scores[name] for p in predictions if name in p.scores], seed) for name in names}
+
+
+def mean_with_ci(values: Sequence[float], seed: int = 0, resamples: int = 1000) -> dict[str, float]:
+    """Mean and percentile-bootstrap 95% confidence interval (scipy.stats.bootstrap)."""
+    data = np.asarray(values, dtype=float)
+    mean = float(data.mean())
+    if len(data) < 2 or np.ptp(data) == 0:
+        return {"mean": mean, "ci_low": mean, "ci_high": mean, "n": len(data)}
+    result = stats.bootstrap(
+        (data,),
+        np.mean,
+        confidence_level=0.95,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return {"mean": mean, "ci_low": float(interval.low), "ci_high": float(interval.high), "n": len(data)}

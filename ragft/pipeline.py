@@ -1,0 +1,221 @@
+"""One run: load the task, build contexts, (train an adapter), generate, score, record.
+
+Prompting, few-shot, RAG and their fine-tuned variants are the same pipeline: the context builder
+decides what a prompt carries, the adaptation decides whether the generator is trained first.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ragft.adapt.sft import build_features, load_adapted, train_adapter
+from ragft.cache import content_key
+from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
+from ragft.data import load_task
+from ragft.generation import check_fits, generate
+from ragft.metrics import METRICS, resolve_metrics, score_predictions
+from ragft.models import Generator, load_generator
+from ragft.prompting import ContextBuilder, PromptTemplate
+from ragft.record import RunWriter, is_finished, write_table
+from ragft.resources import RunResources
+from ragft.types import Context, Example, Prediction
+
+log = logging.getLogger(__name__)
+
+# Config sections that change where results go or how they are shown, not what they are.
+NOT_IN_RUN_KEY = ("paths", "exp_name", "arm")
+
+
+def arm_label(adaptation: str, context: str) -> str:
+    """zero_shot, few_shot, rag, lora, lora_rag, lora_few_shot, ... from the two axes."""
+    if adaptation == "none":
+        return context
+    return adaptation if context == "zero_shot" else f"{adaptation}_{context}"
+
+
+def run_key(cfg: DictConfig) -> str:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY})
+
+
+def prompts_for(
+    template: PromptTemplate, examples: Sequence[Example], contexts: Sequence[Context], tokenizer: Any
+) -> list[str]:
+    return [template.render(e, c, tokenizer) for e, c in zip(examples, contexts)]
+
+
+def run_experiment_arm(cfg: DictConfig) -> Path:
+    """Run the arm that `cfg` describes unless an identical finished run exists; return its folder."""
+    task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
+    resolve_metrics(cfg.task.metrics)  # unknown metrics fail before any work
+    builder: ContextBuilder = instantiate(cfg.context.builder)
+    arm = arm_label(cfg.adaptation.name, cfg.context.name)
+    run_dir = Path(cfg.paths.results) / cfg.exp_name / f"{arm}-{run_key(cfg)}"
+    if is_finished(run_dir):
+        log.info("%s: finished run with this config exists at %s; reusing it", arm, run_dir)
+        write_table(run_dir.parent)
+        return run_dir
+    writer = RunWriter(run_dir)
+    handler = _log_to(writer.staging / "run.log")
+    try:
+        started = datetime.now(timezone.utc)
+        with PeakMemory() as memory:
+            timer = StageTimer()
+            metrics, predictions, cost = _execute(cfg, task, builder, timer)
+        cost.update(memory.record())
+        cost["stage_s"] = timer.seconds
+        info = _run_info(cfg, arm, run_dir.name, started)
+        higher = {m.name: m.higher_is_better for m in METRICS.values()}
+        metrics = {k: {**v, "higher_is_better": higher.get(k.split("/")[0], True)} for k, v in metrics.items()}
+        writer.write_json("run.json", info)
+        writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        writer.write_json("metrics.json", metrics)
+        writer.write_json("cost.json", cost)
+        writer.write_predictions(predictions)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        writer.commit()
+    except BaseException:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        writer.abort()
+        raise
+    write_table(run_dir.parent)
+    log.info("%s: wrote %s", arm, run_dir)
+    return run_dir
+
+
+def _execute(
+    cfg: DictConfig,
+    task: Any,
+    builder: ContextBuilder,
+    timer: StageTimer,
+) -> tuple[dict, list[Prediction], dict]:
+    torch.manual_seed(cfg.seed)
+    template = PromptTemplate(**cfg.task.template)
+    resources = RunResources(task, cfg.embedder, cfg.retriever)
+    test = task.split("test")
+    with timer.stage("load_generator"):
+        generator = load_generator(cfg.generator)
+    cost: dict[str, Any] = {"base_" + k: v for k, v in parameter_counts(generator.model).items()}
+    with timer.stage("build_context"):
+        contexts = builder.build(test, resources)
+        prompts = prompts_for(template, test, contexts, generator.tokenizer)
+    lengths = [len(generator.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    check_fits(lengths, [e.id for e in test], cfg.task.generation.max_new_tokens, generator.max_context)
+    if cfg.adaptation.method is not None:
+        with timer.stage("train"):
+            generator, train_stats = _adapt(cfg, task, builder, resources, template, generator)
+        cost.update(train_stats)
+    else:
+        cost.update(trainable_params=0, adapter_bytes=0, train_s=0.0)
+    with timer.stage("generate"):
+        generations = generate(
+            generator,
+            prompts,
+            [e.id for e in test],
+            cfg.task.generation.max_new_tokens,
+            batch_size=cfg.generation.batch_size,
+            desc=f"generating {len(test)} answers",
+        )
+    cost.update(
+        generation_cost(
+            [g.prompt_tokens for g in generations],
+            [g.output_tokens for g in generations],
+            [g.latency_s for g in generations],
+            timer.seconds["generate"],
+        )
+    )
+    cost.update(resources.stats())
+    predictions = [
+        Prediction(
+            example=e,
+            prompt=p,
+            output=g.text,
+            retrieved=tuple(x.id for x in c.passages),
+            prompt_tokens=g.prompt_tokens,
+            output_tokens=g.output_tokens,
+            latency_s=g.latency_s,
+        )
+        for e, c, p, g in zip(test, contexts, prompts, generations)
+    ]
+    with timer.stage("score"):
+        metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed)
+    return metrics, predictions, cost
+
+
+def _adapt(
+    cfg: DictConfig,
+    task: Any,
+    builder: ContextBuilder,
+    resources: RunResources,
+    template: PromptTemplate,
+    generator: Generator,
+) -> tuple[Generator, dict]:
+    """Fine-tune on the train split, each prompt built with the arm's own context (so lora_rag trains
+    with retrieved passages), excluding an example from its own context."""
+    train = task.split("train")
+    contexts = builder.build(train, resources, exclude_self=True)
+    prompts = prompts_for(template, train, contexts, generator.tokenizer)
+    features = build_features(
+        generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length
+    )
+    record = train_adapter(generator, cfg.adaptation.method, cfg.training, features)
+    generator = load_adapted(generator, record.adapter_dir, merge=cfg.adaptation.merge_for_inference)
+    return generator, record.stats
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _run_info(cfg: DictConfig, arm: str, run_id: str, started: datetime) -> dict[str, Any]:
+    return {
+        "exp": cfg.exp_name,
+        "arm": arm,
+        "run_id": run_id,
+        "task": cfg.task.name,
+        "generator": cfg.generator.name,
+        "adaptation": cfg.adaptation.name,
+        "context": cfg.context.name,
+        "retriever": cfg.retriever.name,
+        "embedder": cfg.embedder.name,
+        "seed": cfg.seed,
+        "status": "finished",
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": time.time() - started.timestamp(),
+        "git_sha": _git_sha(),
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "versions": {p: version(p) for p in ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu")},
+    }
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,71 @@
+"""The nouns every stage shares: examples, passages, contexts and predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task example: an input, its reference output and what is known about it."""
+
+    id: str
+    input: str
+    reference: str
+    category: str = ""
+    gold_passages: tuple[str, ...] = ()
+    facts: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a prompt carries besides the input: demonstration examples and retrieved passages."""
+
+    shots: tuple[Example, ...] = ()
+    passages: tuple[Passage, ...] = ()
+
+
+@dataclass
+class TaskData:
+    name: str
+    splits: dict[str, list[Example]]
+    corpus: list[Passage]
+
+    def split(self, name: str) -> list[Example]:
+        return self.splits[name]
+
+
+@dataclass
+class Prediction:
+    example: Example
+    prompt: str
+    output: str
+    retrieved: tuple[str, ...] = ()
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The row written to predictions.jsonl."""
+        return {
+            "id": self.example.id,
+            "category": self.example.category,
+            "input": self.example.input,
+            "prompt": self.prompt,
+            "retrieved": list(self.retrieved),
+            "gold_passages": list(self.example.gold_passages),
+            "output": self.output,
+            "reference": self.example.reference,
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "latency_s": round(self.latency_s, 4),
+            "scores": self.scores,
+        }
