@@ -41,7 +41,8 @@ def embed_texts(embedder: Any, texts: Sequence[str], batch_size: int = 64, cache
 class DenseRetriever:
     """Any sentence-transformers embedder over a FAISS index built with `index_factory` (inner product)."""
 
-    def __init__(self, index: str = "Flat", batch_size: int = 64) -> None:
+    def __init__(self, name: str = "dense", index: str = "Flat", batch_size: int = 64) -> None:
+        self.name = name
         self.index_spec = index
         self.batch_size = batch_size
         self.index: faiss.Index | None = None

@@ -119,7 +119,7 @@ def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device) -
         bf16=bf16,
         use_cpu=device.type == "cpu",
         dataloader_num_workers=0,
-        group_by_length=True,
+        train_sampling_strategy="group_by_length",
         remove_unused_columns=False,
         disable_tqdm=False,
     )
@@ -142,7 +142,7 @@ def train_adapter(
 
     def train(out: Path) -> None:
         torch.manual_seed(training.seed)
-        model = get_peft_model(generator.model, instantiate(method))
+        model = get_peft_model(generator.model, instantiate(method, _convert_="all"))
         counts = {"trainable_params": model.num_parameters(only_trainable=True), "total_params": model.num_parameters()}
         with tempfile.TemporaryDirectory() as scratch:
             trainer = _trainer_class()(
@@ -155,8 +155,7 @@ def train_adapter(
             result = trainer.train()
             train_s = time.perf_counter() - start
         model.save_pretrained(out)
-        epochs = result.metrics.get("epoch", training.epochs)
-        tokens = sum(len(f["input_ids"]) for f in features) * epochs
+        tokens = trainer.state.num_input_tokens_seen  # non-padding tokens actually trained on
         stats = {
             **counts,
             "train_s": train_s,
@@ -184,7 +183,7 @@ def train_adapter(
 def _dataset(features: list[dict[str, list[int]]]) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list(features)
+    return Dataset.from_list([{**f, "length": len(f["input_ids"])} for f in features])
 
 
 def load_adapted(generator: Generator, adapter_dir: Path, merge: bool) -> Generator:

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from ragft.errors import ConfigError
+from ragft.metrics import (
+    exact_match,
+    field_accuracy,
+    mean_with_ci,
+    recall_at_k,
+    report_sections,
+    rouge_l,
+    score_predictions,
+    token_f1,
+)
+from ragft.types import Example, Prediction
+
+SECTIONS = {"age": "PATIENT", "sex": "PATIENT", "drug": "TREATMENT", "dose": "TREATMENT", "follow_up": "FOLLOW-UP"}
+FACTS = {"age": "8", "sex": "female", "drug": "Cardivex", "dose": "5 mg once daily", "follow_up": "6 weeks"}
+
+
+def pred(output: str, reference: str = "", facts=None, gold=(), retrieved=()) -> Prediction:
+    example = Example(id="x", input="", reference=reference, facts=facts or {}, gold_passages=tuple(gold))
+    return Prediction(example=example, prompt="", output=output, retrieved=tuple(retrieved))
+
+
+def test_rouge_l_on_known_strings():
+    # LCS "the cat on the mat" = 5 of 6 tokens each side -> P = R = F = 5/6
+    score = rouge_l(pred("the cat sat on the mat", "the cat lay on the mat"))["rouge_l"]
+    assert score == pytest.approx(5 / 6)
+    assert rouge_l(pred("abc", "abc"))["rouge_l"] == 1.0
+
+
+def test_exact_match_normalises_case_punctuation_and_articles():
+    assert exact_match(pred("The Cardivex.", "cardivex"))["exact_match"] == 1.0
+    assert exact_match(pred("Cardivex 10 mg", "cardivex"))["exact_match"] == 0.0
+
+
+def test_token_f1_on_known_overlap():
+    # predicted {10, mg, daily}, reference {10, mg, once, daily}: P = 1, R = 3/4 -> F1 = 6/7
+    assert token_f1(pred("10 mg daily", "10 mg once daily"))["token_f1"] == pytest.approx(6 / 7)
+    assert token_f1(pred("nothing", "10 mg"))["token_f1"] == 0.0
+
+
+def test_field_accuracy_needs_each_fact_in_its_section():
+    output = "PATIENT: 8 y, male\nDIAGNOSIS: x\nTREATMENT: Cardivex 5 mg once daily\nFOLLOW-UP: 16 weeks"
+    scores = field_accuracy(pred(output, facts=FACTS), sections=SECTIONS, protocol_fields=["drug", "dose", "follow_up"])
+    # age right; "male" is not "female"; drug and dose right; "16 weeks" is not "6 weeks"
+    assert scores["field/age"] == 1.0 and scores["field/sex"] == 0.0
+    assert scores["field/drug"] == 1.0 and scores["field/dose"] == 1.0 and scores["field/follow_up"] == 0.0
+    assert scores["field_accuracy"] == pytest.approx(3 / 5)
+    assert scores["protocol_fact_accuracy"] == pytest.approx(2 / 3)
+    assert scores["format_compliance"] == 1.0
+
+
+def test_a_fact_in_the_wrong_section_does_not_count():
+    output = "PATIENT: Cardivex\nTREATMENT: 8 y\nFOLLOW-UP: none"
+    scores = field_accuracy(pred(output, facts=FACTS), sections=SECTIONS)
+    assert scores["field/drug"] == 0.0 and scores["field/age"] == 0.0
+
+
+def test_format_compliance_requires_all_sections_in_order():
+    swapped = "TREATMENT: a\nPATIENT: b\nFOLLOW-UP: c"
+    assert field_accuracy(pred(swapped, facts=FACTS), sections=SECTIONS)["format_compliance"] == 0.0
+    assert field_accuracy(pred("free text", facts=FACTS), sections=SECTIONS)["format_compliance"] == 0.0
+
+
+def test_field_accuracy_names_a_fact_the_example_lacks():
+    with pytest.raises(ConfigError, match="field_accuracy.sections.*referral"):
+        field_accuracy(pred("x", facts=FACTS), sections={"referral": "REFERRAL"})
+
+
+def test_report_sections_parses_headers_only():
+    assert report_sections("PATIENT: 8 y\nnote: lower case\nFOLLOW-UP: 2 weeks") == {"PATIENT": "8 y", "FOLLOW-UP": "2 weeks"}
+
+
+def test_recall_at_k_only_applies_where_passages_were_retrieved():
+    assert recall_at_k(pred("", gold=["a", "b"], retrieved=["b", "c"]))["recall_at_k"] == 0.5
+    assert recall_at_k(pred("", gold=["a"], retrieved=())) == {}
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+    small = mean_with_ci(rng.binomial(1, 0.5, 40).tolist())
+    large = mean_with_ci(rng.binomial(1, 0.5, 4000).tolist())
+    for agg in (small, large):
+        assert agg["ci_low"] <= agg["mean"] <= agg["ci_high"]
+    assert large["ci_high"] - large["ci_low"] < small["ci_high"] - small["ci_low"]
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    covered = sum(
+        agg["ci_low"] <= 0.3 <= agg["ci_high"]
+        for agg in (mean_with_ci(rng.binomial(1, 0.3, 100).tolist(), seed=i, resamples=500) for i in range(200))
+    )
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+def test_constant_scores_have_a_zero_width_interval():
+    assert mean_with_ci([1.0, 1.0, 1.0]) == {"mean": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 3}
+
+
+def test_score_predictions_fills_per_example_scores_and_aggregates():
+    predictions = [pred("a", "a"), pred("b", "c")]
+    aggregates = score_predictions(predictions, {"exact_match": {}})
+    assert [p.scores["exact_match"] for p in predictions] == [1.0, 0.0]
+    assert aggregates["exact_match"]["mean"] == 0.5 and aggregates["exact_match"]["n"] == 2
+
+
+def test_unknown_metric_is_a_config_error_listing_the_known_ones():
+    with pytest.raises(ConfigError, match=r"task.metrics.*bleurt.*registered.*rouge_l"):
+        score_predictions([pred("a", "a")], {"bleurt": {}})
