@@ -51,15 +51,22 @@ def train_once(generator, method, training, features, loss_fn) -> dict:  # noqa:
     process = psutil.Process()
     before = process.memory_info().rss
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = Bench(model=model, args=sft.training_arguments(training, scratch, generator.device),
-                        train_dataset=sft._dataset(features),
-                        data_collator=sft.RightPadCollator(generator.tokenizer.pad_token_id))
+        trainer = Bench(
+            model=model,
+            args=sft.training_arguments(training, scratch, generator.device),
+            train_dataset=sft._dataset(features),
+            data_collator=sft.RightPadCollator(generator.tokenizer.pad_token_id),
+        )
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
     generator.model = model.unload()
     tokens = trainer.state.num_input_tokens_seen
-    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "rss_growth_mb": (process.memory_info().rss - before) / 2**20}
+    return {
+        "tokens_per_s": tokens / seconds,
+        "seconds": seconds,
+        "rss_growth_mb": (process.memory_info().rss - before) / 2**20,
+    }
 
 
 def main() -> None:
@@ -75,14 +82,20 @@ def main() -> None:
     task = load_task(cfg.task.name, cfg.task.data, None, {"train": args.examples})
     generator = load_generator(cfg.generator)
     train = task.split("train")
-    prompts = prompts_for(PromptTemplate(**cfg.task.template), train, ZeroShot().build(train, None), generator.tokenizer)
-    features = sft.build_features(generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train],
-                                  cfg.training.max_length)
+    prompts = prompts_for(
+        PromptTemplate(**cfg.task.template), train, ZeroShot().build(train, None), generator.tokenizer
+    )
+    features = sft.build_features(
+        generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length
+    )
     results = {"plain HF loss": [], "ragft response-only loss": []}
     for _ in range(args.repeats):
-        results["plain HF loss"].append(train_once(generator, cfg.adaptation.method, cfg.training, features, plain_loss))
+        results["plain HF loss"].append(
+            train_once(generator, cfg.adaptation.method, cfg.training, features, plain_loss)
+        )
         results["ragft response-only loss"].append(
-            train_once(generator, cfg.adaptation.method, cfg.training, features, sft.response_only_loss))
+            train_once(generator, cfg.adaptation.method, cfg.training, features, sft.response_only_loss)
+        )
     best = {name: max(r["tokens_per_s"] for r in runs) for name, runs in results.items()}
     for name, runs in results.items():
         print(f"{name:26s} tokens/s {best[name]:7.1f}   runs: " + ", ".join(f"{r['tokens_per_s']:.1f}" for r in runs))

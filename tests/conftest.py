@@ -37,9 +37,9 @@ def artefact_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ[CACHE_ENV] = previous
 
 
-def compose_config(*overrides: str, results: Path | None = None) -> DictConfig:
+def compose_config(*overrides: str, results: Path | None = None, with_hydra: bool = False) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=False)
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
     if results is not None:
         with open_dict(cfg):
             cfg.paths.results = str(results)

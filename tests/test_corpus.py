@@ -15,15 +15,19 @@ def read(path: Path) -> list[dict]:
 
 
 def test_generator_reproduces_the_committed_files_byte_for_byte(tmp_path):
-    subprocess.run([sys.executable, str(CORPUS / "generate.py"), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(CORPUS / "generate.py"), "--out", str(tmp_path)], check=True, capture_output=True
+    )
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (CORPUS / name).read_bytes(), name
 
 
 def test_a_different_seed_gives_a_different_corpus(tmp_path):
-    subprocess.run([sys.executable, str(CORPUS / "generate.py"), "--out", str(tmp_path), "--seed", "7"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(CORPUS / "generate.py"), "--out", str(tmp_path), "--seed", "7"],
+        check=True,
+        capture_output=True,
+    )
     assert (tmp_path / "notes.jsonl").read_bytes() != (CORPUS / "notes.jsonl").read_bytes()
 
 

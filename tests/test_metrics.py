@@ -70,7 +70,10 @@ def test_field_accuracy_names_a_fact_the_example_lacks():
 
 
 def test_report_sections_parses_headers_only():
-    assert report_sections("PATIENT: 8 y\nnote: lower case\nFOLLOW-UP: 2 weeks") == {"PATIENT": "8 y", "FOLLOW-UP": "2 weeks"}
+    assert report_sections("PATIENT: 8 y\nnote: lower case\nFOLLOW-UP: 2 weeks") == {
+        "PATIENT": "8 y",
+        "FOLLOW-UP": "2 weeks",
+    }
 
 
 def test_recall_at_k_only_applies_where_passages_were_retrieved():

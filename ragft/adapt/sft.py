@@ -122,6 +122,7 @@ def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device) -
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,
         disable_tqdm=False,
+        include_num_input_tokens_seen="non_padding",
     )
 
 

@@ -1,6 +1,6 @@
 """Write an experiment's report.md from its run records (never from the configs that made them).
 
-    python -m ragft.report results/<experiment>
+python -m ragft.report results/<experiment>
 """
 
 from __future__ import annotations
@@ -53,26 +53,43 @@ def example_rows(records: Sequence[dict[str, Any]], n: int = N_EXAMPLES) -> list
     """The first `n` test examples with every run's output beside the reference."""
     per_run = {run_label(r, records): read_predictions(r)[:n] for r in records}
     first = next(iter(per_run.values()))
-    return [{"id": p["id"], "input": p["input"], "reference": p["reference"],
-             "outputs": {label: preds[i]["output"] for label, preds in per_run.items() if i < len(preds)}}
-            for i, p in enumerate(first)]
+    return [
+        {
+            "id": p["id"],
+            "input": p["input"],
+            "reference": p["reference"],
+            "outputs": {label: preds[i]["output"] for label, preds in per_run.items() if i < len(preds)},
+        }
+        for i, p in enumerate(first)
+    ]
 
 
 def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]]) -> str:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("ragft.report", "."), autoescape=False,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ragft.report", "."),
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters["cell"] = cell
     metric = primary_metric(records)
     first = records[0]["run"]
     return env.get_template("report.md.j2").render(
-        exp=exp_dir.name, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        n_runs=len(records), task=first["task"], generator=first["generator"], embedder=first["embedder"],
-        n_test=records[0]["metrics"][metric]["n"], primary=metric,
+        exp=exp_dir.name,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        n_runs=len(records),
+        task=first["task"],
+        generator=first["generator"],
+        embedder=first["embedder"],
+        n_test=records[0]["metrics"][metric]["n"],
+        primary=metric,
         leaderboard=markdown_table(leaderboard(records), "run"),
         fields=markdown_table(leaderboard(records, per_field=True), "run"),
         cost=markdown_table(cost_table(records), "run"),
         categories=markdown_table(category_table(records, metric), "category"),
-        examples=example_rows(records), config_diff=markdown_table(config_differences(records), "config key"),
+        examples=example_rows(records),
+        config_diff=markdown_table(config_differences(records), "config key"),
         wall=sum(r["run"]["wall_s"] for r in records),
     )
 

@@ -87,8 +87,9 @@ def category_table(records: Sequence[dict[str, Any]], metric: str) -> pd.DataFra
     """Mean of `metric` per category of the test examples (columns: runs)."""
     columns = {}
     for r in records:
-        frame = pd.DataFrame([{"category": p["category"], "score": p["scores"].get(metric)}
-                              for p in read_predictions(r)]).dropna()
+        frame = pd.DataFrame(
+            [{"category": p["category"], "score": p["scores"].get(metric)} for p in read_predictions(r)]
+        ).dropna()
         if not frame.empty:
             columns[run_label(r, records)] = frame.groupby("category")["score"].mean()
     table = pd.DataFrame(columns)

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from ragft.metrics import resolve_metrics
+from ragft.pipeline import arm_label
+from tests.conftest import CONF, compose_config
+
+ARMS = {
+    "zero_shot": ("none", "zero_shot"),
+    "few_shot": ("none", "few_shot"),
+    "rag": ("none", "rag"),
+    "lora": ("lora", "zero_shot"),
+    "lora_rag": ("lora", "rag"),
+}
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("arm", group_options("arm"))
+def test_every_arm_composes_to_its_adaptation_and_context(arm):
+    cfg = compose_config(f"arm={arm}")
+    assert (cfg.adaptation.name, cfg.context.name) == ARMS[arm]
+    assert arm_label(cfg.adaptation.name, cfg.context.name) == arm
+    instantiate(cfg.context.builder)
+
+
+def test_the_default_experiment_sweeps_every_arm():
+    cfg = compose_config("+exp=medical_reports", with_hydra=True)
+    assert cfg.exp_name == "medical_reports" and cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.sweeper.params.arm.split(",") == list(ARMS)
+
+
+@pytest.mark.parametrize("exp", group_options("exp"))
+def test_every_experiment_composes(exp):
+    cfg = compose_config(f"+exp={exp}", "+debug=smoke")
+    assert cfg.exp_name == exp
+
+
+@pytest.mark.parametrize("task", group_options("task"))
+def test_every_task_names_existing_files_and_known_metrics(task):
+    cfg = compose_config(f"task={task}")
+    assert Path(cfg.task.data.path).is_file() and Path(cfg.task.corpus.path).is_file()
+    resolve_metrics(cfg.task.metrics)
+
+
+@pytest.mark.parametrize("context", group_options("context"))
+def test_every_context_builder_instantiates(context):
+    instantiate(compose_config(f"context={context}").context.builder)
+
+
+def test_a_command_line_axis_beats_the_arm_shortcut():
+    cfg = compose_config("arm=lora_rag", "context=few_shot")
+    assert (cfg.adaptation.name, cfg.context.name) == ("lora", "few_shot")
+
+
+def test_hyper_parameters_are_plain_overrides():
+    cfg = compose_config(
+        "arm=lora", "adaptation.method.r=4", "training.learning_rate=0.01", "context=few_shot", "context.builder.k=3"
+    )
+    assert cfg.adaptation.method.r == 4 and cfg.training.learning_rate == 0.01 and cfg.context.builder.k == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "group"), [("arm=bogus", "arm"), ("task=bogus", "task"), ("generator=bogus", "generator")]
+)
+def test_unknown_group_options_list_the_available_ones(override, group):
+    with pytest.raises(ConfigCompositionException, match=rf"(?s)Could not find '{group}/bogus'.*Available options"):
+        compose_config(override)

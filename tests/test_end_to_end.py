@@ -1,0 +1,128 @@
+"""The experiment as a user runs it, on tiny models: every arm, every output file, reuse, the report."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARMS = ["zero_shot", "few_shot", "rag", "lora", "lora_rag"]
+
+
+def ragft(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=900,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    results = tmp_path_factory.mktemp("results")
+    ragft("ragft.run", "+exp=medical_reports", "+debug=smoke", f"paths.results={results}")
+    return results / "medical_reports"
+
+
+def run_dirs(exp_dir: Path) -> list[Path]:
+    return sorted(p for p in exp_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def test_every_arm_writes_a_complete_run_record(experiment):
+    dirs = run_dirs(experiment)
+    assert sorted(d.name.rsplit("-", 1)[0] for d in dirs) == sorted(ARMS)
+    for run_dir in dirs:
+        assert {"run.json", "config.yaml", "metrics.json", "cost.json", "predictions.jsonl", "run.log"} <= {
+            p.name for p in run_dir.iterdir()
+        }
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for name in ("rouge_l", "field_accuracy", "protocol_fact_accuracy", "format_compliance"):
+            agg = metrics[name]
+            assert agg["ci_low"] <= agg["mean"] <= agg["ci_high"] and agg["n"] == 6
+        predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+        assert len(predictions) == 6
+        assert {"input", "prompt", "retrieved", "output", "reference", "scores"} <= set(predictions[0])
+
+
+def test_costs_are_measured_for_every_arm(experiment):
+    for run_dir in run_dirs(experiment):
+        cost = json.loads((run_dir / "cost.json").read_text())
+        arm = json.loads((run_dir / "run.json").read_text())["arm"]
+        assert cost["prompt_tokens_mean"] > 0 and cost["latency_p50_s"] > 0 and cost["peak_rss_mb"] > 0
+        if arm.startswith("lora"):
+            assert 0 < cost["trainable_params"] < cost["total_params"]
+            assert cost["train_s"] > 0 and cost["adapter_bytes"] > 0
+        else:
+            assert cost["trainable_params"] == 0
+        if arm.endswith("rag"):
+            assert cost["index_bytes"] > 0 and cost["corpus_passages"] == 13
+
+
+def test_retrieval_and_few_shot_lengthen_the_prompt(experiment):
+    tokens = {}
+    for run_dir in run_dirs(experiment):
+        arm = json.loads((run_dir / "run.json").read_text())["arm"]
+        tokens[arm] = json.loads((run_dir / "cost.json").read_text())["prompt_tokens_mean"]
+    assert tokens["few_shot"] > tokens["zero_shot"] and tokens["rag"] > tokens["zero_shot"]
+    assert tokens["lora_rag"] == tokens["rag"] and tokens["lora"] == tokens["zero_shot"]
+
+
+def test_the_table_has_one_row_per_run_in_csv_and_parquet(experiment):
+    csv = pd.read_csv(experiment / "runs.csv")
+    parquet = pd.read_parquet(experiment / "runs.parquet")
+    assert sorted(csv["arm"]) == sorted(ARMS) and len(parquet) == len(ARMS)
+    assert {"field_accuracy", "field_accuracy_ci_low", "cost_trainable_params", "cost_latency_p95_s"} <= set(
+        csv.columns
+    )
+
+
+def test_the_report_compares_every_arm(experiment):
+    report = (experiment / "report.md").read_text()
+    for arm in ARMS:
+        assert f"| {arm} |" in report
+    for section in ("## Quality", "## Cost", "## Example predictions", "## What differs"):
+        assert section in report
+
+
+def test_a_rerun_reuses_finished_runs(experiment):
+    before = {d.name: (d / "metrics.json").stat().st_mtime_ns for d in run_dirs(experiment)}
+    result = ragft("ragft.run", "+exp=medical_reports", "+debug=smoke", f"paths.results={experiment.parent}")
+    assert result.stderr.count("reusing it") + result.stdout.count("reusing it") == len(ARMS)
+    assert {d.name: (d / "metrics.json").stat().st_mtime_ns for d in run_dirs(experiment)} == before
+
+
+def test_a_single_axis_sweep_adds_runs_to_the_same_table(experiment):
+    ragft(
+        "ragft.run",
+        "-m",
+        "+exp=medical_reports",
+        "+debug=smoke",
+        f"paths.results={experiment.parent}",
+        "arm=rag",
+        "context.builder.top_k=1,2",
+    )
+    table = pd.read_csv(experiment / "runs.csv")
+    assert len(table) == len(ARMS) + 1  # top_k=1 is the default rag run, reused
+    assert (table["arm"] == "rag").sum() == 2
+
+
+def test_the_report_command_rebuilds_the_report(experiment):
+    (experiment / "report.md").unlink()
+    result = ragft("ragft.report", str(experiment))
+    assert "report.md" in result.stdout and (experiment / "report.md").is_file()
+
+
+def test_the_clinic_qa_task_runs(tmp_path):
+    ragft("ragft.run", "+debug=smoke", "task=clinic_qa", "arm=rag", "exp_name=qa", f"paths.results={tmp_path}")
+    [run_dir] = run_dirs(tmp_path / "qa")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"exact_match", "token_f1", "recall_at_k"} <= set(metrics)

@@ -1,0 +1,102 @@
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from ragft.errors import ConfigError
+from ragft.prompting import FewShot, PromptTemplate, RandomShots, SimilarShots, ZeroShot
+from ragft.types import Context, Example, Passage
+
+TEMPLATE = PromptTemplate(
+    instruction="Write the report.",
+    input_format="Note: {input}",
+    passages_format="Protocols:\n{passages}",
+    passage_format="[{id}] {text}",
+    system="Be brief.",
+)
+
+
+def example(i: int, text: str = "") -> Example:
+    return Example(id=f"e{i}", input=text or f"note {i}", reference=f"report {i}")
+
+
+class KeywordEmbedder:
+    """Deterministic 'embedding': one dimension per keyword; enough to test nearest-neighbour choice."""
+
+    words = ("asthma", "migraine", "eczema")
+    train_pool: list[Example] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.array([[float(w in t) for w in self.words] + [0.1] for t in texts], dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+class PlainTokenizer:
+    chat_template = None
+
+
+def test_user_message_places_instruction_passages_and_input_in_order():
+    text = TEMPLATE.user_message(example(1), Context(passages=(Passage("p1", "Dose 5 mg."),)))
+    assert text == "Write the report.\n\nProtocols:\n[p1] Dose 5 mg.\n\nNote: note 1"
+
+
+def test_shots_become_prior_chat_turns_with_their_reference_as_the_answer():
+    messages = TEMPLATE.messages(example(1), Context(shots=(example(2), example(3))))
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert messages[2]["content"] == "report 2" and messages[-1]["content"].endswith("Note: note 1")
+
+
+def test_render_without_a_chat_template_joins_the_messages():
+    assert (
+        TEMPLATE.render(example(1), Context(), PlainTokenizer()) == "Be brief.\n\nWrite the report.\n\nNote: note 1\n\n"
+    )
+
+
+def test_render_uses_the_tokenizers_chat_template(smoke_cfg):
+    from transformers import AutoTokenizer
+
+    from ragft.models import resolve_source
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_source(smoke_cfg().generator.source, "generator.source"))
+    prompt = TEMPLATE.render(example(1), Context(), tokenizer)
+    assert prompt.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert prompt.endswith("Note: note 1<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_zero_shot_adds_nothing():
+    assert ZeroShot().build([example(1)], KeywordEmbedder()) == [Context()]
+
+
+def test_random_shots_are_seeded_and_exclude_the_example_itself():
+    resources = KeywordEmbedder()
+    resources.train_pool = [example(i) for i in range(6)]
+    builder = FewShot(k=3, selection=RandomShots(seed=4))
+    first = builder.build(resources.train_pool, resources, exclude_self=True)
+    assert first == builder.build(resources.train_pool, resources, exclude_self=True)
+    for ex, context in zip(resources.train_pool, first):
+        assert len(context.shots) == 3 and ex not in context.shots
+    assert FewShot(k=3, selection=RandomShots(seed=5)).build(resources.train_pool, resources, True) != first
+
+
+def test_similar_shots_pick_the_nearest_train_examples():
+    resources = KeywordEmbedder()
+    resources.train_pool = [
+        example(0, "asthma wheeze"),
+        example(1, "migraine aura"),
+        example(2, "eczema itch"),
+        example(3, "asthma night cough"),
+    ]
+    [context] = FewShot(k=2, selection=SimilarShots()).build([example(9, "asthma attack")], resources)
+    assert {s.id for s in context.shots} == {"e0", "e3"}
+
+
+def test_k_larger_than_the_train_split_names_the_config_key():
+    resources = KeywordEmbedder()
+    resources.train_pool = [example(i) for i in range(3)]
+    with pytest.raises(ConfigError, match=r"context.builder.k.*asks for 5.*train split has 3"):
+        FewShot(k=5, selection=RandomShots()).build([example(9)], resources)
+
+
+def test_k_must_be_positive():
+    with pytest.raises(ConfigError, match="context.builder.k"):
+        FewShot(k=0, selection=RandomShots())
