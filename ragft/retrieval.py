@@ -41,9 +41,16 @@ def embed_texts(embedder: Any, texts: Sequence[str], batch_size: int = 64, cache
 class DenseRetriever:
     """Any sentence-transformers embedder over a FAISS index built with `index_factory` (inner product)."""
 
-    def __init__(self, name: str = "dense", index: str = "Flat", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        name: str = "dense",
+        index: str = "Flat",
+        batch_size: int = 64,
+        search_params: dict[str, float] | None = None,
+    ) -> None:
         self.name = name
         self.index_spec = index
+        self.search_params = dict(search_params or {})
         self.batch_size = batch_size
         self.index: faiss.Index | None = None
         self.passages: list[Passage] = []
@@ -66,6 +73,13 @@ class DenseRetriever:
         if not index.is_trained:
             index.train(vectors)
         index.add(vectors)
+        for param, value in self.search_params.items():  # e.g. nprobe for IVF, efSearch for HNSW
+            try:
+                faiss.ParameterSpace().set_index_parameter(index, param, value)
+            except RuntimeError as err:
+                raise ConfigError(
+                    f"retriever.search_params.{param}", f"not valid for '{self.index_spec}': {err}"
+                ) from None
         self.index, self.passages = index, list(passages)
         self.stats = {
             "embed_corpus_s": embedded - start,

