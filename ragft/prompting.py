@@ -24,8 +24,8 @@ class PromptTemplate:
     passage_format: str = "[{id}] {text}"
     system: str | None = None
 
-    def user_message(self, example: Example, context: Context) -> str:
-        parts = [self.instruction]
+    def user_message(self, example: Example, context: Context, with_instruction: bool = True) -> str:
+        parts = [self.instruction] if with_instruction else []
         if context.passages:
             body = "\n".join(self.passage_format.format(id=p.id, text=p.text) for p in context.passages)
             parts.append(self.passages_format.format(passages=body))
@@ -33,12 +33,17 @@ class PromptTemplate:
         return "\n\n".join(parts)
 
     def messages(self, example: Example, context: Context) -> list[dict[str, str]]:
-        """Chat messages: system, one user/assistant turn per shot, then the example's turn."""
+        """Chat messages: system, one user/assistant turn per shot, then the example's turn.
+
+        The instruction is stated once, in the first user turn: repeating it in every shot would only
+        lengthen the prompt.
+        """
         messages = [{"role": "system", "content": self.system}] if self.system else []
-        for shot in context.shots:
-            messages.append({"role": "user", "content": self.user_message(shot, Context())})
+        for i, shot in enumerate(context.shots):
+            messages.append({"role": "user", "content": self.user_message(shot, Context(), with_instruction=i == 0)})
             messages.append({"role": "assistant", "content": shot.reference})
-        messages.append({"role": "user", "content": self.user_message(example, context)})
+        last = self.user_message(example, context, with_instruction=not context.shots)
+        messages.append({"role": "user", "content": last})
         return messages
 
     def render(self, example: Example, context: Context, tokenizer: Any) -> str:

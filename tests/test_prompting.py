@@ -43,7 +43,13 @@ def test_user_message_places_instruction_passages_and_input_in_order():
 def test_shots_become_prior_chat_turns_with_their_reference_as_the_answer():
     messages = TEMPLATE.messages(example(1), Context(shots=(example(2), example(3))))
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert messages[2]["content"] == "report 2" and messages[-1]["content"].endswith("Note: note 1")
+    assert messages[2]["content"] == "report 2" and messages[-1]["content"] == "Note: note 1"
+    # the instruction is stated once, in the first user turn
+    assert [m["content"].startswith("Write the report.") for m in messages if m["role"] == "user"] == [
+        True,
+        False,
+        False,
+    ]
 
 
 def test_render_without_a_chat_template_joins_the_messages():

@@ -1,4 +1,5 @@
-"""Hydra callback: rebuild the experiment table and report when a run or a sweep ends."""
+"""Hydra callback: after every job (one run, or one job of a sweep) refresh the experiment's table and
+report, so the report covers every finished run even if a later job of the sweep fails."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -13,17 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class ReportCallback(Callback):
-    def _report(self, config: DictConfig) -> None:
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         from ragft.report.render import write_report
 
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value
+            log.error("job %s failed: %s: %s", job_return.overrides, type(error).__name__, error)
         exp_dir = Path(config.paths.results) / config.exp_name
-        if exp_dir.is_dir():
-            paths = write_report(exp_dir)
-            if paths:
-                log.info("report: %s", ", ".join(str(p) for p in paths))
-
-    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._report(config)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._report(config)
+        if exp_dir.is_dir() and (paths := write_report(exp_dir)):
+            log.info("report: %s", paths[0])
