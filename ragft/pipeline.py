@@ -46,8 +46,10 @@ def arm_label(adaptation: str, context: str) -> str:
 
 
 def run_key(cfg: DictConfig) -> str:
+    """Hash of everything that can change a run's results (training settings only where it trains)."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY})
+    unused = ("training",) if cfg.adaptation.method is None else ()
+    return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY + unused})
 
 
 def prompts_for(

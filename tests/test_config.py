@@ -71,3 +71,12 @@ def test_hyper_parameters_are_plain_overrides():
 def test_unknown_group_options_list_the_available_ones(override, group):
     with pytest.raises(ConfigCompositionException, match=rf"(?s)Could not find '{group}/bogus'.*Available options"):
         compose_config(override)
+
+
+def test_run_identity_covers_what_changes_results_and_nothing_else():
+    from ragft.pipeline import run_key
+
+    assert run_key(compose_config("arm=zero_shot")) == run_key(compose_config("arm=zero_shot", "training.epochs=9"))
+    assert run_key(compose_config("arm=zero_shot")) == run_key(compose_config("arm=zero_shot", "paths.results=/x"))
+    assert run_key(compose_config("arm=lora")) != run_key(compose_config("arm=lora", "training.epochs=9"))
+    assert run_key(compose_config("arm=rag")) != run_key(compose_config("arm=rag", "context.builder.top_k=3"))
