@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,63 +66,85 @@ def packaged_sentence_transformer(package: str) -> str:
     return str(module.get_model_path())
 
 
-def tiny_llama(tokenizer_from: Any, hidden_size: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> str:
-    """A randomly initialised small Llama with a real tokenizer: fast tests of every code path."""
-    tokenizer_dir = resolve_source(tokenizer_from, "generator.source.tokenizer_from")
+def _tiny_model(
+    kind: str,
+    tokenizer_from: Any,
+    config_key: str,
+    seed: int,
+    dims: dict[str, int],
+    build: Callable[[Any], torch.nn.Module | Any],
+    save: Callable[[Any, Any, Path], None],
+) -> str:
+    """Build (once, cached by its settings) a randomly initialised model that uses a real tokenizer."""
+    from transformers import AutoTokenizer
 
-    def build(out: Path) -> None:
-        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    tokenizer_dir = resolve_source(tokenizer_from, config_key)
 
+    def create(out: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         torch.manual_seed(seed)
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=hidden_size * 2,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=heads,
-            max_position_embeddings=2048,
-            tie_word_embeddings=True,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+        save(build(tokenizer), tokenizer, out)
+
+    return str(cached_dir("models", content_key(kind, tokenizer_dir, dims, seed), create)[0])
+
+
+def tiny_llama(tokenizer_from: Any, hidden_size: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> str:
+    """A randomly initialised small Llama with a real tokenizer: fast tests of every code path."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def build(tokenizer: Any) -> Any:
+        return LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=hidden_size,
+                intermediate_size=hidden_size * 2,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                num_key_value_heads=heads,
+                max_position_embeddings=2048,
+                tie_word_embeddings=True,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         )
-        LlamaForCausalLM(config).save_pretrained(out)
+
+    def save(model: Any, tokenizer: Any, out: Path) -> None:
+        model.save_pretrained(out)
         tokenizer.save_pretrained(out)
 
-    key = content_key("tiny-llama", tokenizer_dir, hidden_size, layers, heads, seed)
-    return str(cached_dir("models", key, build)[0])
+    dims = {"hidden_size": hidden_size, "layers": layers, "heads": heads}
+    return _tiny_model("tiny-llama", tokenizer_from, "generator.source.tokenizer_from", seed, dims, build, save)
 
 
 def tiny_bert_embedder(
     tokenizer_from: Any, hidden_size: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
 ) -> str:
     """A randomly initialised small BERT sentence embedder (mean pooling) with a real tokenizer."""
-    tokenizer_dir = resolve_source(tokenizer_from, "embedder.source.tokenizer_from")
+    from transformers import BertConfig, BertModel
 
-    def build(out: Path) -> None:
-        from sentence_transformers import SentenceTransformer, models
-        from transformers import AutoTokenizer, BertConfig, BertModel
-
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        torch.manual_seed(seed)
-        config = BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=hidden_size * 2,
-            max_position_embeddings=512,
+    def build(tokenizer: Any) -> Any:
+        return BertModel(
+            BertConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=hidden_size,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                intermediate_size=hidden_size * 2,
+                max_position_embeddings=512,
+            )
         )
-        bert_dir = out / "bert"
-        BertModel(config).save_pretrained(bert_dir)
-        tokenizer.save_pretrained(bert_dir)
-        transformer = models.Transformer(str(bert_dir), max_seq_length=256)
+
+    def save(model: Any, tokenizer: Any, out: Path) -> None:
+        from sentence_transformers import SentenceTransformer, models
+
+        model.save_pretrained(out / "bert")
+        tokenizer.save_pretrained(out / "bert")
+        transformer = models.Transformer(str(out / "bert"), max_seq_length=256)
         SentenceTransformer(modules=[transformer, models.Pooling(hidden_size, "mean")], device="cpu").save(str(out))
 
-    key = content_key("tiny-bert", tokenizer_dir, hidden_size, layers, heads, seed)
-    return str(cached_dir("models", key, build)[0])
+    dims = {"hidden_size": hidden_size, "layers": layers, "heads": heads}
+    return _tiny_model("tiny-bert", tokenizer_from, "embedder.source.tokenizer_from", seed, dims, build, save)
 
 
 def resolve_source(source: Any, config_key: str) -> str:

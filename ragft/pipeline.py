@@ -10,9 +10,10 @@ import logging
 import platform
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -70,28 +71,20 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
         write_table(run_dir.parent)
         return run_dir
     writer = RunWriter(run_dir)
-    handler = _log_to(writer.staging / "run.log")
     try:
-        started = datetime.now(timezone.utc)
-        with PeakMemory() as memory:
-            timer = StageTimer()
-            metrics, predictions, cost = _execute(cfg, task, builder, timer)
-        cost.update(memory.record())
-        cost["stage_s"] = timer.seconds
-        info = _run_info(cfg, arm, run_dir.name, started)
-        higher = {m.name: m.higher_is_better for m in METRICS.values()}
-        metrics = {k: {**v, "higher_is_better": higher.get(k.split("/")[0], True)} for k, v in metrics.items()}
-        writer.write_json("run.json", info)
-        writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        writer.write_json("metrics.json", metrics)
-        writer.write_json("cost.json", cost)
-        writer.write_predictions(predictions)
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        with _log_to(writer.staging / "run.log"):
+            started = datetime.now(timezone.utc)
+            with PeakMemory() as memory:
+                timer = StageTimer()
+                metrics, predictions, cost = _execute(cfg, task, builder, timer)
+            cost.update(memory.record(), stage_s=timer.seconds)
+            writer.write_json("run.json", _run_info(cfg, arm, run_dir.name, started))
+            writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+            writer.write_json("metrics.json", _with_direction(metrics))
+            writer.write_json("cost.json", cost)
+            writer.write_predictions(predictions)
         writer.commit()
     except BaseException:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
         writer.abort()
         raise
     write_table(run_dir.parent)
@@ -111,7 +104,10 @@ def _execute(
     test = task.split("test")
     with timer.stage("load_generator"):
         generator = load_generator(cfg.generator)
-    cost: dict[str, Any] = {"base_" + k: v for k, v in parameter_counts(generator.model).items()}
+    cost: dict[str, Any] = {
+        "base_total_params": parameter_counts(generator.model)["total_params"],
+        "generation_batch_size": cfg.generation.batch_size,
+    }
     with timer.stage("build_context"):
         contexts = builder.build(test, resources)
         prompts = prompts_for(template, test, contexts, generator.tokenizer)
@@ -179,11 +175,23 @@ def _adapt(
     return generator, record.stats
 
 
-def _log_to(path: Path) -> logging.Handler:
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Copy every log record of the run into the run's own log file."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    return handler
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _with_direction(metrics: dict[str, dict]) -> dict[str, dict]:
+    """Add each score's `higher_is_better` (per-field scores inherit their metric's)."""
+    higher = {m.name: m.higher_is_better for m in METRICS.values()}
+    return {k: {**v, "higher_is_better": higher.get(k.split("/")[0], True)} for k, v in metrics.items()}
 
 
 def _run_info(cfg: DictConfig, arm: str, run_id: str, started: datetime) -> dict[str, Any]:
@@ -205,8 +213,15 @@ def _run_info(cfg: DictConfig, arm: str, run_id: str, started: datetime) -> dict
         "git_sha": _git_sha(),
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "versions": {p: version(p) for p in ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu")},
+        "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu")},
     }
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _git_sha() -> str:

@@ -84,6 +84,7 @@ def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]]) -> str:
         embedder=first["embedder"],
         n_test=records[0]["metrics"][metric]["n"],
         primary=metric,
+        metric_names={n for r in records for n in r["metrics"]},
         leaderboard=markdown_table(leaderboard(records), "run"),
         fields=markdown_table(leaderboard(records, per_field=True), "run"),
         cost=markdown_table(cost_table(records), "run"),
