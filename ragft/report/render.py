@@ -31,7 +31,7 @@ PRIMARY_METRICS = ("field_accuracy", "exact_match", "rouge_l", "token_f1")
 
 def cell(value: Any) -> str:
     """Markdown-safe table cell: HTML escaped, pipes escaped, newlines as <br>."""
-    return html.escape(str(value)).replace("|", "\\|").replace("\n", "<br>")
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", "<br>")
 
 
 def markdown_table(frame: pd.DataFrame, index_name: str = "") -> str:

@@ -103,13 +103,12 @@ def config_differences(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
         config = yaml.safe_load((r["dir"] / "config.yaml").read_text(encoding="utf-8"))
         config.pop("paths", None)
         flat[run_label(r, records)] = pd.json_normalize(config, sep=".").iloc[0].map(_cell)
-    table = pd.DataFrame(flat)
+    table = pd.DataFrame(flat).fillna("–")  # "–": the run's config has no such key
     if table.empty:
         return table
-    differs = table.nunique(axis=1, dropna=False) > 1
-    return table[differs]
+    return table[table.nunique(axis=1) > 1]
 
 
 def _cell(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    text = json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
