@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ragft.data import load_task
-from ragft.generation import generate
+from ragft.generation import encode, generate
 from ragft.models import load_generator
 from ragft.pipeline import prompts_for
 from ragft.prompting import PromptTemplate
@@ -65,7 +65,7 @@ def main() -> None:
     generator = load_generator(cfg.generator)
     test = task.split("test")
     contexts = instantiate(cfg.context.builder).build(test, RunResources(task, cfg.embedder, cfg.retriever))
-    prompts = prompts_for(PromptTemplate(**cfg.task.template), test, contexts, generator.tokenizer)
+    prompts = prompts_for(PromptTemplate.from_config(cfg.task.template), test, contexts, generator.tokenizer)
     max_new = cfg.task.generation.max_new_tokens
 
     start = time.perf_counter()
@@ -73,7 +73,11 @@ def main() -> None:
     plain_s = time.perf_counter() - start
     start = time.perf_counter()
     ours = generate(
-        generator, prompts, [e.id for e in test], max_new, batch_size=args.batch_size or cfg.generation.batch_size
+        generator,
+        encode(generator, prompts),
+        [e.id for e in test],
+        max_new,
+        batch_size=args.batch_size or cfg.generation.batch_size,
     )
     ours_s = time.perf_counter() - start
     ours_tokens = sum(g.output_tokens for g in ours)

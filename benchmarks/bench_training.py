@@ -83,7 +83,7 @@ def main() -> None:
     generator = load_generator(cfg.generator)
     train = task.split("train")
     prompts = prompts_for(
-        PromptTemplate(**cfg.task.template), train, ZeroShot().build(train, None), generator.tokenizer
+        PromptTemplate.from_config(cfg.task.template), train, ZeroShot().build(train, None), generator.tokenizer
     )
     features = sft.build_features(
         generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length

@@ -53,15 +53,26 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | 
     with FileLock(str(final) + ".lock"):
         if final.is_dir():
             return final, False
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+        tmp = staging_dir(final)
         try:
             build(tmp)
-            os.replace(tmp, final)
+            publish(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     log.info("cached %s at %s", kind, final)
     return final, True
+
+
+def staging_dir(final: Path) -> Path:
+    """A hidden sibling folder of `final` to build it in (same file system, so publishing is a rename)."""
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Move a finished staging folder into place in one rename, readable like any other folder."""
+    staging.chmod(0o755)
+    os.replace(staging, final)
 
 
 def dir_bytes(path: str | Path) -> int:

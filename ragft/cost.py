@@ -14,11 +14,16 @@ import torch
 
 
 class PeakMemory:
-    """Samples this process's resident memory in a background thread; records the peak (and CUDA's)."""
+    """Samples this process's resident memory in a background thread; records the peak (and CUDA's).
+
+    The resident memory at the start is recorded too: in a sweep, the jobs share one process, so a
+    later job's peak includes what earlier jobs left allocated.
+    """
 
     def __init__(self, interval_s: float = 0.1) -> None:
         self.interval_s = interval_s
         self.peak_rss = 0
+        self.start_rss = psutil.Process().memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -39,7 +44,7 @@ class PeakMemory:
         self._thread.join()
 
     def record(self) -> dict[str, float]:
-        out = {"peak_rss_mb": self.peak_rss / 2**20}
+        out = {"peak_rss_mb": self.peak_rss / 2**20, "rss_at_start_mb": self.start_rss / 2**20}
         if torch.cuda.is_available():
             out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
         return out

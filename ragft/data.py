@@ -10,7 +10,8 @@ from typing import Any
 from ragft.errors import ConfigError, DataError
 from ragft.types import Example, Passage, TaskData
 
-SPLITS = ("train", "validation", "test")
+REQUIRED_SPLITS = ("train", "test")
+REQUIRED_FIELDS = ("id", "input", "reference", "split")
 
 
 def read_jsonl(path: str | Path, config_key: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -56,7 +57,15 @@ def load_examples(
     facts) to the file's field names; a null optional name means the file has no such field.
     """
     path = Path(path)
+    missing = [name for name in REQUIRED_FIELDS if not fields.get(name)]
+    if missing:
+        raise ConfigError(
+            "task.data.fields",
+            f"no mapping for {missing}.",
+            "Map each of id, input, reference and split to a field of the data file.",
+        )
     splits: dict[str, list[Example]] = {}
+    first_line: dict[str, int] = {}
     for line, record in read_jsonl(path, config_key):
         split = str(_field(record, fields["split"], path, line, str))
         optional = {
@@ -76,6 +85,14 @@ def load_examples(
             gold_passages=tuple(str(p) for p in values["gold_passages"]),
             facts={str(k): str(v) for k, v in values["facts"].items()},
         )
+        if example.id in first_line:
+            raise DataError(
+                path,
+                f"duplicate id '{example.id}' (first on line {first_line[example.id]})",
+                line=line,
+                field=fields["id"],
+            )
+        first_line[example.id] = line
         splits.setdefault(split, []).append(example)
     return splits
 
@@ -101,7 +118,7 @@ def load_task(
     `limits` caps each split to its first n examples (the default experiment's size knob).
     """
     splits = load_examples(data["path"], data["fields"])
-    for split in SPLITS:
+    for split in REQUIRED_SPLITS:
         if not splits.get(split):
             raise DataError(
                 data["path"],

@@ -35,23 +35,27 @@ def check_fits(lengths: Sequence[int], ids: Sequence[str], max_new_tokens: int, 
             )
 
 
+def encode(generator: Generator, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt (the template already holds the special tokens)."""
+    return [generator.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
 @torch.inference_mode()
 def generate(
     generator: Generator,
-    prompts: Sequence[str],
+    encoded: Sequence[list[int]],
     ids: Sequence[str],
     max_new_tokens: int,
     batch_size: int = 8,
     desc: str = "generating",
 ) -> list[Generation]:
-    """Greedy answers to `prompts`, in their order; latency is the wall time of the example's batch."""
+    """Greedy answers to the `encoded` prompts, in their order; latency is the wall time of the example's batch."""
     tokenizer, model = generator.tokenizer, generator.model
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     check_fits([len(e) for e in encoded], ids, max_new_tokens, generator.max_context)
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    results: list[Generation | None] = [None] * len(prompts)
-    eos = [t for t in {tokenizer.eos_token_id, model.generation_config.eos_token_id} if t is not None]
-    with tqdm(total=len(prompts), desc=desc, unit="ex") as progress:
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    results: list[Generation | None] = [None] * len(encoded)
+    eos = stop_token_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)
+    with tqdm(total=len(encoded), desc=desc, unit="ex") as progress:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = tokenizer.pad(
@@ -77,6 +81,16 @@ def generate(
                 results[row] = Generation(text, len(encoded[row]), len(kept), elapsed)
             progress.update(len(rows))
     return results  # type: ignore[return-value]
+
+
+def stop_token_ids(*ids: int | Sequence[int] | None) -> list[int]:
+    """Every end-of-sequence id, whether given as one id or a list (Llama 3, Qwen 2.5 use lists)."""
+    flat: list[int] = []
+    for value in ids:
+        for token in [value] if isinstance(value, int) else list(value or []):
+            if token not in flat:
+                flat.append(token)
+    return flat
 
 
 def _until_eos(tokens: list[int], eos: Sequence[int]) -> list[int]:

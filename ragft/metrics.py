@@ -7,6 +7,7 @@ takes one prediction and returns a dict of named scores in [0, 1], or {} where i
 
 from __future__ import annotations
 
+import inspect
 import re
 import string
 from collections import Counter
@@ -19,7 +20,7 @@ import numpy as np
 from scipy import stats
 
 from ragft.errors import ConfigError
-from ragft.types import Prediction
+from ragft.types import Example, Prediction
 
 MetricFn = Callable[..., dict[str, float]]
 
@@ -152,6 +153,22 @@ def resolve_metrics(selection: Mapping[str, Mapping[str, Any] | None]) -> list[t
     if unknown:
         raise ConfigError("task.metrics", f"unknown metric(s) {unknown}; registered: {sorted(METRICS)}.")
     return [(METRICS[name], dict(params or {})) for name, params in selection.items()]
+
+
+def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Example) -> None:
+    """Fail before any work on unknown metrics, wrong parameters, or settings that do not fit the data:
+    each metric scores `example` with its own reference as the output."""
+    probe = Prediction(example=example, prompt="", output=example.reference, retrieved=example.gold_passages)
+    for metric, params in resolve_metrics(selection):
+        key = f"task.metrics.{metric.name}"
+        try:
+            inspect.signature(metric.fn).bind(probe, **params)
+        except TypeError as err:
+            raise ConfigError(key, f"{err}.", f"Parameters of {metric.name}: {inspect.signature(metric.fn)}.") from None
+        try:
+            metric.fn(probe, **params)
+        except (KeyError, ValueError, TypeError) as err:
+            raise ConfigError(key, f"does not fit example '{example.id}': {err!r}.") from None
 
 
 def score_predictions(

@@ -85,7 +85,15 @@ def _tiny_model(
         torch.manual_seed(seed)
         save(build(tokenizer), tokenizer, out)
 
-    return str(cached_dir("models", content_key(kind, tokenizer_dir, dims, seed), create)[0])
+    key = content_key(kind, _tokenizer_identity(tokenizer_dir), dims, seed)
+    return str(cached_dir("models", key, create)[0])
+
+
+def _tokenizer_identity(folder: str) -> str:
+    """The tokenizer's content where it has a tokenizer.json (so the key does not depend on where the
+    cache lives), else its location."""
+    path = Path(folder) / "tokenizer.json"
+    return f"sha256:{file_digest(path)}" if path.is_file() else folder
 
 
 def tiny_llama(tokenizer_from: Any, hidden_size: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> str:

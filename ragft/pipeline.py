@@ -22,11 +22,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.adapt.sft import build_features, load_adapted, train_adapter
-from ragft.cache import content_key
+from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import load_task
-from ragft.generation import check_fits, generate
-from ragft.metrics import METRICS, resolve_metrics, score_predictions
+from ragft.generation import check_fits, encode, generate
+from ragft.metrics import METRICS, check_metrics, score_predictions
 from ragft.models import Generator, load_generator
 from ragft.prompting import ContextBuilder, PromptTemplate
 from ragft.record import RunWriter, is_finished, write_table
@@ -47,10 +47,20 @@ def arm_label(adaptation: str, context: str) -> str:
 
 
 def run_key(cfg: DictConfig) -> str:
-    """Hash of everything that can change a run's results (training settings only where it trains)."""
+    """Hash of everything that can change a run's results: the resolved config with data files named by
+    their content (not their path), training settings only where the arm trains, no output locations."""
     container = OmegaConf.to_container(cfg, resolve=True)
+    container["task"]["data"]["path"] = _content_of(cfg.task.data.path)
+    if cfg.task.get("corpus"):
+        container["task"]["corpus"]["path"] = _content_of(cfg.task.corpus.path)
     unused = ("training",) if cfg.adaptation.method is None else ()
+    if "training" in container:
+        container["training"].pop("logging_steps", None)
     return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY + unused})
+
+
+def _content_of(path: str) -> str:
+    return f"sha256:{file_digest(path)}" if Path(path).is_file() else str(path)
 
 
 def prompts_for(
@@ -62,7 +72,8 @@ def prompts_for(
 def run_experiment_arm(cfg: DictConfig) -> Path:
     """Run the arm that `cfg` describes unless an identical finished run exists; return its folder."""
     task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
-    resolve_metrics(cfg.task.metrics)  # unknown metrics fail before any work
+    PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
+    check_metrics(cfg.task.metrics, task.split("test")[0])  # ... and so do metric settings
     builder: ContextBuilder = instantiate(cfg.context.builder)
     arm = arm_label(cfg.adaptation.name, cfg.context.name)
     run_dir = Path(cfg.paths.results) / cfg.exp_name / f"{arm}-{run_key(cfg)}"
@@ -99,7 +110,7 @@ def _execute(
     timer: StageTimer,
 ) -> tuple[dict, list[Prediction], dict]:
     torch.manual_seed(cfg.seed)
-    template = PromptTemplate(**cfg.task.template)
+    template = PromptTemplate.from_config(cfg.task.template)
     resources = RunResources(task, cfg.embedder, cfg.retriever)
     test = task.split("test")
     with timer.stage("load_generator"):
@@ -111,8 +122,10 @@ def _execute(
     with timer.stage("build_context"):
         contexts = builder.build(test, resources)
         prompts = prompts_for(template, test, contexts, generator.tokenizer)
-    lengths = [len(generator.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    check_fits(lengths, [e.id for e in test], cfg.task.generation.max_new_tokens, generator.max_context)
+    encoded = encode(generator, prompts)  # a prompt too long for the model fails here, before any training
+    check_fits(
+        [len(e) for e in encoded], [e.id for e in test], cfg.task.generation.max_new_tokens, generator.max_context
+    )
     if cfg.adaptation.method is not None:
         with timer.stage("train"):
             generator, train_stats = _adapt(cfg, task, builder, resources, template, generator)
@@ -122,7 +135,7 @@ def _execute(
     with timer.stage("generate"):
         generations = generate(
             generator,
-            prompts,
+            encoded,
             [e.id for e in test],
             cfg.task.generation.max_new_tokens,
             batch_size=cfg.generation.batch_size,

@@ -4,8 +4,9 @@ carries besides the input (nothing, demonstration examples, or retrieved passage
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,6 +24,29 @@ class PromptTemplate:
     passages_format: str = "Reference documents:\n{passages}"
     passage_format: str = "[{id}] {text}"
     system: str | None = None
+
+    PLACEHOLDERS = {"input_format": {"input"}, "passages_format": {"passages"}, "passage_format": {"id", "text"}}
+
+    def __post_init__(self) -> None:
+        for name, allowed in self.PLACEHOLDERS.items():
+            used = {field for _, field, _, _ in string.Formatter().parse(getattr(self, name)) if field is not None}
+            if used - allowed:
+                raise ConfigError(
+                    f"task.template.{name}",
+                    f"unknown placeholder(s) {sorted(used - allowed)}.",
+                    f"Available: {sorted(allowed)}.",
+                )
+
+    @classmethod
+    def from_config(cls, template: Mapping[str, Any]) -> PromptTemplate:
+        unknown = set(template) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(
+                "task.template",
+                f"unknown key(s) {sorted(unknown)}.",
+                f"Expected some of {sorted(f.name for f in fields(cls))}.",
+            )
+        return cls(**template)
 
     def user_message(self, example: Example, context: Context, with_instruction: bool = True) -> str:
         parts = [self.instruction] if with_instruction else []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
+from ragft.cache import publish, staging_dir
 from ragft.types import Prediction
 
 RUN_FILES = ("run.json", "config.yaml", "metrics.json", "cost.json", "predictions.jsonl")
@@ -28,7 +28,7 @@ class RunWriter:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         run_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-", dir=run_dir.parent))
+        self.staging = staging_dir(run_dir)
 
     def write_json(self, name: str, data: Any) -> None:
         (self.staging / name).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -42,9 +42,9 @@ class RunWriter:
                 handle.write(json.dumps(prediction.record(), ensure_ascii=False) + "\n")
 
     def commit(self) -> None:
-        if self.run_dir.exists():
+        if self.run_dir.exists():  # an unfinished folder left by hand; a finished one is never rewritten
             shutil.rmtree(self.run_dir)
-        os.replace(self.staging, self.run_dir)
+        publish(self.staging, self.run_dir)
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -45,13 +45,11 @@ class DenseRetriever:
         self,
         name: str = "dense",
         index: str = "Flat",
-        batch_size: int = 64,
         search_params: dict[str, float] | None = None,
     ) -> None:
         self.name = name
         self.index_spec = index
         self.search_params = dict(search_params or {})
-        self.batch_size = batch_size
         self.index: faiss.Index | None = None
         self.passages: list[Passage] = []
         self.stats: dict[str, float] = {}
@@ -68,10 +66,14 @@ class DenseRetriever:
         embedded = time.perf_counter()
         try:
             index = faiss.index_factory(vectors.shape[1], self.index_spec, faiss.METRIC_INNER_PRODUCT)
+            if not index.is_trained:
+                index.train(vectors)
         except RuntimeError as err:
-            raise ConfigError("retriever.index", f"FAISS cannot build '{self.index_spec}': {err}") from None
-        if not index.is_trained:
-            index.train(vectors)
+            raise ConfigError(
+                "retriever.index",
+                f"FAISS cannot build '{self.index_spec}' over "
+                f"{len(passages)} passages: {str(err).strip().splitlines()[-1]}",
+            ) from None
         index.add(vectors)
         for param, value in self.search_params.items():  # e.g. nprobe for IVF, efSearch for HNSW
             try:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.errors import RagftError
@@ -27,6 +29,8 @@ def main(cfg: DictConfig) -> None:
         run_experiment_arm(cfg)
     except RagftError as err:
         log.error("%s", err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the job as failed, runs the other jobs, then reports the error
         print(f"ragft: error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -80,3 +80,17 @@ def test_run_identity_covers_what_changes_results_and_nothing_else():
     assert run_key(compose_config("arm=zero_shot")) == run_key(compose_config("arm=zero_shot", "paths.results=/x"))
     assert run_key(compose_config("arm=lora")) != run_key(compose_config("arm=lora", "training.epochs=9"))
     assert run_key(compose_config("arm=rag")) != run_key(compose_config("arm=rag", "context.builder.top_k=3"))
+
+
+def test_run_identity_follows_data_content_not_its_location(tmp_path):
+    import shutil
+
+    from ragft.pipeline import run_key
+    from tests.conftest import ROOT
+
+    shutil.copytree(ROOT / "corpora", tmp_path / "corpora")
+    moved = compose_config("arm=rag", f"paths.corpora={tmp_path / 'corpora'}")
+    assert run_key(moved) == run_key(compose_config("arm=rag"))
+    notes = tmp_path / "corpora" / "clinic" / "notes.jsonl"
+    notes.write_text(notes.read_text().replace("Cardivex", "Cardivax"))
+    assert run_key(moved) != run_key(compose_config("arm=rag"))

@@ -126,3 +126,26 @@ def test_the_clinic_qa_task_runs(tmp_path):
     [run_dir] = run_dirs(tmp_path / "qa")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"exact_match", "token_f1", "recall_at_k"} <= set(metrics)
+
+
+def test_a_failing_arm_does_not_stop_the_others_and_the_sweep_fails_loudly(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ragft.run",
+            "+exp=medical_reports",
+            "+debug=smoke",
+            f"paths.results={tmp_path}",
+            "task.limits.train=1",
+        ],  # few_shot asks for k=2 demonstrations: only that arm is invalid
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert result.returncode != 0
+    assert "config `context.builder.k`: asks for 2 examples but the train split has 1" in result.stderr
+    written = sorted(d.name.rsplit("-", 1)[0] for d in run_dirs(tmp_path / "medical_reports"))
+    assert written == sorted(set(ARMS) - {"few_shot"})
+    assert "| lora_rag |" in (tmp_path / "medical_reports" / "report.md").read_text()

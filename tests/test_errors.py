@@ -69,7 +69,56 @@ def test_field_mapping_to_an_absent_column(smoke_cfg, tmp_path):
 
 def test_a_split_without_examples(smoke_cfg, tmp_path):
     only_train = write_notes(tmp_path / "notes.jsonl", lambda lines: [ln for ln in lines if '"split": "train"' in ln])
-    run_expecting(DataError, r"no examples in split 'validation'", smoke_cfg(f"task.data.path={only_train}"), tmp_path)
+    run_expecting(DataError, r"no examples in split 'test'", smoke_cfg(f"task.data.path={only_train}"), tmp_path)
+
+
+def test_duplicate_ids(smoke_cfg, tmp_path):
+    bad = write_notes(tmp_path / "notes.jsonl", lambda lines: [*lines[:6], lines[2], *lines[6:]])
+    run_expecting(
+        DataError,
+        r"line 7, field 'id': duplicate id 'note-train-002' \(first on line 3\)",
+        smoke_cfg(f"task.data.path={bad}"),
+        tmp_path,
+    )
+
+
+def test_a_field_mapping_without_split(smoke_cfg, tmp_path):
+    run_expecting(
+        ConfigError, r"task.data.fields.*no mapping for \['split'\]", smoke_cfg("task.data.fields.split=null"), tmp_path
+    )
+
+
+def test_an_unknown_template_placeholder(smoke_cfg, tmp_path):
+    run_expecting(
+        ConfigError,
+        r"task.template.input_format.*unknown placeholder\(s\) \['note'\]",
+        smoke_cfg("task.template.input_format='Note: {note}'"),
+        tmp_path,
+    )
+
+
+def test_metric_settings_that_do_not_fit_the_data(smoke_cfg, tmp_path):
+    run_expecting(
+        ConfigError,
+        r"task.metrics.field_accuracy.*does not fit example",
+        smoke_cfg("task.metrics.field_accuracy.protocol_fields=[drug,allergy]"),
+        tmp_path,
+    )
+    run_expecting(
+        ConfigError,
+        r"task.metrics.rouge_l.*unexpected keyword argument 'stem'",
+        smoke_cfg("+task.metrics.rouge_l.stem=true"),
+        tmp_path,
+    )
+
+
+def test_an_index_that_cannot_be_trained_on_the_corpus(smoke_cfg, tmp_path):
+    run_expecting(
+        ConfigError,
+        r"retriever.index.*'IVF16,Flat' over 13 passages",
+        smoke_cfg("arm=rag", "retriever.index='IVF16,Flat'"),
+        tmp_path,
+    )
 
 
 def test_k_larger_than_the_train_split(smoke_cfg, tmp_path):

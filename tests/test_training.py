@@ -69,3 +69,17 @@ def test_an_identical_adapter_is_reused_not_retrained(smoke_cfg, generator, feat
     )
     other = OmegaConf.merge(cfg.training, {"learning_rate": 0.5})
     assert train_adapter(generator, cfg.adaptation.method, other, features).adapter_dir != first.adapter_dir
+
+
+def test_the_response_only_path_is_used_only_where_it_is_exact(generator):
+    from peft import LoraConfig, PromptTuningConfig, get_peft_model
+
+    from ragft.adapt.sft import supports_response_only_loss
+
+    lora = get_peft_model(generator.model, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj"]))
+    assert supports_response_only_loss(lora)
+    generator.model = lora.unload()
+    prompt = get_peft_model(generator.model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    assert not supports_response_only_loss(prompt)  # virtual tokens shift positions: use the model's loss
+    generator.model.config.final_logit_softcapping = 30.0
+    assert not supports_response_only_loss(generator.model)  # logits are post-processed

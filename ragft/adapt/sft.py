@@ -69,10 +69,31 @@ class RightPadCollator:
         }
 
 
+# Config attributes through which a model post-processes its logits; a model with any of them set gets
+# the plain forward loss, since the response-only path computes the LM head's output directly.
+LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logits_scaling", "logit_scale", "output_multiplier_scale")
+
+
+def supports_response_only_loss(model: Any) -> bool:
+    """True for a (peft-wrapped) decoder-only LM whose logits are exactly `lm_head(hidden)`, trained with
+    an adapter that does not prepend virtual tokens (prompt, prefix and P-tuning do)."""
+    config = getattr(model, "peft_config", {})
+    if any(c.is_prompt_learning for c in config.values()):
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not (callable(getattr(base, "get_decoder", None)) and base.get_output_embeddings() is not None):
+        return False
+    return not any(getattr(base.config, attr, None) not in (None, 1, 1.0) for attr in LOGIT_POSTPROCESSING)
+
+
 def response_only_loss(
     model: Any, inputs: dict[str, torch.Tensor], num_items: int | torch.Tensor | None
 ) -> torch.Tensor:
-    """Causal-LM loss computed from hidden states at the positions that predict a response token."""
+    """Causal-LM loss computed from hidden states at the positions that predict a response token.
+
+    Summed and divided by `num_items` (the Trainer's token count over the accumulation window) when
+    given, else the mean over this batch's response tokens.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.get_decoder()(
         input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
@@ -88,11 +109,16 @@ def _trainer_class() -> type:
     from transformers import Trainer
 
     class ResponseOnlyTrainer(Trainer):
-        loss_is_scaled_for_ga = True
+        """Uses the response-only loss where it is exact, the model's own loss elsewhere."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-            loss = response_only_loss(model, inputs, num_items_in_batch)
-            return (loss, None) if return_outputs else loss
+            if supports_response_only_loss(model):
+                loss = response_only_loss(model, inputs, num_items_in_batch)
+                # normalised over the whole accumulation window only when the Trainer gave its token count
+                self.loss_is_scaled_for_ga = num_items_in_batch is not None
+                return (loss, None) if return_outputs else loss
+            self.loss_is_scaled_for_ga = None
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     return ResponseOnlyTrainer
 
@@ -137,7 +163,7 @@ def train_adapter(
         "adapter",
         generator.path,
         OmegaConf.to_container(method, resolve=True),
-        OmegaConf.to_container(training, resolve=True),
+        {k: v for k, v in OmegaConf.to_container(training, resolve=True).items() if k != "logging_steps"},
         features,
     )
 

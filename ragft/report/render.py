@@ -50,17 +50,17 @@ def primary_metric(records: Sequence[dict[str, Any]]) -> str:
 
 
 def example_rows(records: Sequence[dict[str, Any]], n: int = N_EXAMPLES) -> list[dict[str, Any]]:
-    """The first `n` test examples with every run's output beside the reference."""
-    per_run = {run_label(r, records): read_predictions(r)[:n] for r in records}
-    first = next(iter(per_run.values()))
+    """The first `n` test examples (of the first run) with every run's output for the same example id."""
+    per_run = {run_label(r, records): {p["id"]: p for p in read_predictions(r)} for r in records}
+    first = list(next(iter(per_run.values())).values())[:n]
     return [
         {
             "id": p["id"],
             "input": p["input"],
             "reference": p["reference"],
-            "outputs": {label: preds[i]["output"] for label, preds in per_run.items() if i < len(preds)},
+            "outputs": {label: preds[p["id"]]["output"] for label, preds in per_run.items() if p["id"] in preds},
         }
-        for i, p in enumerate(first)
+        for p in first
     ]
 
 
@@ -74,15 +74,14 @@ def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]]) -> str:
     )
     env.filters["cell"] = cell
     metric = primary_metric(records)
-    first = records[0]["run"]
     return env.get_template("report.md.j2").render(
         exp=exp_dir.name,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_runs=len(records),
-        task=first["task"],
-        generator=first["generator"],
-        embedder=first["embedder"],
-        n_test=records[0]["metrics"][metric]["n"],
+        task=", ".join(sorted({r["run"]["task"] for r in records})),
+        generator=", ".join(sorted({r["run"]["generator"] for r in records})),
+        embedder=", ".join(sorted({r["run"]["embedder"] for r in records})),
+        n_test=max(r["metrics"][metric]["n"] for r in records if metric in r["metrics"]),
         primary=metric,
         metric_names={n for r in records for n in r["metrics"]},
         leaderboard=markdown_table(leaderboard(records), "run"),
