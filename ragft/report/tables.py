@@ -21,7 +21,7 @@ COST_COLUMNS = {
     "prompt_tokens_mean": "prompt tokens/example",
     "generation_tokens_per_s": "generated tokens/s",
     "latency": "latency p50 / p95 (s)",
-    "peak_rss_mb": "peak RSS (MB)",
+    "peak_rss_mb": "peak RSS (at start) MB",
 }
 
 
@@ -73,7 +73,8 @@ def cost_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "prompt_tokens_mean": f"{c['prompt_tokens_mean']:.0f}",
             "generation_tokens_per_s": f"{c['generation_tokens_per_s']:.1f}",
             "latency": f"{c['latency_p50_s']:.2f} / {c['latency_p95_s']:.2f}",
-            "peak_rss_mb": f"{c['peak_rss_mb']:.0f}",
+            "peak_rss_mb": f"{c['peak_rss_mb']:.0f}"
+            + (f" ({c['rss_at_start_mb']:.0f})" if "rss_at_start_mb" in c else ""),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename(columns=COST_COLUMNS)
 
