@@ -89,7 +89,13 @@ def test_the_report_compares_every_arm(experiment):
     report = (experiment / "report.md").read_text()
     for arm in ARMS:
         assert f"| {arm} |" in report
-    for section in ("## Quality", "## Cost", "## Example predictions", "## What differs"):
+    for section in (
+        "## Quality",
+        "### Against the baseline (`zero_shot`)",
+        "## Cost",
+        "## Example predictions",
+        "## What differs",
+    ):
         assert section in report
 
 
@@ -117,8 +123,16 @@ def test_a_single_axis_sweep_adds_runs_to_the_same_table(experiment):
 
 def test_the_report_command_rebuilds_the_report(experiment):
     (experiment / "report.md").unlink()
-    result = ragft("ragft.report", str(experiment))
-    assert "report.md" in result.stdout and (experiment / "report.md").is_file()
+    result = ragft("ragft.report", str(experiment), "--baseline", "lora")
+    assert "report.md" in result.stdout
+    assert "### Against the baseline (`lora`)" in (experiment / "report.md").read_text()
+    unknown = subprocess.run(
+        [sys.executable, "-m", "ragft.report", str(experiment), "--baseline", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert unknown.returncode == 2 and "baseline 'nope' is not one of the runs" in unknown.stderr
 
 
 def test_the_clinic_qa_task_runs(tmp_path):

@@ -16,9 +16,11 @@ import pandas as pd
 
 from ragft.record import write_table
 from ragft.report.tables import (
+    baseline_comparison,
     category_table,
     config_differences,
     cost_table,
+    default_baseline,
     leaderboard,
     load_records,
     read_predictions,
@@ -64,7 +66,7 @@ def example_rows(records: Sequence[dict[str, Any]], n: int = N_EXAMPLES) -> list
     ]
 
 
-def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]]) -> str:
+def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]], baseline: str | None = None) -> str:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("ragft.report", "."),
         autoescape=False,
@@ -73,6 +75,10 @@ def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]]) -> str:
         keep_trailing_newline=True,
     )
     env.filters["cell"] = cell
+    labels = [run_label(r, records) for r in records]
+    baseline = baseline or default_baseline(records)
+    if baseline not in labels:
+        raise ValueError(f"baseline '{baseline}' is not one of the runs: {labels}")
     metric = primary_metric(records)
     return env.get_template("report.md.j2").render(
         exp=exp_dir.name,
@@ -85,6 +91,8 @@ def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]]) -> str:
         primary=metric,
         metric_names={n for r in records for n in r["metrics"]},
         leaderboard=markdown_table(leaderboard(records), "run"),
+        baseline=baseline,
+        versus=markdown_table(baseline_comparison(records, baseline), "run") if len(records) > 1 else "",
         fields=markdown_table(leaderboard(records, per_field=True), "run"),
         cost=markdown_table(cost_table(records), "run"),
         categories=markdown_table(category_table(records, metric), "category"),
@@ -94,7 +102,7 @@ def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def write_report(exp_dir: Path) -> list[Path]:
+def write_report(exp_dir: Path, baseline: str | None = None) -> list[Path]:
     """Refresh runs.csv / runs.parquet and write report.md; returns the written paths ([] if no runs)."""
     exp_dir = Path(exp_dir)
     write_table(exp_dir)
@@ -103,6 +111,6 @@ def write_report(exp_dir: Path) -> list[Path]:
         return []
     path = exp_dir / "report.md"
     tmp = exp_dir / ".report.md.tmp"
-    tmp.write_text(render_markdown(exp_dir, records), encoding="utf-8")
+    tmp.write_text(render_markdown(exp_dir, records, baseline), encoding="utf-8")
     tmp.replace(path)
     return [path, exp_dir / "runs.csv", exp_dir / "runs.parquet"]

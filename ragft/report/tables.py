@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from ragft.record import finished_runs, read_run
+from ragft.stats import paired_difference
 
 ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
 COST_COLUMNS = {
@@ -49,6 +50,37 @@ def leaderboard(records: Sequence[dict[str, Any]], per_field: bool = False) -> p
     names = list(dict.fromkeys(n for r in records for n in r["metrics"] if ("/" in n) == per_field))
     rows = {run_label(r, records): {n.split("/")[-1]: with_ci(r["metrics"].get(n)) for n in names} for r in records}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def baseline_comparison(records: Sequence[dict[str, Any]], baseline: str) -> pd.DataFrame:
+    """Each run against the baseline run on the same examples: mean difference [95% CI] and p-value
+    of a paired permutation test per headline metric; `*` marks p < 0.05."""
+    labels = {run_label(r, records): r for r in records}
+    base_scores = _scores_by_example(labels[baseline])
+    rows = {}
+    for label, record in labels.items():
+        if label == baseline:
+            continue
+        scores = _scores_by_example(record)
+        row = {}
+        for metric in [m for m in record["metrics"] if "/" not in m]:
+            candidate = {i: s[metric] for i, s in scores.items() if metric in s}
+            reference = {i: s[metric] for i, s in base_scores.items() if metric in s}
+            if set(candidate) & set(reference):
+                d = paired_difference(candidate, reference)
+                star = "*" if d["p_value"] < 0.05 else ""
+                row[metric] = f"{d['diff']:+.3f}{star} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p_value']:.3g}"
+        rows[label] = row
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("–")
+
+
+def default_baseline(records: Sequence[dict[str, Any]]) -> str:
+    labels = [run_label(r, records) for r in records]
+    return "zero_shot" if "zero_shot" in labels else labels[0]
+
+
+def _scores_by_example(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {p["id"]: p["scores"] for p in read_predictions(record)}
 
 
 def _size(n_bytes: float) -> str:

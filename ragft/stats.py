@@ -1,0 +1,34 @@
+"""Paired comparison of two runs on the same test examples (scipy: bootstrap and permutation test)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import stats
+
+
+def paired_difference(
+    candidate: Mapping[str, float], baseline: Mapping[str, float], seed: int = 0, resamples: int = 2000
+) -> dict[str, float]:
+    """Mean per-example difference (candidate - baseline) over the examples both runs scored.
+
+    Returns the difference, its paired-bootstrap 95% interval, and the two-sided p-value of a paired
+    permutation test (the sign of each example's difference flipped at random under the null).
+    """
+    shared = sorted(set(candidate) & set(baseline))
+    if not shared:
+        raise ValueError("the two runs share no scored example")
+    diff = np.array([candidate[i] - baseline[i] for i in shared], dtype=float)
+    result = {"diff": float(diff.mean()), "n": len(shared)}
+    if np.ptp(diff) == 0:  # every example moved by the same amount: the sign-flip distribution is exact
+        p_value = 1.0 if diff[0] == 0 else min(1.0, 2.0 / 2 ** len(diff))
+        return {**result, "ci_low": result["diff"], "ci_high": result["diff"], "p_value": p_value}
+    rng = np.random.default_rng(seed)
+    interval = stats.bootstrap(
+        (diff,), np.mean, n_resamples=resamples, method="percentile", rng=rng
+    ).confidence_interval
+    test = stats.permutation_test(
+        (diff,), np.mean, permutation_type="samples", n_resamples=resamples, alternative="two-sided", rng=rng
+    )
+    return {**result, "ci_low": float(interval.low), "ci_high": float(interval.high), "p_value": float(test.pvalue)}
