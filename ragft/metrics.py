@@ -60,16 +60,50 @@ def normalize_answer(text: str) -> str:
 def _rouge_scorer() -> Any:
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
 
 
 # --- metrics --------------------------------------------------------------------------------------
 
 
-@register_metric("rouge_l")
-def rouge_l(prediction: Prediction) -> dict[str, float]:
-    """ROUGE-L F-measure (rouge-score) of the output against the reference."""
-    return {"rouge_l": _rouge_scorer().score(prediction.example.reference, prediction.output)["rougeL"].fmeasure}
+def _rouge(name: str, kind: str) -> MetricFn:
+    def score(prediction: Prediction) -> dict[str, float]:
+        return {name: _rouge_scorer().score(prediction.example.reference, prediction.output)[kind].fmeasure}
+
+    score.__doc__ = f"{kind} F-measure (rouge-score) of the output against the reference."
+    return score
+
+
+for _name, _kind in (("rouge_1", "rouge1"), ("rouge_2", "rouge2"), ("rouge_l", "rougeL")):
+    register_metric(_name)(_rouge(_name, _kind))
+
+
+@register_metric("bleu")
+def bleu(prediction: Prediction) -> dict[str, float]:
+    """Sentence-level BLEU (sacrebleu, smoothed by default), scaled to [0, 1]; the aggregate is the mean
+    over examples, so that it has a bootstrap interval (it is not corpus BLEU)."""
+    import sacrebleu
+
+    return {"bleu": sacrebleu.sentence_bleu(prediction.output, [prediction.example.reference]).score / 100}
+
+
+@register_metric("chrf")
+def chrf(prediction: Prediction) -> dict[str, float]:
+    """Sentence-level chrF (sacrebleu), scaled to [0, 1]."""
+    import sacrebleu
+
+    return {"chrf": sacrebleu.sentence_chrf(prediction.output, [prediction.example.reference]).score / 100}
+
+
+@register_metric("accuracy")
+def accuracy(prediction: Prediction, labels: Sequence[str]) -> dict[str, float]:
+    """Label accuracy for single-word labels: the first of `labels` named in the output (whole word,
+    any case) must be the reference; an output naming none of them is wrong."""
+    wanted = {normalize_answer(label) for label in labels}
+    if normalize_answer(prediction.example.reference) not in wanted:
+        raise ValueError(f"reference '{prediction.example.reference}' is not one of the labels {list(labels)}")
+    said = next((word for word in normalize_answer(prediction.output).split() if word in wanted), None)
+    return {"accuracy": float(said == normalize_answer(prediction.example.reference))}
 
 
 @register_metric("exact_match")

@@ -3,12 +3,15 @@ import pytest
 
 from ragft.errors import ConfigError
 from ragft.metrics import (
+    METRICS,
+    accuracy,
+    bleu,
+    chrf,
     exact_match,
     field_accuracy,
     mean_with_ci,
     recall_at_k,
     report_sections,
-    rouge_l,
     score_predictions,
     token_f1,
 )
@@ -23,11 +26,36 @@ def pred(output: str, reference: str = "", facts=None, gold=(), retrieved=()) ->
     return Prediction(example=example, prompt="", output=output, retrieved=tuple(retrieved))
 
 
-def test_rouge_l_on_known_strings():
+def rouge(name: str, output: str, reference: str) -> float:
+    return METRICS[name].fn(pred(output, reference))[name]
+
+
+def test_rouge_on_known_strings():
     # LCS "the cat on the mat" = 5 of 6 tokens each side -> P = R = F = 5/6
-    score = rouge_l(pred("the cat sat on the mat", "the cat lay on the mat"))["rouge_l"]
-    assert score == pytest.approx(5 / 6)
-    assert rouge_l(pred("abc", "abc"))["rouge_l"] == 1.0
+    assert rouge("rouge_l", "the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
+    # unigrams: 5 of 6 shared; bigrams: "the cat", "on the", "the mat" = 3 of 5
+    assert rouge("rouge_1", "the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
+    assert rouge("rouge_2", "the cat sat on the mat", "the cat lay on the mat") == pytest.approx(3 / 5)
+    assert rouge("rouge_l", "abc", "abc") == 1.0
+
+
+def test_bleu_and_chrf_from_sacrebleu_scaled_to_one():
+    import sacrebleu
+
+    assert bleu(pred("the cat sat on the mat", "the cat sat on the mat"))["bleu"] == pytest.approx(1.0)
+    hyp, ref = "the cat sat on a mat", "the cat sat on the mat"
+    assert bleu(pred(hyp, ref))["bleu"] == pytest.approx(sacrebleu.sentence_bleu(hyp, [ref]).score / 100)
+    assert 0 < chrf(pred(hyp, ref))["chrf"] < 1
+    assert chrf(pred("xyz", "abc"))["chrf"] == 0.0
+
+
+def test_label_accuracy_takes_the_first_label_named():
+    labels = ["yes", "no", "maybe"]
+    assert accuracy(pred("Yes, the trial shows it.", "yes"), labels=labels)["accuracy"] == 1.0
+    assert accuracy(pred("No. Yes would overstate it.", "yes"), labels=labels)["accuracy"] == 0.0
+    assert accuracy(pred("It is unclear.", "maybe"), labels=labels)["accuracy"] == 0.0
+    with pytest.raises(ValueError, match="not one of the labels"):
+        accuracy(pred("yes", "perhaps"), labels=labels)
 
 
 def test_exact_match_normalises_case_punctuation_and_articles():
