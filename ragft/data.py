@@ -1,11 +1,16 @@
-"""Task data: read examples and the retrieval corpus from JSONL files with a field mapping."""
+"""Task data: read examples and the retrieval corpus from JSONL, CSV, Parquet or saved `datasets`
+folders, with a field mapping; errors name the file, the line or row, and the field."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from ragft.errors import ConfigError, DataError
 from ragft.types import Example, Passage, TaskData
@@ -14,11 +19,7 @@ REQUIRED_SPLITS = ("train", "test")
 REQUIRED_FIELDS = ("id", "input", "reference", "split")
 
 
-def read_jsonl(path: str | Path, config_key: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, record) for each non-empty line; errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(config_key, f"data file '{path}' does not exist.", "Point it at an existing JSONL file.")
+def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -26,23 +27,79 @@ def read_jsonl(path: str | Path, config_key: str) -> Iterator[tuple[int, dict[st
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(path, f"not valid JSON ({err.msg}, column {err.colno})", line=number) from None
+                raise DataError(path, f"not valid JSON ({err.msg}, column {err.colno})", f"line {number}") from None
             if not isinstance(record, dict):
-                raise DataError(path, "expected a JSON object per line", line=number)
-            yield number, record
+                raise DataError(path, "expected a JSON object per line", f"line {number}")
+            yield f"line {number}", record
 
 
-def _field(record: Mapping[str, Any], name: str, path: Path, line: int, expected: type | tuple[type, ...]) -> Any:
-    if name not in record:
-        raise DataError(path, f"missing (present: {', '.join(sorted(record))})", line=line, field=name)
-    value = record[name]
-    if not isinstance(value, expected):
-        raise DataError(
-            path,
-            f"expected {getattr(expected, '__name__', expected)}, got {type(value).__name__}",
-            line=line,
-            field=name,
+def read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every cell as text (list fields may hold a JSON list); row numbers count data rows, header excluded."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for number, record in enumerate(frame.to_dict(orient="records"), start=1):
+        yield f"row {number}", record
+
+
+def read_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    frame = pd.read_parquet(path)
+    for number, record in enumerate(frame.to_dict(orient="records"), start=1):
+        yield f"row {number}", {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in record.items()}
+
+
+def read_hf_dataset(path: Path, split_field: str = "split") -> Iterator[tuple[str, dict[str, Any]]]:
+    """A Hugging Face `datasets` Dataset or DatasetDict saved with `save_to_disk`; a DatasetDict's keys
+    give the split where the rows have no split field of their own."""
+    from datasets import DatasetDict, load_from_disk
+
+    data = load_from_disk(str(path))
+    parts = data.items() if isinstance(data, DatasetDict) else [(None, data)]
+    for split, dataset in parts:
+        for number, record in enumerate(dataset, start=1):
+            if split is not None:
+                record.setdefault(split_field, split)
+            yield (f"split {split}, row {number}" if split else f"row {number}"), record
+
+
+READERS: dict[str, Callable[[Path], Iterator[tuple[str, dict[str, Any]]]]] = {
+    ".jsonl": read_jsonl,
+    ".csv": read_csv,
+    ".parquet": read_parquet,
+}
+
+
+def read_records(path: str | Path, config_key: str, split_field: str = "split") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(place, record) pairs from a JSONL, CSV or Parquet file, or a folder saved by `datasets`."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "dataset_dict.json").is_file() and not (path / "dataset_info.json").is_file():
+            raise ConfigError(config_key, f"'{path}' is a folder but not one saved by datasets' save_to_disk.")
+        return read_hf_dataset(path, split_field)
+    if not path.is_file():
+        raise ConfigError(config_key, f"data file '{path}' does not exist.", "Point it at an existing file.")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ConfigError(
+            config_key,
+            f"cannot read '{path.name}': unknown format '{path.suffix}'.",
+            f"Use one of {sorted(READERS)} or a folder saved by datasets' save_to_disk.",
         )
+    return reader(path)
+
+
+def _field(record: Mapping[str, Any], name: str, path: Path, where: str, expected: type | tuple[type, ...]) -> Any:
+    if name not in record:
+        raise DataError(path, f"missing (present: {', '.join(sorted(record))})", where, field=name)
+    value = record[name]
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        raise DataError(path, "empty", where, field=name)
+    if expected in (list, dict) and isinstance(value, str):  # a list or mapping in a CSV cell, as JSON
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError(path, f"expected a JSON {expected.__name__}", where, field=name) from None
+    if not isinstance(value, expected):
+        kind = getattr(expected, "__name__", None) or " or ".join(t.__name__ for t in expected)
+        raise DataError(path, f"expected {kind}, got {type(value).__name__}", where, field=name)
     return value
 
 
@@ -51,7 +108,7 @@ def load_examples(
     fields: Mapping[str, str | None],
     config_key: str = "task.data.path",
 ) -> dict[str, list[Example]]:
-    """Read a JSONL file into examples grouped by split.
+    """Read examples grouped by split from any format `read_records` knows.
 
     `fields` maps ragft's names (id, input, reference, split, and optionally category, gold_passages,
     facts) to the file's field names; a null optional name means the file has no such field.
@@ -65,8 +122,8 @@ def load_examples(
             "Map each of id, input, reference and split to a field of the data file.",
         )
     splits: dict[str, list[Example]] = {}
-    first_line: dict[str, int] = {}
-    for line, record in read_jsonl(path, config_key):
+    first_seen: dict[str, str] = {}
+    for line, record in read_records(path, config_key, fields["split"]):
         split = str(_field(record, fields["split"], path, line, str))
         optional = {
             "category": (fields.get("category"), str, ""),
@@ -85,14 +142,11 @@ def load_examples(
             gold_passages=tuple(str(p) for p in values["gold_passages"]),
             facts={str(k): str(v) for k, v in values["facts"].items()},
         )
-        if example.id in first_line:
+        if example.id in first_seen:
             raise DataError(
-                path,
-                f"duplicate id '{example.id}' (first on line {first_line[example.id]})",
-                line=line,
-                field=fields["id"],
+                path, f"duplicate id '{example.id}' (first at {first_seen[example.id]})", line, field=fields["id"]
             )
-        first_line[example.id] = line
+        first_seen[example.id] = line
         splits.setdefault(split, []).append(example)
     return splits
 
@@ -103,7 +157,7 @@ def load_corpus(
     path = Path(path)
     passages = [
         Passage(id=str(_field(r, id_field, path, line, (str, int))), text=_field(r, text_field, path, line, str))
-        for line, r in read_jsonl(path, config_key)
+        for line, r in read_records(path, config_key)
     ]
     if not passages:
         raise DataError(path, "the corpus is empty")

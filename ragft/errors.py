@@ -14,8 +14,8 @@ class ConfigError(RagftError):
 
 
 class DataError(RagftError):
-    """A data file is missing or malformed; the message names the file, line and field."""
+    """A data file is malformed; the message names the file, the place in it (line or row) and the field."""
 
-    def __init__(self, path: object, problem: str, line: int | None = None, field: str | None = None) -> None:
-        where = f"{path}" + (f", line {line}" if line is not None else "") + (f", field '{field}'" if field else "")
-        super().__init__(f"{where}: {problem}")
+    def __init__(self, path: object, problem: str, where: str | None = None, field: str | None = None) -> None:
+        located = f"{path}" + (f", {where}" if where else "") + (f", field '{field}'" if field else "")
+        super().__init__(f"{located}: {problem}")

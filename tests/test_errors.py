@@ -76,7 +76,7 @@ def test_duplicate_ids(smoke_cfg, tmp_path):
     bad = write_notes(tmp_path / "notes.jsonl", lambda lines: [*lines[:6], lines[2], *lines[6:]])
     run_expecting(
         DataError,
-        r"line 7, field 'id': duplicate id 'note-train-002' \(first on line 3\)",
+        r"line 7, field 'id': duplicate id 'note-train-002' \(first at line 3\)",
         smoke_cfg(f"task.data.path={bad}"),
         tmp_path,
     )
