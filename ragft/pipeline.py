@@ -72,7 +72,7 @@ def prompts_for(
 def run_experiment_arm(cfg: DictConfig) -> Path:
     """Run the arm that `cfg` describes unless an identical finished run exists; return its folder."""
     task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
-    PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
+    template = PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
     check_metrics(cfg.task.metrics, task.split("test")[0])  # ... and so do metric settings
     builder: ContextBuilder = instantiate(cfg.context.builder)
     arm = arm_label(cfg.adaptation.name, cfg.context.name)
@@ -87,7 +87,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
             started = datetime.now(timezone.utc)
             with PeakMemory() as memory:
                 timer = StageTimer()
-                metrics, predictions, cost = _execute(cfg, task, builder, timer)
+                metrics, predictions, cost = _execute(cfg, task, builder, template, timer)
             cost.update(memory.record(), stage_s=timer.seconds)
             writer.write_json("run.json", _run_info(cfg, arm, run_dir.name, started))
             writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -107,10 +107,10 @@ def _execute(
     cfg: DictConfig,
     task: Any,
     builder: ContextBuilder,
+    template: PromptTemplate,
     timer: StageTimer,
 ) -> tuple[dict, list[Prediction], dict]:
     torch.manual_seed(cfg.seed)
-    template = PromptTemplate.from_config(cfg.task.template)
     resources = RunResources(task, cfg.embedder, cfg.retriever)
     test = task.split("test")
     with timer.stage("load_generator"):

@@ -27,7 +27,9 @@ COST_COLUMNS = {
 
 
 def load_records(exp_dir: Path) -> list[dict[str, Any]]:
-    records = [{**read_run(d), "dir": d} for d in finished_runs(exp_dir)]
+    records = [
+        {**read_run(d), "dir": d, "predictions": _read_jsonl(d / "predictions.jsonl")} for d in finished_runs(exp_dir)
+    ]
     rank = {arm: i for i, arm in enumerate(ARM_ORDER)}
     return sorted(records, key=lambda r: (rank.get(r["run"]["arm"], len(rank)), r["run"]["arm"], r["run"]["run_id"]))
 
@@ -112,7 +114,12 @@ def cost_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 def read_predictions(record: dict[str, Any]) -> list[dict[str, Any]]:
-    with (record["dir"] / "predictions.jsonl").open(encoding="utf-8") as handle:
+    """The run's per-example records, read once by `load_records`."""
+    return record["predictions"]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 
