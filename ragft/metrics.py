@@ -2,7 +2,9 @@
 
 A task selects metrics by name in `task.metrics` (name -> keyword parameters). A metric function
 takes one prediction and returns a dict of named scores in [0, 1], or {} where it does not apply
-(e.g. retrieval recall for an arm that retrieves nothing).
+(e.g. retrieval recall for an arm that retrieves nothing). A `batched` metric takes all predictions
+and the run's evaluation models (`ragft.model_metrics.EvaluationModels`) and returns one dict per
+prediction: metrics that run a model score a whole run at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from ragft.errors import ConfigError
 from ragft.types import Example, Prediction
@@ -30,16 +33,17 @@ class Metric:
     name: str
     fn: MetricFn
     higher_is_better: bool = True
+    batched: bool = False
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str, higher_is_better: bool = True) -> Callable[[MetricFn], MetricFn]:
+def register_metric(name: str, higher_is_better: bool = True, batched: bool = False) -> Callable[[MetricFn], MetricFn]:
     def decorate(fn: MetricFn) -> MetricFn:
         if name in METRICS:
             raise ValueError(f"metric '{name}' registered twice")
-        METRICS[name] = Metric(name, fn, higher_is_better)
+        METRICS[name] = Metric(name, fn, higher_is_better, batched)
         return fn
 
     return decorate
@@ -179,6 +183,29 @@ def recall_at_k(prediction: Prediction) -> dict[str, float]:
     return {"recall_at_k": len(gold & set(prediction.retrieved)) / len(gold)}
 
 
+@register_metric("groundedness")
+def groundedness(prediction: Prediction, include_input: bool = True, ignore: Sequence[str] = ()) -> dict[str, float]:
+    """Share of the output's content words that occur in the passages its prompt carried.
+
+    Words are SQuAD-normalised (lower case, no punctuation or articles) and English stop words are
+    left out; `include_input` also counts words of the example's input as supported (a report may copy
+    the note), and `ignore` lists words that never count (e.g. a report's fixed headers). This is the
+    lexical "knowledge precision" of answer to evidence: 1.0 means every content word can be found in
+    the given text; a drug or dose that appears nowhere in it lowers the score. It does not check that
+    the words are combined correctly. Applies only to predictions whose prompt carried passages; an
+    output with no content words is not scored.
+    """
+    if not prediction.passages:
+        return {}
+    skipped = set(ENGLISH_STOP_WORDS) | {normalize_answer(word) for word in ignore}
+    words = [w for w in normalize_answer(prediction.output).split() if w not in skipped]
+    if not words:
+        return {}
+    sources = [*prediction.passages, prediction.example.input] if include_input else list(prediction.passages)
+    vocabulary = set(normalize_answer(" ".join(sources)).split())
+    return {"groundedness": sum(w in vocabulary for w in words) / len(words)}
+
+
 # --- scoring and aggregation ----------------------------------------------------------------------
 
 
@@ -189,30 +216,42 @@ def resolve_metrics(selection: Mapping[str, Mapping[str, Any] | None]) -> list[t
     return [(METRICS[name], dict(params or {})) for name, params in selection.items()]
 
 
-def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Example) -> None:
+def _apply(metric: Metric, params: dict[str, Any], predictions: Sequence[Prediction], models: Any) -> list[dict]:
+    if metric.batched:
+        return metric.fn(predictions, models, **params)
+    return [metric.fn(p, **params) for p in predictions]
+
+
+def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Example, models: Any = None) -> None:
     """Fail before any work on unknown metrics, wrong parameters, or settings that do not fit the data:
-    each metric scores `example` with its own reference as the output."""
+    each metric scores `example` with its own reference as the output (metrics that run a model load it
+    here, so a model that is missing fails now; without `models` only their parameters are checked)."""
     probe = Prediction(example=example, prompt="", output=example.reference, retrieved=example.gold_passages)
     for metric, params in resolve_metrics(selection):
         key = f"task.metrics.{metric.name}"
+        args = ([probe], models) if metric.batched else (probe,)
         try:
-            inspect.signature(metric.fn).bind(probe, **params)
+            inspect.signature(metric.fn).bind(*args, **params)
         except TypeError as err:
             raise ConfigError(key, f"{err}.", f"Parameters of {metric.name}: {inspect.signature(metric.fn)}.") from None
+        if metric.batched and models is None:
+            continue
         try:
-            metric.fn(probe, **params)
+            _apply(metric, params, [probe], models)
         except (KeyError, ValueError, TypeError) as err:
             raise ConfigError(key, f"does not fit example '{example.id}': {err!r}.") from None
 
 
 def score_predictions(
-    predictions: Sequence[Prediction], selection: Mapping[str, Mapping[str, Any] | None], seed: int = 0
+    predictions: Sequence[Prediction],
+    selection: Mapping[str, Mapping[str, Any] | None],
+    seed: int = 0,
+    models: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Score every prediction in place and return each score's mean, bootstrap 95% CI and n."""
-    metrics = resolve_metrics(selection)
-    for prediction in predictions:
-        for metric, params in metrics:
-            prediction.scores.update(metric.fn(prediction, **params))
+    for metric, params in resolve_metrics(selection):
+        for prediction, scores in zip(predictions, _apply(metric, params, predictions, models), strict=True):
+            prediction.scores.update(scores)
     names = list(dict.fromkeys(name for p in predictions for name in p.scores))
     return {name: mean_with_ci([p.scores[name] for p in predictions if name in p.scores], seed) for name in names}
 
@@ -233,3 +272,6 @@ def mean_with_ci(values: Sequence[float], seed: int = 0, resamples: int = 1000) 
     )
     interval = result.confidence_interval
     return {"mean": mean, "ci_low": float(interval.low), "ci_high": float(interval.high), "n": len(data)}
+
+
+from ragft import model_metrics  # noqa: E402, F401  (registers the metrics that run a model)

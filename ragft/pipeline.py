@@ -26,7 +26,9 @@ from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import load_task
 from ragft.generation import check_fits, encode, generate
+from ragft.leakage import check_leakage
 from ragft.metrics import METRICS, check_metrics, score_predictions
+from ragft.model_metrics import EvaluationModels
 from ragft.models import Generator, load_generator
 from ragft.prompting import ContextBuilder, PromptTemplate
 from ragft.record import RunWriter, is_finished, write_table
@@ -36,7 +38,7 @@ from ragft.types import Context, Example, Prediction
 log = logging.getLogger(__name__)
 
 # Config sections that change where results go or how they are shown, not what they are.
-NOT_IN_RUN_KEY = ("paths", "exp_name", "arm")
+NOT_IN_RUN_KEY = ("paths", "exp_name", "arm", "leakage")
 
 
 def arm_label(adaptation: str, context: str) -> str:
@@ -73,7 +75,9 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     """Run the arm that `cfg` describes unless an identical finished run exists; return its folder."""
     task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
     template = PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
-    check_metrics(cfg.task.metrics, task.split("test")[0])  # ... and so do metric settings
+    evaluation = EvaluationModels(cfg.evaluation)
+    check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)  # ... and so do metric settings
+    leakage = check_leakage(task, cfg.leakage)  # ... and leaks, where leakage.fail is set
     builder: ContextBuilder = instantiate(cfg.context.builder)
     arm = arm_label(cfg.adaptation.name, cfg.context.name)
     run_dir = Path(cfg.paths.results) / cfg.exp_name / f"{arm}-{run_key(cfg)}"
@@ -87,12 +91,13 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
             started = datetime.now(timezone.utc)
             with PeakMemory() as memory:
                 timer = StageTimer()
-                metrics, predictions, cost = _execute(cfg, task, builder, template, timer)
+                metrics, predictions, cost = _execute(cfg, task, builder, template, evaluation, timer)
             cost.update(memory.record(), stage_s=timer.seconds)
             writer.write_json("run.json", _run_info(cfg, arm, run_dir.name, started))
             writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             writer.write_json("metrics.json", _with_direction(metrics))
             writer.write_json("cost.json", cost)
+            writer.write_json("leakage.json", leakage)
             writer.write_predictions(predictions)
         writer.commit()
     except BaseException:
@@ -108,6 +113,7 @@ def _execute(
     task: Any,
     builder: ContextBuilder,
     template: PromptTemplate,
+    evaluation: EvaluationModels,
     timer: StageTimer,
 ) -> tuple[dict, list[Prediction], dict]:
     torch.manual_seed(cfg.seed)
@@ -156,6 +162,7 @@ def _execute(
             prompt=p,
             output=g.text,
             retrieved=tuple(x.id for x in c.passages),
+            passages=tuple(x.text for x in c.passages),
             prompt_tokens=g.prompt_tokens,
             output_tokens=g.output_tokens,
             latency_s=g.latency_s,
@@ -163,7 +170,7 @@ def _execute(
         for e, c, p, g in zip(test, contexts, prompts, generations)
     ]
     with timer.stage("score"):
-        metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed)
+        metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed, models=evaluation)
     return metrics, predictions, cost
 
 

@@ -72,10 +72,14 @@ class PromptTemplate:
 
     def render(self, example: Example, context: Context, tokenizer: Any) -> str:
         """The prompt text, through the tokenizer's chat template where it has one."""
-        messages = self.messages(example, context)
-        if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+        return chat_prompt(self.messages(example, context), tokenizer)
+
+
+def chat_prompt(messages: Sequence[Mapping[str, str]], tokenizer: Any) -> str:
+    """Messages as prompt text, through the tokenizer's chat template where it has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
 
 class Resources(Protocol):

@@ -54,7 +54,9 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     def load(name: str) -> Any:
         return json.loads((run_dir / name).read_text(encoding="utf-8"))
 
-    return {"run": load("run.json"), "metrics": load("metrics.json"), "cost": load("cost.json")}
+    record = {"run": load("run.json"), "metrics": load("metrics.json"), "cost": load("cost.json")}
+    record["leakage"] = load("leakage.json") if (run_dir / "leakage.json").is_file() else {}
+    return record
 
 
 def finished_runs(exp_dir: Path) -> list[Path]:
@@ -69,6 +71,7 @@ def table_row(record: dict[str, Any]) -> dict[str, Any]:
         row[f"{name}_ci_low"] = agg["ci_low"]
         row[f"{name}_ci_high"] = agg["ci_high"]
     row.update({f"cost_{k}": v for k, v in record["cost"].items() if not isinstance(v, (dict, list))})
+    row.update({f"leak_{check}_rate": summary["rate"] for check, summary in record.get("leakage", {}).items()})
     return row
 
 

@@ -48,6 +48,7 @@ class Prediction:
     prompt: str
     output: str
     retrieved: tuple[str, ...] = ()
+    passages: tuple[str, ...] = ()  # texts of the retrieved passages (they are in the prompt, not re-written)
     prompt_tokens: int = 0
     output_tokens: int = 0
     latency_s: float = 0.0

@@ -1,0 +1,90 @@
+"""Groundedness, embedding similarity and the model-as-judge, on known inputs and tiny models."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from ragft.errors import ConfigError
+from ragft.metrics import check_metrics, groundedness, score_predictions
+from ragft.model_metrics import EvaluationModels, _grade
+from ragft.types import Example, Prediction
+from tests.conftest import compose_config
+
+PASSAGE = "Hypertension protocol: Cardivex 10 mg once daily; follow-up after 2 weeks."
+
+
+def answer(output: str, reference: str = "ref", passages=(PASSAGE,), note: str = "") -> Prediction:
+    example = Example(id="x", input=note, reference=reference)
+    return Prediction(example=example, prompt="", output=output, passages=tuple(passages))
+
+
+def test_groundedness_is_the_share_of_content_words_found_in_the_passages():
+    # content words: cardivex, 10, mg, daily (once is a stop word) -> all in the passage
+    assert groundedness(answer("Cardivex 10 mg once daily"))["groundedness"] == 1.0
+    # cardivex, 20, mg, daily: "20" is in no passage -> 3/4
+    assert groundedness(answer("Cardivex 20 mg daily"))["groundedness"] == pytest.approx(3 / 4)
+    # a drug named nowhere in the evidence
+    assert groundedness(answer("Zorbatin"))["groundedness"] == 0.0
+
+
+def test_groundedness_counts_the_input_only_when_asked_and_skips_ignored_words():
+    note_answer = answer("TREATMENT: Cardivex, patient aged 8", note="8-year-old seen today, aged 8")
+    # content words: treatment, cardivex, patient, aged, 8
+    assert groundedness(note_answer)["groundedness"] == pytest.approx(3 / 5)  # cardivex, aged, 8
+    assert groundedness(note_answer, include_input=False)["groundedness"] == pytest.approx(1 / 5)
+    ignored = groundedness(note_answer, ignore=["TREATMENT", "patient"])["groundedness"]
+    assert ignored == 1.0
+
+
+def test_groundedness_applies_only_to_answers_given_passages():
+    assert groundedness(answer("Cardivex", passages=())) == {}
+    assert groundedness(answer("the and of")) == {}  # nothing but stop words
+
+
+@pytest.fixture(scope="module")
+def tiny_models() -> EvaluationModels:
+    cfg = compose_config("+debug=smoke", "generator@evaluation.judge=tiny")
+    return EvaluationModels(cfg.evaluation)
+
+
+def test_embedding_similarity_is_one_for_the_reference_itself_and_lower_otherwise(tiny_models):
+    predictions = [
+        answer("PATIENT: 8 y, male", reference="PATIENT: 8 y, male"),
+        answer("completely unrelated words here", reference="PATIENT: 8 y, male"),
+    ]
+    aggregate = score_predictions(predictions, {"embedding_similarity": {}}, models=tiny_models)
+    same, other = (p.scores["embedding_similarity"] for p in predictions)
+    assert same == pytest.approx(1.0, abs=1e-5) and 0.0 <= other < same
+    assert aggregate["embedding_similarity"]["n"] == 2
+
+
+def test_judge_grades_are_parsed_and_scaled():
+    assert _grade("4") == {"llm_judge": 0.75, "llm_judge_parsed": 1.0}
+    assert _grade("Score: 1/5") == {"llm_judge": 0.0, "llm_judge_parsed": 1.0}
+    assert _grade("excellent") == {"llm_judge_parsed": 0.0}
+
+
+def test_judge_runs_the_configured_model_on_every_prediction(tiny_models):
+    predictions = [answer("Cardivex", reference="Cardivex"), answer("no idea", reference="Ferrovin")]
+    score_predictions(predictions, {"llm_judge": {"max_new_tokens": 3}}, models=tiny_models)
+    for p in predictions:  # a random tiny judge may or may not reply with a digit; the record says which
+        assert p.scores["llm_judge_parsed"] in (0.0, 1.0)
+        assert ("llm_judge" in p.scores) == (p.scores["llm_judge_parsed"] == 1.0)
+
+
+def test_judge_without_a_configured_model_fails_before_any_work():
+    models = EvaluationModels(compose_config("+debug=smoke").evaluation)
+    example = Example(id="e1", input="q", reference="a")
+    with pytest.raises(ConfigError, match=r"evaluation.judge.*generator@evaluation.judge"):
+        check_metrics({"llm_judge": {}}, example, models)
+
+
+def test_judge_rubric_with_an_unknown_placeholder_is_a_config_error(tiny_models):
+    example = Example(id="e1", input="q", reference="a")
+    with pytest.raises(ConfigError, match=r"task.metrics.llm_judge.*rubric"):
+        check_metrics({"llm_judge": {"rubric": "Grade {answer}"}}, example, tiny_models)
+
+
+def test_embedding_similarity_needs_an_embedder():
+    models = EvaluationModels(OmegaConf.create({"embedder": None}))
+    with pytest.raises(ConfigError, match="evaluation.embedder"):
+        check_metrics({"embedding_similarity": {}}, Example(id="e1", input="q", reference="a"), models)
