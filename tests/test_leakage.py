@@ -57,7 +57,7 @@ def test_check_leakage_records_or_fails_as_configured():
     report = check_leakage(task_with_leak(), SETTINGS)
     assert report["train_test"]["exact"] == 1 and report["corpus_test"]["checked"] == 0
     json.dumps(report)  # goes into leakage.json as it is
-    with pytest.raises(LeakageError, match=r"train_test: 1 exact.*te1~tr1.*leakage.fail=false"):
+    with pytest.raises(LeakageError, match=r"(?s)train_test: 1 exact.*te1~tr1.*leakage.fail=false"):
         check_leakage(task_with_leak(), {**SETTINGS, "fail": True})
 
 
