@@ -1,34 +1,137 @@
-"""Write an experiment's report.md from its run records (never from the configs that made them).
+"""Write an experiment's report.md and a self-contained report.html from its run records (never from
+the configs that made them).
 
-python -m ragft.report results/<experiment>
+python -m ragft.report results/<experiment> [results/<other experiment> ...]
 """
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from ragft.record import write_table
+from ragft.report import notes
+from ragft.report.plots import metrics_plot, quality_cost_plot
 from ragft.report.tables import (
-    baseline_comparison,
+    RunGroup,
+    baseline_table,
     category_table,
+    comparisons,
     config_differences,
     cost_table,
     default_baseline,
+    group_runs,
+    headline_metrics,
     leaderboard,
+    leakage_table,
     load_records,
-    read_predictions,
-    run_label,
+    retrieval_table,
 )
 
 N_EXAMPLES = 3
-PRIMARY_METRICS = ("field_accuracy", "exact_match", "rouge_l", "token_f1")
+PRIMARY_METRICS = ("field_accuracy", "accuracy", "exact_match", "token_f1", "rouge_l")
+
+
+@dataclass
+class Report:
+    """Everything both renderings show, computed once."""
+
+    title: str
+    groups: list[RunGroup]
+    baseline: str
+    primary: str
+    tables: dict[str, pd.DataFrame]
+    examples: list[dict[str, Any]]
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def metric_names(self) -> set[str]:
+        return {n for g in self.groups for n in g.metrics}
+
+    def summary(self) -> dict[str, Any]:
+        runs = [r["run"] for g in self.groups for r in g.records]
+        scored = [g.metrics[self.primary]["n"] for g in self.groups if self.primary in g.metrics]
+        return {
+            "title": self.title,
+            "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "n_runs": len(runs),
+            "n_groups": len(self.groups),
+            "task": ", ".join(sorted({r["task"] for r in runs})),
+            "generator": ", ".join(sorted({r["generator"] for r in runs})),
+            "embedder": ", ".join(sorted({r["embedder"] for r in runs})),
+            "n_test": max(scored, default=0),
+            "wall": sum(r["wall_s"] for r in runs),
+            "primary": self.primary,
+            "baseline": self.baseline,
+            "metric_names": self.metric_names,
+            "multi_seed": any(len(g.records) > 1 for g in self.groups),
+            "examples": self.examples,
+            "shown": {name: not frame.empty for name, frame in self.tables.items()},
+            "notes": {k: v.format(baseline=self.baseline, primary=self.primary) for k, v in notes.SECTIONS.items()},
+            "metric_notes": [text for name, text in notes.METRICS.items() if name in self.metric_names],
+        }
+
+
+def primary_metric(groups: Sequence[RunGroup]) -> str:
+    names = {n for g in groups for n in g.metrics}
+    return next((m for m in PRIMARY_METRICS if m in names), sorted(names)[0])
+
+
+def example_rows(groups: Sequence[RunGroup], n: int = N_EXAMPLES) -> list[dict[str, Any]]:
+    """The first `n` test examples (of the first run) with every run's output for the same example id."""
+    per_group = {g.label: {p["id"]: p for p in g.predictions} for g in groups}
+    first = list(next(iter(per_group.values())).values())[:n]
+    return [
+        {
+            "id": p["id"],
+            "input": p["input"],
+            "reference": p["reference"],
+            "outputs": {label: preds[p["id"]]["output"] for label, preds in per_group.items() if p["id"] in preds},
+        }
+        for p in first
+    ]
+
+
+def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Report | None:
+    """Gather the finished runs of one or more experiment folders; None if there are none."""
+    records = [r for d in exp_dirs for r in load_records(Path(d))]
+    if not records:
+        return None
+    groups = group_runs(records)
+    labels = [g.label for g in groups]
+    baseline = baseline or default_baseline(groups)
+    if baseline not in labels:
+        raise ValueError(f"baseline '{baseline}' is not one of the runs: {labels}")
+    primary = primary_metric(groups)
+    versus = comparisons(groups, baseline)
+    tables = {
+        "leaderboard": leaderboard(groups, versus),
+        "versus": baseline_table(versus),
+        "fields": leaderboard(groups, per_field=True),
+        "cost": cost_table(groups),
+        "retrieval": retrieval_table(groups),
+        "categories": category_table(groups, primary),
+        "leakage": leakage_table(groups),
+        "config_diff": config_differences(groups),
+    }
+    figures = {
+        "quality_cost": quality_cost_plot(groups, primary),
+        "metrics": metrics_plot(groups, headline_metrics(groups)),
+    }
+    title = " vs ".join(Path(d).name for d in exp_dirs)
+    return Report(title, groups, baseline, primary, tables, example_rows(groups), figures)
+
+
+# --- Markdown ----------------------------------------------------------------------------------------
 
 
 def cell(value: Any) -> str:
@@ -46,71 +149,82 @@ def markdown_table(frame: pd.DataFrame, index_name: str = "") -> str:
     return "\n".join(lines)
 
 
-def primary_metric(records: Sequence[dict[str, Any]]) -> str:
-    names = {n for r in records for n in r["metrics"]}
-    return next((m for m in PRIMARY_METRICS if m in names), sorted(names)[0])
+# --- HTML --------------------------------------------------------------------------------------------
 
 
-def example_rows(records: Sequence[dict[str, Any]], n: int = N_EXAMPLES) -> list[dict[str, Any]]:
-    """The first `n` test examples (of the first run) with every run's output for the same example id."""
-    per_run = {run_label(r, records): {p["id"]: p for p in read_predictions(r)} for r in records}
-    first = list(next(iter(per_run.values())).values())[:n]
-    return [
-        {
-            "id": p["id"],
-            "input": p["input"],
-            "reference": p["reference"],
-            "outputs": {label: preds[p["id"]]["output"] for label, preds in per_run.items() if p["id"] in preds},
-        }
-        for p in first
-    ]
+def html_table(frame: pd.DataFrame, index_name: str = "") -> Markup:
+    """An escaped HTML table (pandas escapes every cell and header)."""
+    if frame.empty:
+        return Markup("<p class='none'>(none)</p>")
+    frame = frame.rename_axis(index=None, columns=index_name or None)  # the name goes in the corner cell
+    return Markup(frame.to_html(escape=True, border=0, classes="t", na_rep="–"))
 
 
-def render_markdown(exp_dir: Path, records: Sequence[dict[str, Any]], baseline: str | None = None) -> str:
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("ragft.report", "."),
-        autoescape=False,
+        autoescape=autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
     )
     env.filters["cell"] = cell
-    labels = [run_label(r, records) for r in records]
-    baseline = baseline or default_baseline(records)
-    if baseline not in labels:
-        raise ValueError(f"baseline '{baseline}' is not one of the runs: {labels}")
-    metric = primary_metric(records)
-    return env.get_template("report.md.j2").render(
-        exp=exp_dir.name,
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        n_runs=len(records),
-        task=", ".join(sorted({r["run"]["task"] for r in records})),
-        generator=", ".join(sorted({r["run"]["generator"] for r in records})),
-        embedder=", ".join(sorted({r["run"]["embedder"] for r in records})),
-        n_test=max(r["metrics"][metric]["n"] for r in records if metric in r["metrics"]),
-        primary=metric,
-        metric_names={n for r in records for n in r["metrics"]},
-        leaderboard=markdown_table(leaderboard(records), "run"),
-        baseline=baseline,
-        versus=markdown_table(baseline_comparison(records, baseline), "run") if len(records) > 1 else "",
-        fields=markdown_table(leaderboard(records, per_field=True), "run"),
-        cost=markdown_table(cost_table(records), "run"),
-        categories=markdown_table(category_table(records, metric), "category"),
-        examples=example_rows(records),
-        config_diff=markdown_table(config_differences(records), "config key"),
-        wall=sum(r["run"]["wall_s"] for r in records),
-    )
+    return env
 
 
-def write_report(exp_dir: Path, baseline: str | None = None) -> list[Path]:
-    """Refresh runs.csv / runs.parquet and write report.md; returns the written paths ([] if no runs)."""
-    exp_dir = Path(exp_dir)
-    write_table(exp_dir)
-    records = load_records(exp_dir)
-    if not records:
-        return []
-    path = exp_dir / "report.md"
-    tmp = exp_dir / ".report.md.tmp"
-    tmp.write_text(render_markdown(exp_dir, records, baseline), encoding="utf-8")
+def render_markdown(report: Report) -> str:
+    tables = {name: markdown_table(frame, _index_name(name)) for name, frame in report.tables.items()}
+    figures = {name: f"{name}.png" for name in report.figures}
+    return _environment(False).get_template("report.md.j2").render(**report.summary(), t=tables, figures=figures)
+
+
+def render_html(report: Report) -> str:
+    """One file with inline CSS and embedded PNGs; every piece of model or data text is escaped."""
+    tables = {name: html_table(frame, _index_name(name)) for name, frame in report.tables.items()}
+    figures = {name: data_uri(png) for name, png in report.figures.items()}
+    summary = report.summary()
+    summary["notes"] = {name: notes.inline_html(text) for name, text in summary["notes"].items()}
+    summary["metric_notes"] = [notes.inline_html(text) for text in summary["metric_notes"]]
+    return _environment(True).get_template("report.html.j2").render(**summary, t=tables, figures=figures)
+
+
+def _index_name(table: str) -> str:
+    return {"categories": "category", "config_diff": "config key", "leakage": "check"}.get(table, "run")
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+
+def _write(path: Path, data: str | bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, encoding="utf-8")
     tmp.replace(path)
-    return [path, exp_dir / "runs.csv", exp_dir / "runs.parquet"]
+    return path
+
+
+def write_report(
+    exp_dir: Path, baseline: str | None = None, compare: Sequence[Path] = (), out_dir: Path | None = None
+) -> list[Path]:
+    """Refresh the experiment's runs.csv / runs.parquet and write report.md, report.html and the
+    figures; with `compare`, the runs of those experiment folders join the same report, written to
+    `out_dir` (default: `<exp_dir>_vs_<other>` beside `exp_dir`). Returns the written paths ([] if no runs)."""
+    exp_dir = Path(exp_dir)
+    exp_dirs = [exp_dir, *map(Path, compare)]
+    if not compare:
+        write_table(exp_dir)
+    report = build_report(exp_dirs, baseline)
+    if report is None:
+        return []
+    out_dir = Path(out_dir) if out_dir else exp_dir.with_name("_vs_".join(d.name for d in exp_dirs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [_write(out_dir / f"{name}.png", png) for name, png in report.figures.items()]
+    written.insert(0, _write(out_dir / "report.html", render_html(report)))
+    written.insert(0, _write(out_dir / "report.md", render_markdown(report)))
+    if not compare:
+        written += [exp_dir / "runs.csv", exp_dir / "runs.parquet"]
+    return written

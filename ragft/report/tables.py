@@ -1,19 +1,38 @@
-"""Comparison tables built from run records: leaderboard, fields, cost, categories, config diffs."""
+"""Comparison tables built from run records: leaderboard, baseline tests, fields, cost, retrieval,
+leakage, categories and config differences.
+
+Runs that differ only in their seed form one `RunGroup`: its per-example score is the mean over the
+seeds, its interval is bootstrapped over examples, and the spread of the seeds' means is shown beside
+it. A group of one run reports that run's own metrics.json.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from ragft.cache import content_key
+from ragft.metrics import mean_with_ci
 from ragft.record import finished_runs, read_run
 from ragft.stats import paired_difference
 
 ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
+SIGNIFICANCE = 0.05
+RETRIEVAL_METRICS = ("recall_at_k",)
+RETRIEVAL_COSTS = {
+    "corpus_passages": "passages",
+    "embed_corpus_s": "embed corpus (s)",
+    "index_build_s": "build index (s)",
+    "index_bytes": "index size",
+}
 COST_COLUMNS = {
     "trainable": "trainable params",
     "adapter": "stored adapter",
@@ -24,65 +43,205 @@ COST_COLUMNS = {
     "latency": "latency p50 / p95 (s)",
     "peak_rss_mb": "peak RSS (at start) MB",
 }
+SEED_KEYS = ("seed", "training.seed")
+
+
+@dataclass
+class RunGroup:
+    """The runs of one configuration, one per seed."""
+
+    label: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def run(self) -> dict[str, Any]:
+        return self.records[0]["run"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r["run"]["seed"] for r in self.records]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.records[0]["config"]
+
+    @property
+    def predictions(self) -> list[dict[str, Any]]:
+        """The first seed's per-example records (for examples shown side by side)."""
+        return self.records[0]["predictions"]
+
+    @cached_property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """example id -> score name -> mean over the seeds that scored it."""
+        collected: dict[str, dict[str, list[float]]] = {}
+        for record in self.records:
+            for p in record["predictions"]:
+                for name, value in p["scores"].items():
+                    collected.setdefault(p["id"], {}).setdefault(name, []).append(value)
+        return {i: {n: float(np.mean(v)) for n, v in names.items()} for i, names in collected.items()}
+
+    @cached_property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        if len(self.records) == 1:
+            return self.records[0]["metrics"]
+        aggregated = {}
+        for name in self.records[0]["metrics"]:
+            values = [s[name] for s in self.scores.values() if name in s]
+            seed_means = [r["metrics"][name]["mean"] for r in self.records if name in r["metrics"]]
+            aggregated[name] = {**mean_with_ci(values), "seed_sd": float(np.std(seed_means, ddof=1))}
+        return aggregated
+
+    @cached_property
+    def cost(self) -> dict[str, Any]:
+        """Each numeric cost figure averaged over the seeds; flags true if true for any seed."""
+        costs = [r["cost"] for r in self.records]
+        merged: dict[str, Any] = {}
+        for key in costs[0]:
+            values = [c[key] for c in costs if key in c]
+            if all(isinstance(v, bool) for v in values):
+                merged[key] = any(values)
+            elif all(isinstance(v, (int, float)) for v in values):
+                merged[key] = float(np.mean(values))
+            else:
+                merged[key] = values[0]
+        return merged
+
+    @property
+    def leakage(self) -> dict[str, Any]:
+        return self.records[0].get("leakage", {})
 
 
 def load_records(exp_dir: Path) -> list[dict[str, Any]]:
-    records = [
-        {**read_run(d), "dir": d, "predictions": _read_jsonl(d / "predictions.jsonl")} for d in finished_runs(exp_dir)
+    return [
+        {
+            **read_run(d),
+            "dir": d,
+            "config": yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8")),
+            "predictions": _read_jsonl(d / "predictions.jsonl"),
+        }
+        for d in finished_runs(exp_dir)
     ]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _config_without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    flat = pd.json_normalize({k: v for k, v in config.items() if k not in ("paths", "leakage")}, sep=".")
+    return {k: v for k, v in flat.iloc[0].to_dict().items() if k not in SEED_KEYS}
+
+
+def group_runs(records: Sequence[dict[str, Any]]) -> list[RunGroup]:
+    """Runs with the same experiment, arm and config but for the seed become one group, labelled by
+    arm (prefixed by the experiment when several are compared; suffixed by a config hash where
+    several configurations share an arm)."""
+    keyed: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        key = (r["run"]["exp"], r["run"]["arm"], content_key(_config_without_seed(r["config"])))
+        keyed.setdefault(key, []).append(r)
+    several_exps = len({exp for exp, _, _ in keyed}) > 1
     rank = {arm: i for i, arm in enumerate(ARM_ORDER)}
-    return sorted(records, key=lambda r: (rank.get(r["run"]["arm"], len(rank)), r["run"]["arm"], r["run"]["run_id"]))
+    groups = []
+    for (exp, arm, config_hash), runs in sorted(
+        keyed.items(), key=lambda item: (item[0][0], rank.get(item[0][1], len(rank)), item[0][1], item[0][2])
+    ):
+        shared = sum(e == exp and a == arm for e, a, _ in keyed) > 1
+        label = f"{exp}/{arm}" if several_exps else arm
+        label += f" ({config_hash[:6]})" if shared else ""
+        groups.append(RunGroup(label, sorted(runs, key=lambda r: r["run"]["seed"])))
+    return groups
 
 
-def run_label(record: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
-    """The arm name, plus the run id where several runs share an arm (e.g. a hyper-parameter sweep)."""
-    arm = record["run"]["arm"]
-    shared = sum(r["run"]["arm"] == arm for r in records) > 1
-    return f"{arm} ({record['run']['run_id'].rsplit('-', 1)[-1][:6]})" if shared else arm
+def default_baseline(groups: Sequence[RunGroup]) -> str:
+    labels = [g.label for g in groups]
+    return next((label for label in labels if label.split("/")[-1] == "zero_shot"), labels[0])
+
+
+def headline_metrics(groups: Sequence[RunGroup]) -> list[str]:
+    return list(dict.fromkeys(n for g in groups for n in g.metrics if "/" not in n))
+
+
+# --- quality ---------------------------------------------------------------------------------------
 
 
 def with_ci(agg: dict[str, float] | None) -> str:
     if agg is None:
         return "–"
-    return f"{agg['mean']:.3f} [{agg['ci_low']:.3f}, {agg['ci_high']:.3f}]"
+    text = f"{agg['mean']:.3f} [{agg['ci_low']:.3f}, {agg['ci_high']:.3f}]"
+    return text + (f" sd {agg['seed_sd']:.3f}" if "seed_sd" in agg else "")
 
 
-def leaderboard(records: Sequence[dict[str, Any]], per_field: bool = False) -> pd.DataFrame:
-    """Metric means with 95% CIs; `per_field` picks the `field/<name>` scores instead of the headline ones."""
-    names = list(dict.fromkeys(n for r in records for n in r["metrics"] if ("/" in n) == per_field))
-    rows = {run_label(r, records): {n.split("/")[-1]: with_ci(r["metrics"].get(n)) for n in names} for r in records}
+def comparisons(groups: Sequence[RunGroup], baseline: str) -> dict[str, dict[str, dict[str, float]]]:
+    """label -> metric -> paired difference from the baseline on the examples both scored."""
+    base = next(g for g in groups if g.label == baseline)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for group in groups:
+        if group is base:
+            continue
+        for metric in headline_metrics([group]):
+            candidate = {i: s[metric] for i, s in group.scores.items() if metric in s}
+            reference = {i: s[metric] for i, s in base.scores.items() if metric in s}
+            if set(candidate) & set(reference):
+                results.setdefault(group.label, {})[metric] = paired_difference(candidate, reference)
+    return results
+
+
+def _marker(difference: dict[str, float] | None, higher_is_better: bool) -> str:
+    """▲ significantly better than the baseline, ▼ significantly worse, nothing otherwise."""
+    if difference is None or difference["p_value"] >= SIGNIFICANCE or difference["diff"] == 0:
+        return ""
+    return " ▲" if (difference["diff"] > 0) == higher_is_better else " ▼"
+
+
+def leaderboard(
+    groups: Sequence[RunGroup], versus: dict[str, dict[str, dict[str, float]]] | None = None, per_field: bool = False
+) -> pd.DataFrame:
+    """Metric means with 95% CIs (and the seeds' sd where there are several), marked ▲/▼ where a paired
+    test against the baseline is significant; `per_field` picks the `field/<name>` scores instead."""
+    versus = versus or {}
+    names = list(dict.fromkeys(n for g in groups for n in g.metrics if ("/" in n) == per_field))
+    rows = {}
+    for g in groups:
+        rows[g.label] = {
+            n.split("/")[-1]: with_ci(g.metrics.get(n))
+            + _marker(versus.get(g.label, {}).get(n), g.metrics.get(n, {}).get("higher_is_better", True))
+            for n in names
+        }
+        if any(len(x.records) > 1 for x in groups):
+            rows[g.label]["seeds"] = ", ".join(map(str, g.seeds))
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def baseline_comparison(records: Sequence[dict[str, Any]], baseline: str) -> pd.DataFrame:
-    """Each run against the baseline run on the same examples: mean difference [95% CI] and p-value
-    of a paired permutation test per headline metric; `*` marks p < 0.05."""
-    labels = {run_label(r, records): r for r in records}
-    base_scores = _scores_by_example(labels[baseline])
-    rows = {}
-    for label, record in labels.items():
-        if label == baseline:
-            continue
-        scores = _scores_by_example(record)
-        row = {}
-        for metric in [m for m in record["metrics"] if "/" not in m]:
-            candidate = {i: s[metric] for i, s in scores.items() if metric in s}
-            reference = {i: s[metric] for i, s in base_scores.items() if metric in s}
-            if set(candidate) & set(reference):
-                d = paired_difference(candidate, reference)
-                star = "*" if d["p_value"] < 0.05 else ""
-                row[metric] = f"{d['diff']:+.3f}{star} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p_value']:.3g}"
-        rows[label] = row
+def baseline_table(versus: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+    """Each run against the baseline: difference, paired-bootstrap CI and permutation p; `*` if p < 0.05."""
+    rows = {
+        label: {
+            metric: f"{d['diff']:+.3f}{'*' if d['p_value'] < SIGNIFICANCE else ''} "
+            f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p_value']:.3g}"
+            for metric, d in by_metric.items()
+        }
+        for label, by_metric in versus.items()
+    }
     return pd.DataFrame.from_dict(rows, orient="index").fillna("–")
 
 
-def default_baseline(records: Sequence[dict[str, Any]]) -> str:
-    labels = [run_label(r, records) for r in records]
-    return "zero_shot" if "zero_shot" in labels else labels[0]
+def category_table(groups: Sequence[RunGroup], metric: str) -> pd.DataFrame:
+    """Mean of `metric` per category of the test examples (columns: runs)."""
+    columns = {}
+    for g in groups:
+        category = {p["id"]: p["category"] for p in g.predictions}
+        frame = pd.DataFrame(
+            [{"category": category.get(i, ""), "score": s.get(metric)} for i, s in g.scores.items()]
+        ).dropna()
+        if not frame.empty:
+            columns[g.label] = frame.groupby("category")["score"].mean()
+    table = pd.DataFrame(columns)
+    return table.map(lambda v: f"{v:.2f}" if pd.notna(v) else "–") if not table.empty else table
 
 
-def _scores_by_example(record: dict[str, Any]) -> dict[str, dict[str, float]]:
-    return {p["id"]: p["scores"] for p in read_predictions(record)}
+# --- cost ------------------------------------------------------------------------------------------
 
 
 def _size(n_bytes: float) -> str:
@@ -93,14 +252,14 @@ def _size(n_bytes: float) -> str:
     return ""
 
 
-def cost_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
     rows = {}
-    for r in records:
-        c = r["cost"]
+    for g in groups:
+        c = g.cost
         total = c.get("total_params") or c.get("base_total_params") or 1
         trained = c.get("trainable_params", 0)
-        rows[run_label(r, records)] = {
-            "trainable": f"{trained:,} ({100 * trained / total:.2f}%)" if trained else "0",
+        rows[g.label] = {
+            "trainable": f"{trained:,.0f} ({100 * trained / total:.2f}%)" if trained else "0",
             "adapter": _size(c["adapter_bytes"]) if c.get("adapter_bytes") else "–",
             "train_s": f"{c['train_s']:.0f}" + (" (cached)" if c.get("adapter_reused") else "") if trained else "–",
             "train_tokens_per_s": f"{c['train_tokens_per_s']:.0f}" if trained else "–",
@@ -113,36 +272,59 @@ def cost_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename(columns=COST_COLUMNS)
 
 
-def read_predictions(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's per-example records, read once by `load_records`."""
-    return record["predictions"]
+def compute_seconds(group: RunGroup) -> float:
+    """Training (unless reused from the cache, then its recorded time) plus generation wall time."""
+    return float(group.cost.get("train_s", 0.0)) + float(group.cost.get("generate_s", 0.0))
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
+# --- retrieval and leakage ---------------------------------------------------------------------------
 
 
-def category_table(records: Sequence[dict[str, Any]], metric: str) -> pd.DataFrame:
-    """Mean of `metric` per category of the test examples (columns: runs)."""
-    columns = {}
-    for r in records:
-        frame = pd.DataFrame(
-            [{"category": p["category"], "score": p["scores"].get(metric)} for p in read_predictions(r)]
-        ).dropna()
-        if not frame.empty:
-            columns[run_label(r, records)] = frame.groupby("category")["score"].mean()
-    table = pd.DataFrame(columns)
-    return table.map(lambda v: f"{v:.2f}") if not table.empty else table
+def retrieval_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
+    """Retrieval quality and index cost of the runs that retrieve."""
+    rows = {}
+    for g in groups:
+        if not any(m in g.metrics for m in RETRIEVAL_METRICS) and "index_bytes" not in g.cost:
+            continue
+        row = {m: with_ci(g.metrics.get(m)) for m in RETRIEVAL_METRICS}
+        row["retriever"] = g.run.get("retriever", "–")
+        row["embedder"] = g.run.get("embedder", "–")
+        for key, title in RETRIEVAL_COSTS.items():
+            value = g.cost.get(key)
+            row[title] = "–" if value is None else _size(value) if key == "index_bytes" else f"{value:.3g}"
+        rows[g.label] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def config_differences(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The resolved config keys whose values differ between runs (paths excluded)."""
-    flat = {}
-    for r in records:
-        config = yaml.safe_load((r["dir"] / "config.yaml").read_text(encoding="utf-8"))
-        config.pop("paths", None)
-        flat[run_label(r, records)] = pd.json_normalize(config, sep=".").iloc[0].map(_cell)
+def leakage_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
+    """One row per distinct task data: how many test examples duplicate train inputs or corpus text."""
+    rows = {}
+    for g in groups:
+        for check, summary in g.leakage.items():
+            task = g.run["task"]
+            row = {
+                "checked": summary["checked"],
+                "exact": summary["exact"],
+                "near": summary["near"],
+                "leak rate": f"{summary['rate']:.1%}",
+                "closest pair": f"{summary['max_similarity']:.2f}",
+                "not checked (short)": summary.get("too_short", "–"),
+                "examples": ", ".join(
+                    f"{x['test']}~{x.get('train', x.get('passage'))} ({x['similarity']:.2f})"
+                    for x in summary["examples"]
+                )
+                or "–",
+            }
+            rows.setdefault(f"{task}: {check.replace('_', '/')}", row)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# --- configs ---------------------------------------------------------------------------------------
+
+
+def config_differences(groups: Sequence[RunGroup]) -> pd.DataFrame:
+    """The resolved config keys whose values differ between groups (paths and seeds excluded)."""
+    flat = {g.label: pd.Series(_config_without_seed(g.config)).map(_cell) for g in groups}
     table = pd.DataFrame(flat).fillna("–")  # "–": the run's config has no such key
     if table.empty:
         return table

@@ -1,0 +1,68 @@
+"""What each report section and metric means: one text for both renderings (Markdown inline syntax;
+the HTML report turns `code` into <code> after escaping)."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from markupsafe import Markup
+
+SECTIONS = {
+    "quality": (
+        "Mean over the test examples with a bootstrap 95% confidence interval; ▲ / ▼ mark a run "
+        "significantly better / worse than the baseline `{baseline}` (paired permutation test on the same "
+        "examples, p < 0.05)."
+    ),
+    "seeds": (
+        "Runs that differ only in their seed are one row: each example's score is averaged over the seeds, "
+        "the interval is bootstrapped over examples, and `sd` is the standard deviation of the seeds' means."
+    ),
+    "versus": (
+        "Mean per-example difference from `{baseline}` on the same test examples, its paired-bootstrap 95% "
+        "interval, and the p-value of a paired permutation test (signs of the differences flipped at random); "
+        "`*` marks p < 0.05; 0.001 is the resolution of the 2,000 permutations. Each comparison is one test: "
+        "with many runs, expect some false positives."
+    ),
+    "quality_cost": (
+        "`{primary}` against the compute a run spent (training plus generating the test answers) and against "
+        "its latency per example. Filled points are the Pareto front: no other run is both cheaper and better."
+    ),
+    "cost": (
+        "Measured in each run: trainable parameters (share of the model), adapter size on disk, training wall "
+        "time and throughput, prompt length (what demonstrations and passages cost), generation throughput, "
+        "latency per example (wall time of its batch) and peak resident memory (with the resident memory at "
+        "the run's start: the jobs of a sweep share one process, so a later job's peak includes what earlier "
+        "jobs left)."
+    ),
+    "retrieval": "Retrieval quality against the gold passages, and what building the index cost.",
+    "leakage": (
+        "Test examples that duplicate a train input (exact, or word n-gram Jaccard at or above "
+        "`leakage.near_threshold`) or whose reference appears in a retrieval passage (verbatim, or that share "
+        "of its n-grams in one passage). A leak inflates every run that trains on or retrieves the leaked text."
+    ),
+}
+
+METRICS = {
+    "field_accuracy": "`field_accuracy`: share of the reference's facts stated in the right report section.",
+    "protocol_fact_accuracy": (
+        "`protocol_fact_accuracy`: the facts that need the domain's own knowledge (the task config's "
+        "`protocol_fields`)."
+    ),
+    "format_compliance": "`format_compliance`: share of outputs with every section, in order.",
+    "embedding_similarity": (
+        "`embedding_similarity`: cosine similarity of output and reference embeddings (the "
+        "`evaluation.embedder`, the same for every run)."
+    ),
+    "groundedness": (
+        "`groundedness`: share of the output's content words found in the passages its prompt carried "
+        "(retrieving runs only)."
+    ),
+    "llm_judge": "`llm_judge`: the judge model's 1-5 grade against the reference, scaled to [0, 1].",
+    "recall_at_k": "`recall_at_k`: share of gold passages among the passages placed in the prompt.",
+}
+
+
+def inline_html(text: str) -> Markup:
+    """Escape, then render `code` spans."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False)))

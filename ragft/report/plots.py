@@ -1,0 +1,88 @@
+"""Report figures (matplotlib, rendered off-screen to PNG bytes): quality against cost with the Pareto
+front marked, and each headline metric per run with its 95% interval."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ragft.report.tables import RunGroup, compute_seconds  # noqa: E402
+
+COST_AXES: dict[str, Callable[[RunGroup], float]] = {
+    "training + generation time (s)": compute_seconds,
+    "latency per example, p50 (s)": lambda g: float(g.cost.get("latency_p50_s", 0.0)),
+}
+
+
+def pareto_front(costs: Sequence[float], qualities: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats: none is at most as costly and strictly better, or
+    strictly cheaper and at least as good. Returned cheapest first."""
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], -qualities[i]))
+    front, best = [], -np.inf
+    for i in order:
+        if qualities[i] > best:
+            front.append(i)
+            best = qualities[i]
+    return front
+
+
+def _png(figure: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def quality_cost_plot(groups: Sequence[RunGroup], metric: str) -> bytes:
+    """One panel per cost axis: each run's `metric` (with its CI) against the cost, Pareto front joined."""
+    scored = [g for g in groups if metric in g.metrics]
+    figure, axes = plt.subplots(1, len(COST_AXES), figsize=(6 * len(COST_AXES), 4.2), squeeze=False)
+    for axis, (title, cost_of) in zip(axes[0], COST_AXES.items()):
+        costs = [cost_of(g) for g in scored]
+        means = [g.metrics[metric]["mean"] for g in scored]
+        errors = np.array(
+            [[m - g.metrics[metric]["ci_low"] for g, m in zip(scored, means)],
+             [g.metrics[metric]["ci_high"] - m for g, m in zip(scored, means)]]
+        )  # fmt: skip
+        front = pareto_front(costs, means)
+        axis.errorbar(costs, means, yerr=errors, fmt="none", ecolor="#9aa5b1", capsize=3, zorder=1)
+        others = [i for i in range(len(scored)) if i not in front]
+        axis.scatter([costs[i] for i in others], [means[i] for i in others], s=45, facecolors="white",
+                     edgecolors="#52606d", zorder=2, label="dominated")  # fmt: skip
+        axis.scatter([costs[i] for i in front], [means[i] for i in front], s=55, color="#c2410c", zorder=3,
+                     label="Pareto front")  # fmt: skip
+        axis.step([costs[i] for i in front], [means[i] for i in front], where="post", color="#c2410c", alpha=0.6)
+        for g, x, y in zip(scored, costs, means):
+            axis.annotate(g.label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        axis.set_xlabel(title)
+        axis.set_ylabel(f"{metric} (95% CI)")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="lower right", fontsize=8)
+    figure.suptitle(f"{metric} against cost: up and to the left is better")
+    return _png(figure)
+
+
+def metrics_plot(groups: Sequence[RunGroup], metrics: Sequence[str]) -> bytes:
+    """Grouped bars: each headline metric per run, with its 95% interval."""
+    metrics = [m for m in metrics if any(m in g.metrics for g in groups)]
+    width = 0.8 / max(len(groups), 1)
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.4 * len(metrics) + 0.4 * len(groups)), 4.2))
+    positions = np.arange(len(metrics))
+    for k, g in enumerate(groups):
+        aggs = [g.metrics.get(m) for m in metrics]
+        means = [a["mean"] if a else 0.0 for a in aggs]
+        errors = np.array([[a["mean"] - a["ci_low"] if a else 0.0 for a in aggs],
+                           [a["ci_high"] - a["mean"] if a else 0.0 for a in aggs]])  # fmt: skip
+        axis.bar(positions + k * width, means, width, yerr=errors, capsize=2, label=g.label)
+    axis.set_xticks(positions + width * (len(groups) - 1) / 2, metrics, rotation=20, ha="right")
+    axis.set_ylabel("mean over test examples (95% CI)")
+    axis.set_ylim(0, 1.05)
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8, ncol=min(len(groups), 5), loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    return _png(figure)
