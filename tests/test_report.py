@@ -1,6 +1,16 @@
-import pandas as pd
+"""The report from constructed run records: grouping of seeds, significance markers, the Pareto front,
+escaping, self-containment, and several experiments in one report."""
 
-from ragft.report.render import cell, markdown_table
+import re
+
+import pandas as pd
+import pytest
+
+from ragft.report.__main__ import main as report_main
+from ragft.report.plots import pareto_front
+from ragft.report.render import build_report, cell, markdown_table, write_report
+from ragft.report.tables import group_runs, load_records
+from tests.fake_runs import write_experiment, write_run
 
 
 def test_model_text_cannot_break_the_table_or_inject_html():
@@ -17,3 +27,83 @@ def test_markdown_table_has_a_header_a_rule_and_one_line_per_row():
         "| rag | 0.7 |",
     ]
     assert markdown_table(pd.DataFrame()) == "_(none)_"
+
+
+def test_pareto_front_keeps_only_undominated_points_cheapest_first():
+    costs = [1.0, 2.0, 3.0, 4.0, 2.0]
+    quality = [0.2, 0.6, 0.5, 0.9, 0.6]
+    # (3.0, 0.5) is beaten by (2.0, 0.6); the second (2.0, 0.6) ties the first and adds nothing
+    assert pareto_front(costs, quality) == [0, 1, 3]
+    assert pareto_front([], []) == []
+
+
+def test_significant_gains_and_losses_are_marked_against_the_baseline(tmp_path):
+    exp = write_experiment(tmp_path)
+    write_run(exp, "lora", [0.0] * 40)  # worse than zero_shot's 25% on every example it got right
+    board = build_report([exp]).tables["leaderboard"]
+    assert board.loc["few_shot", "exact_match"].endswith("▲")
+    assert board.loc["lora", "exact_match"].endswith("▼")
+    assert not board.loc["rag", "exact_match"].endswith(("▲", "▼"))  # identical to the baseline
+
+
+def test_runs_differing_only_by_seed_are_aggregated(tmp_path):
+    exp = tmp_path / "seeds"
+    for seed, period in ((0, 2), (1, 4), (2, 2)):
+        write_run(exp, "lora", [float(i % period == 0) for i in range(40)], seed=seed)
+    write_run(exp, "zero_shot", [0.0] * 40)
+    groups = group_runs(load_records(exp))
+    lora = next(g for g in groups if g.label == "lora")
+    assert lora.seeds == [0, 1, 2]
+    # per example: mean over seeds; overall mean (0.5 + 0.25 + 0.5) / 3
+    assert lora.metrics["exact_match"]["mean"] == pytest.approx((0.5 + 0.25 + 0.5) / 3)
+    assert lora.metrics["exact_match"]["seed_sd"] == pytest.approx(pd.Series([0.5, 0.25, 0.5]).std())
+    report = build_report([exp])
+    assert report.tables["leaderboard"].loc["lora", "seeds"] == "0, 1, 2"
+    assert "sd 0.144" in report.tables["leaderboard"].loc["lora", "exact_match"]
+
+
+def test_configurations_sharing_an_arm_get_distinct_labels(tmp_path):
+    exp = tmp_path / "sweep"
+    write_run(exp, "lora", [1.0] * 10, extra={"adaptation": {"r": 8}})
+    write_run(exp, "lora", [0.0] * 10, extra={"adaptation": {"r": 16}})
+    labels = [g.label for g in group_runs(load_records(exp))]
+    assert len(set(labels)) == 2 and all(re.fullmatch(r"lora \([0-9a-f]{6}\)", label) for label in labels)
+
+
+def test_html_report_is_self_contained_and_escapes_model_text(tmp_path):
+    exp = write_experiment(tmp_path)
+    written = write_report(exp)
+    assert {p.name for p in written} >= {"report.md", "report.html", "quality_cost.png", "metrics.png", "runs.csv"}
+    page = (exp / "report.html").read_text()
+    assert "<script" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;document.title=" in page
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # nothing fetched from elsewhere
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 2
+    for section in ("Quality against cost", "Cost", "Retrieval", "Leakage", "Example predictions"):
+        assert section in page
+    assert "e0~t9 (1.00)" in page  # the recorded leak is listed
+    markdown = (exp / "report.md").read_text()
+    assert "![quality against cost](quality_cost.png)" in markdown and "<script>" not in markdown
+
+
+def test_two_experiments_compare_in_one_report(tmp_path, capsys):
+    first = write_experiment(tmp_path, "exp_a")
+    second = tmp_path / "exp_b"
+    write_run(second, "lora", [1.0] * 40)
+    assert report_main([str(first), str(second), "--baseline", "exp_a/zero_shot"]) == 0
+    out = tmp_path / "exp_a_vs_exp_b"
+    board = build_report([first, second], "exp_a/zero_shot").tables["leaderboard"]
+    assert list(board.index) == ["exp_a/zero_shot", "exp_a/few_shot", "exp_a/rag", "exp_b/lora"]
+    assert board.loc["exp_b/lora", "exact_match"].endswith("▲")
+    assert (out / "report.html").is_file() and "exp_b/lora" in (out / "report.md").read_text()
+    assert not (first / "report.md").exists()  # a comparison does not touch the experiments' own reports
+
+
+def test_report_command_fails_clearly(tmp_path, capsys):
+    assert report_main([str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert report_main([str(tmp_path / "empty")]) == 1
+    exp = write_experiment(tmp_path)
+    assert report_main([str(exp), "--baseline", "nope"]) == 2
+    assert "baseline 'nope' is not one of the runs" in capsys.readouterr().err
