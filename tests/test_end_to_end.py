@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,11 +42,16 @@ def test_every_arm_writes_a_complete_run_record(experiment):
     dirs = run_dirs(experiment)
     assert sorted(d.name.rsplit("-", 1)[0] for d in dirs) == sorted(ARMS)
     for run_dir in dirs:
-        assert {"run.json", "config.yaml", "metrics.json", "cost.json", "predictions.jsonl", "run.log"} <= {
-            p.name for p in run_dir.iterdir()
-        }
+        assert {
+            "run.json", "config.yaml", "metrics.json", "cost.json", "leakage.json", "predictions.jsonl", "run.log"
+        } <= {p.name for p in run_dir.iterdir()}  # fmt: skip
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        for name in ("rouge_l", "field_accuracy", "protocol_fact_accuracy", "format_compliance"):
+        if not run_dir.name.startswith(("rag", "lora_rag")):  # (tiny models' outputs may hold no content word)
+            assert "groundedness" not in metrics
+        leakage = json.loads((run_dir / "leakage.json").read_text())
+        assert leakage["train_test"]["checked"] == 6 and leakage["corpus_test"]["rate"] == 0.0
+        names = ("rouge_l", "field_accuracy", "protocol_fact_accuracy", "format_compliance", "embedding_similarity")
+        for name in names:
             agg = metrics[name]
             assert agg["ci_low"] <= agg["mean"] <= agg["ci_high"] and agg["n"] == 6
         predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
@@ -95,8 +101,24 @@ def test_the_report_compares_every_arm(experiment):
         "## Cost",
         "## Example predictions",
         "## What differs",
+        "## Leakage",
+        "![quality against cost](quality_cost.png)",
     ):
         assert section in report
+    page = (experiment / "report.html").read_text()
+    assert all(f"<th>{arm}</th>" in page for arm in ARMS) and page.count("data:image/png;base64,") == 2
+
+
+def test_runs_over_several_seeds_are_one_row_of_the_report(tmp_path):
+    ragft(
+        "ragft.run", "-m", "+debug=smoke", "context=few_shot_random", "seed=0,1", "exp_name=seeds",
+        f"paths.results={tmp_path}",
+    )  # fmt: skip
+    assert len(run_dirs(tmp_path / "seeds")) == 2
+    report = (tmp_path / "seeds" / "report.md").read_text()
+    leaderboard = report.split("## Quality\n", 1)[1].split("\n\n![", 1)[0]
+    [row] = [line for line in leaderboard.splitlines() if line.startswith("| few_shot_random |")]
+    assert re.fullmatch(r"\| few_shot_random \| .* sd \d\.\d{3} .*\| 0, 1 \|", row)
 
 
 def test_a_rerun_reuses_finished_runs(experiment):
@@ -139,7 +161,7 @@ def test_the_clinic_qa_task_runs(tmp_path):
     ragft("ragft.run", "+debug=smoke", "task=clinic_qa", "arm=rag", "exp_name=qa", f"paths.results={tmp_path}")
     [run_dir] = run_dirs(tmp_path / "qa")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert {"exact_match", "token_f1", "recall_at_k"} <= set(metrics)
+    assert {"exact_match", "token_f1", "recall_at_k", "groundedness", "embedding_similarity"} <= set(metrics)
 
 
 def test_a_failing_arm_does_not_stop_the_others_and_the_sweep_fails_loudly(tmp_path):

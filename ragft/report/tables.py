@@ -1,9 +1,9 @@
 """Comparison tables built from run records: leaderboard, baseline tests, fields, cost, retrieval,
 leakage, categories and config differences.
 
-Runs that differ only in their seed form one `RunGroup`: its per-example score is the mean over the
-seeds, its interval is bootstrapped over examples, and the spread of the seeds' means is shown beside
-it. A group of one run reports that run's own metrics.json.
+Runs that differ only in their seeds (any config key named `seed`) form one `RunGroup`: its
+per-example score is the mean over the seeds, its interval is bootstrapped over examples, and the
+spread of the seeds' means is shown beside it. A group of one run reports that run's own metrics.json.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ COST_COLUMNS = {
     "latency": "latency p50 / p95 (s)",
     "peak_rss_mb": "peak RSS (at start) MB",
 }
-SEED_KEYS = ("seed", "training.seed")
 
 
 @dataclass
@@ -130,7 +129,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _config_without_seed(config: dict[str, Any]) -> dict[str, Any]:
     flat = pd.json_normalize({k: v for k, v in config.items() if k not in ("paths", "leakage")}, sep=".")
-    return {k: v for k, v in flat.iloc[0].to_dict().items() if k not in SEED_KEYS}
+    return {k: v for k, v in flat.iloc[0].to_dict().items() if k.rsplit(".", 1)[-1] != "seed"}
 
 
 def group_runs(records: Sequence[dict[str, Any]]) -> list[RunGroup]:
