@@ -164,6 +164,51 @@ def test_the_clinic_qa_task_runs(tmp_path):
     assert {"exact_match", "token_f1", "recall_at_k", "groundedness", "embedding_similarity"} <= set(metrics)
 
 
+def write_own_task(folder: Path) -> Path:
+    """A user's task as the README describes it: JSONL notes and guidelines, one YAML file of their own."""
+    wards = ["cardiology", "neurology"]
+    with (folder / "letters.jsonl").open("w") as f:
+        for i in range(16):
+            note = f"Patient {i} seen on {wards[i % 2]} with chest pain of grade {i % 3}. Plan: rest and review."
+            letter = f"Dear colleague, patient {i} has grade {i % 3} chest pain and should rest."
+            split = "test" if i < 4 else "train"
+            f.write(json.dumps({"id": f"n{i}", "notes": note, "letter": letter, "ward": wards[i % 2], "split": split}))
+            f.write("\n")
+    with (folder / "guidelines.jsonl").open("w") as f:
+        for i in range(5):
+            f.write(json.dumps({"id": f"g{i}", "text": f"Chest pain of grade {i} needs {i + 1} days of rest."}) + "\n")
+    conf = folder / "conf"
+    (conf / "task").mkdir(parents=True)
+    (conf / "task" / "discharge_letters.yaml").write_text(
+        f"""name: discharge_letters
+data:
+  path: {folder / "letters.jsonl"}
+  fields: {{id: id, input: notes, reference: letter, split: split, category: ward,
+           gold_passages: null, facts: null}}
+corpus: {{path: {folder / "guidelines.jsonl"}, id_field: id, text_field: text}}
+template: {{system: You write discharge letters., instruction: Write the letter., input_format: "Notes: {{input}}"}}
+generation: {{max_new_tokens: 16}}
+metrics: {{rouge_l: {{}}, chrf: {{}}, groundedness: {{}}}}
+"""
+    )
+    return conf
+
+
+def test_a_users_own_task_runs_from_its_config_alone(tmp_path):
+    conf = write_own_task(tmp_path)
+    ragft(
+        "ragft.run", "-m", "+debug=smoke", "task=discharge_letters", "arm=zero_shot,rag", "exp_name=own",
+        f"hydra.searchpath=[file://{conf}]", f"paths.results={tmp_path / 'results'}",
+    )  # fmt: skip
+    exp_dir = tmp_path / "results" / "own"
+    assert sorted(d.name.rsplit("-", 1)[0] for d in run_dirs(exp_dir)) == ["rag", "zero_shot"]
+    table = pd.read_csv(exp_dir / "runs.csv")
+    assert {"rouge_l", "chrf", "leak_train_test_rate"} <= set(table.columns)
+    report = (exp_dir / "report.md").read_text()
+    assert "## `rouge_l` by category" in report and "| cardiology |" in report
+    assert "discharge_letters: train/test | 4 |" in report
+
+
 def test_a_failing_arm_does_not_stop_the_others_and_the_sweep_fails_loudly(tmp_path):
     result = subprocess.run(
         [
