@@ -37,25 +37,20 @@ class EvaluationModels:
     def embedder(self) -> Any:
         from ragft.models import load_embedder
 
-        if self.cfg.get("embedder") is None:
-            raise ConfigError(
-                "evaluation.embedder",
-                "embedding_similarity needs an embedder.",
-                "Select one, e.g. `embedder@evaluation.embedder=minilm`.",
-            )
-        return load_embedder(self.cfg.embedder)
+        why = "embedding_similarity needs an embedder."
+        return load_embedder(self._model_config("embedder", why, "embedder@evaluation.embedder=minilm"))
 
     @cached_property
     def judge(self) -> Any:
         from ragft.models import load_generator
 
-        if self.cfg.get("judge") is None:
-            raise ConfigError(
-                "evaluation.judge",
-                "llm_judge needs a judge model, and none is configured (it is off by default).",
-                "Select a generator config as the judge, e.g. `generator@evaluation.judge=smollm2`.",
-            )
-        return load_generator(self.cfg.judge)
+        why = "llm_judge needs a judge model, and none is configured (it is off by default)."
+        return load_generator(self._model_config("judge", why, "generator@evaluation.judge=smollm2"))
+
+    def _model_config(self, key: str, why: str, override: str) -> DictConfig:
+        if self.cfg.get(key) is None:
+            raise ConfigError(f"evaluation.{key}", why, f"Select one, e.g. `{override}`.")
+        return self.cfg[key]
 
 
 @register_metric("embedding_similarity", batched=True)
