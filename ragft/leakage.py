@@ -9,8 +9,9 @@ Two checks, both on SQuAD-normalised text (lower case, no punctuation or article
   `min_reference_words` are not checked: a short answer ("yes", a drug name) is knowledge the corpus is
   meant to hold, not a leaked answer key.
 
-Pairs are found with one sparse matrix product of n-gram indicator vectors (scipy), so the cost grows
-with the n-grams the texts share, not with every pair of texts.
+Near duplicates are found with one sparse matrix product of n-gram indicator vectors (scipy), so that
+search grows with the n-grams the texts share, not with every pair of texts; the verbatim check of
+corpus/test compares each checked reference with each passage (a substring test on whole words).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from ragft.errors import RagftError
+from ragft.errors import ConfigError, RagftError
 from ragft.metrics import normalize_answer
 from ragft.types import TaskData
 
@@ -69,6 +70,29 @@ def _best_matches(scores: sparse.csr_matrix) -> list[tuple[int, float]]:
     return best
 
 
+def _leaks(
+    test_ids: Sequence[str],
+    exact: Sequence[int | None],
+    best: Sequence[tuple[int, float]],
+    other_ids: Sequence[str],
+    other: str,
+    near_threshold: float,
+) -> list[dict[str, Any]]:
+    """A test item leaks when it has an exact match, else when its best match reaches the threshold."""
+    leaks = []
+    for test_id, match, (column, similarity) in zip(test_ids, exact, best, strict=True):
+        if match is not None:
+            leaks.append({"test": test_id, other: other_ids[match], "similarity": 1.0, "kind": "exact"})
+        elif column >= 0 and similarity >= near_threshold:
+            leaks.append({"test": test_id, other: other_ids[column], "similarity": similarity, "kind": "near"})
+    return leaks
+
+
+def describe_pairs(leaks: Sequence[Mapping[str, Any]]) -> str:
+    """`test~train (similarity)` for each listed leak."""
+    return ", ".join(f"{x['test']}~{x.get('train', x.get('passage'))} ({x['similarity']:.2f})" for x in leaks)
+
+
 def _summary(checked: int, leaks: list[dict[str, Any]], best: Sequence[float], **extra: Any) -> dict[str, Any]:
     leaks = sorted(
         ({**leak, "similarity": round(leak["similarity"], 4)} for leak in leaks), key=lambda x: -x["similarity"]
@@ -96,14 +120,9 @@ def train_test_overlap(
     union = sizes_test[shared.row] + sizes_train[shared.col] - shared.data
     jaccard = sparse.csr_matrix((shared.data / np.maximum(union, 1), (shared.row, shared.col)), shape=shared.shape)
     normalised_train = {normalize_answer(text): i for i, (_, text) in enumerate(train)}
-    leaks = []
+    exact = [normalised_train.get(normalize_answer(text)) for _, text in test]
     best = _best_matches(jaccard)
-    for row, (column, similarity) in enumerate(best):
-        exact = normalised_train.get(normalize_answer(test[row][1]))
-        if exact is not None:
-            leaks.append({"test": test[row][0], "train": train[exact][0], "similarity": 1.0, "kind": "exact"})
-        elif similarity >= near_threshold:
-            leaks.append({"test": test[row][0], "train": train[column][0], "similarity": similarity, "kind": "near"})
+    leaks = _leaks([i for i, _ in test], exact, best, [i for i, _ in train], "train", near_threshold)
     return _summary(len(test), leaks, [similarity for _, similarity in best])
 
 
@@ -120,23 +139,24 @@ def corpus_test_overlap(
     shared = shared_ngrams(reference_grams, [ngrams(text, ngram) for _, text in corpus])
     sizes = np.array([max(len(g), 1) for g in reference_grams], dtype=np.float64)
     containment = sparse.diags(1 / sizes) @ shared if len(checked) else shared
-    normalised_corpus = [normalize_answer(text) for _, text in corpus]
-    leaks = []
+    padded_corpus = [f" {normalize_answer(text)} " for _, text in corpus]  # padded: whole words only
+    exact = [
+        next((j for j, passage in enumerate(padded_corpus) if f" {normalize_answer(text)} " in passage), None)
+        for _, text in checked
+    ]
     best = _best_matches(sparse.csr_matrix(containment))
-    for row, (column, similarity) in enumerate(best):
-        reference = normalize_answer(checked[row][1])
-        verbatim = next((j for j, passage in enumerate(normalised_corpus) if reference in passage), None)
-        if verbatim is not None:
-            leaks.append({"test": checked[row][0], "passage": corpus[verbatim][0], "similarity": 1.0, "kind": "exact"})
-        elif similarity >= near_threshold:
-            leaks.append(
-                {"test": checked[row][0], "passage": corpus[column][0], "similarity": similarity, "kind": "near"}
-            )
+    leaks = _leaks([i for i, _ in checked], exact, best, [i for i, _ in corpus], "passage", near_threshold)
     return _summary(len(checked), leaks, [s for _, s in best], too_short=len(references) - len(checked))
 
 
 def check_leakage(task: TaskData, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Both checks for the task's test split; raises LeakageError when `settings['fail']` and any leak."""
+    if not 0 < settings["near_threshold"] <= 1:
+        raise ConfigError(
+            "leakage.near_threshold", f"must be in (0, 1], got {settings['near_threshold']}.", "The default is 0.8."
+        )
+    if settings["ngram"] < 1:
+        raise ConfigError("leakage.ngram", f"must be at least 1, got {settings['ngram']}.", "The default is 3.")
     test = task.split("test")
     report: dict[str, Any] = {
         "train_test": train_test_overlap(
@@ -163,10 +183,7 @@ def _describe(task: str, report: Mapping[str, Any]) -> str:
     lines = [f"task '{task}': test examples leak (leakage.fail is true, so nothing was run):"]
     for name, check in report.items():
         if check["exact"] + check["near"]:
-            pairs = ", ".join(
-                f"{leak['test']}~{leak.get('train', leak.get('passage'))} ({leak['similarity']:.2f})"
-                for leak in check["examples"]
-            )
+            pairs = describe_pairs(check["examples"])
             lines.append(
                 f"  {name}: {check['exact']} exact and {check['near']} near duplicates of {check['checked']}, e.g. {pairs}"
             )

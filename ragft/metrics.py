@@ -10,6 +10,7 @@ prediction: metrics that run a model score a whole run at once.
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import string
 from collections import Counter
@@ -24,6 +25,8 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from ragft.errors import ConfigError
 from ragft.types import Example, Prediction
+
+log = logging.getLogger(__name__)
 
 MetricFn = Callable[..., dict[str, float]]
 
@@ -187,8 +190,8 @@ def recall_at_k(prediction: Prediction) -> dict[str, float]:
 def groundedness(prediction: Prediction, include_input: bool = True, ignore: Sequence[str] = ()) -> dict[str, float]:
     """Share of the output's content words that occur in the passages its prompt carried.
 
-    Words are SQuAD-normalised (lower case, no punctuation or articles) and English stop words are
-    left out; `include_input` also counts words of the example's input as supported (a report may copy
+    Words are lower-cased runs of letters and digits (punctuation separates them) and English stop
+    words (articles included) are left out; `include_input` also counts words of the example's input as supported (a report may copy
     the note), and `ignore` lists words that never count (e.g. a report's fixed headers). This is the
     lexical "knowledge precision" of answer to evidence: 1.0 means every content word can be found in
     the given text; a drug or dose that appears nowhere in it lowers the score. It does not check that
@@ -197,13 +200,18 @@ def groundedness(prediction: Prediction, include_input: bool = True, ignore: Seq
     """
     if not prediction.passages:
         return {}
-    skipped = set(ENGLISH_STOP_WORDS) | {normalize_answer(word) for word in ignore}
-    words = [w for w in normalize_answer(prediction.output).split() if w not in skipped]
+    skipped = set(ENGLISH_STOP_WORDS) | {w for phrase in ignore for w in _words(phrase)}
+    words = [w for w in _words(prediction.output) if w not in skipped]
     if not words:
         return {}
     sources = [*prediction.passages, prediction.example.input] if include_input else list(prediction.passages)
-    vocabulary = set(normalize_answer(" ".join(sources)).split())
+    vocabulary = {w for text in sources for w in _words(text)}
     return {"groundedness": sum(w in vocabulary for w in words) / len(words)}
+
+
+def _words(text: str) -> list[str]:
+    """Lower-cased words and numbers; punctuation separates them ("8-year-old" is 8, year, old)."""
+    return re.findall(r"[^\W_]+", text.lower())
 
 
 # --- scoring and aggregation ----------------------------------------------------------------------
@@ -226,6 +234,12 @@ def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Ex
     """Fail before any work on unknown metrics, wrong parameters, or settings that do not fit the data:
     each metric scores `example` with its own reference as the output (metrics that run a model load it
     here, so a model that is missing fails now; without `models` only their parameters are checked)."""
+    if not selection:
+        raise ConfigError(
+            "task.metrics",
+            "selects no metric, so nothing would be scored.",
+            'Select one, e.g. "+task.metrics={rouge_l: {}}".',
+        )
     probe = Prediction(example=example, prompt="", output=example.reference, retrieved=example.gold_passages)
     for metric, params in resolve_metrics(selection):
         key = f"task.metrics.{metric.name}"
@@ -248,17 +262,32 @@ def score_predictions(
     seed: int = 0,
     models: Any = None,
 ) -> dict[str, dict[str, float]]:
-    """Score every prediction in place and return each score's mean, bootstrap 95% CI and n."""
+    """Score every prediction in place and return each score's mean, bootstrap 95% CI, n and direction
+    (that of the metric that produced it). A score that is not a finite number is left out, with a
+    warning: the example then counts as not scored by it."""
+    higher_is_better: dict[str, bool] = {}
     for metric, params in resolve_metrics(selection):
         for prediction, scores in zip(predictions, _apply(metric, params, predictions, models), strict=True):
-            prediction.scores.update(scores)
-    names = list(dict.fromkeys(name for p in predictions for name in p.scores))
-    return {name: mean_with_ci([p.scores[name] for p in predictions if name in p.scores], seed) for name in names}
+            finite = {name: float(v) for name, v in scores.items() if np.isfinite(v)}
+            if len(finite) < len(scores):
+                log.warning("%s gave %s a non-finite score: %s", metric.name, prediction.example.id, scores)
+            prediction.scores.update(finite)
+            higher_is_better.update(dict.fromkeys(finite, metric.higher_is_better))
+    return {
+        name: {
+            **mean_with_ci([p.scores[name] for p in predictions if name in p.scores], seed),
+            "higher_is_better": better,
+        }
+        for name, better in higher_is_better.items()
+    }
 
 
 def mean_with_ci(values: Sequence[float], seed: int = 0, resamples: int = 1000) -> dict[str, float]:
-    """Mean and percentile-bootstrap 95% confidence interval (scipy.stats.bootstrap)."""
+    """Mean and percentile-bootstrap 95% confidence interval (scipy.stats.bootstrap) of the finite values."""
     data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    if not len(data):
+        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
     mean = float(data.mean())
     if len(data) < 2 or np.ptp(data) == 0:
         return {"mean": mean, "ci_low": mean, "ci_high": mean, "n": len(data)}

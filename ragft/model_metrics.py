@@ -77,7 +77,7 @@ def llm_judge(
 ) -> list[dict[str, float]]:
     """The judge model's 1-5 grade of each output against its reference, scaled to [0, 1].
 
-    `rubric` may use {input}, {reference} and {output}. The grade is the first digit 1-5 in the judge's
+    `rubric` may use {input}, {reference} and {output}. The grade is the first number 1-5 standing alone in the judge's
     greedy reply; `llm_judge_parsed` records whether there was one, and unparsed replies get no grade
     (so `llm_judge`'s n can be smaller than the test set).
     """
@@ -118,7 +118,7 @@ def _check_rubric(rubric: str) -> None:
 
 
 def _grade(reply: str) -> dict[str, float]:
-    match = re.search(r"[1-5]", reply)
+    match = re.search(r"(?<![\d.])[1-5](?![\d.]*\d)", reply)  # a lone digit: not the 1 of "10" or "1.5"
     if match is None:
         return {"llm_judge_parsed": 0.0}
     return {"llm_judge": (int(match.group()) - 1) / 4, "llm_judge_parsed": 1.0}

@@ -27,7 +27,7 @@ from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import load_task
 from ragft.generation import check_fits, encode, generate
 from ragft.leakage import check_leakage
-from ragft.metrics import METRICS, check_metrics, score_predictions
+from ragft.metrics import check_metrics, score_predictions
 from ragft.model_metrics import EvaluationModels
 from ragft.models import Generator, load_generator
 from ragft.prompting import ContextBuilder, PromptTemplate
@@ -72,12 +72,12 @@ def prompts_for(
 
 
 def run_experiment_arm(cfg: DictConfig) -> Path:
-    """Run the arm that `cfg` describes unless an identical finished run exists; return its folder."""
+    """Run the arm that `cfg` describes unless an identical finished run exists; return its folder.
+
+    A reused run keeps the records of when it ran, its leakage check included (the settings it used
+    are in its config.yaml)."""
     task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
     template = PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
-    evaluation = EvaluationModels(cfg.evaluation)
-    check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)  # ... and so do metric settings
-    leakage = check_leakage(task, cfg.leakage)  # ... and leaks, where leakage.fail is set
     builder: ContextBuilder = instantiate(cfg.context.builder)
     arm = arm_label(cfg.adaptation.name, cfg.context.name)
     run_dir = Path(cfg.paths.results) / cfg.exp_name / f"{arm}-{run_key(cfg)}"
@@ -85,6 +85,9 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
         log.info("%s: finished run with this config exists at %s; reusing it", arm, run_dir)
         write_table(run_dir.parent)
         return run_dir
+    evaluation = EvaluationModels(cfg.evaluation)
+    check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)  # ... and so do metric settings
+    leakage = check_leakage(task, cfg.leakage)  # ... and leaks, where leakage.fail is set
     writer = RunWriter(run_dir)
     try:
         with _log_to(writer.staging / "run.log"):
@@ -95,7 +98,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
             cost.update(memory.record(), stage_s=timer.seconds)
             writer.write_json("run.json", _run_info(cfg, arm, run_dir.name, started))
             writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-            writer.write_json("metrics.json", _with_direction(metrics))
+            writer.write_json("metrics.json", metrics)
             writer.write_json("cost.json", cost)
             writer.write_json("leakage.json", leakage)
             writer.write_predictions(predictions)
@@ -206,12 +209,6 @@ def _log_to(path: Path) -> Iterator[None]:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
-
-
-def _with_direction(metrics: dict[str, dict]) -> dict[str, dict]:
-    """Add each score's `higher_is_better` (per-field scores inherit their metric's)."""
-    higher = {m.name: m.higher_is_better for m in METRICS.values()}
-    return {k: {**v, "higher_is_better": higher.get(k.split("/")[0], True)} for k, v in metrics.items()}
 
 
 def _run_info(cfg: DictConfig, arm: str, run_id: str, started: datetime) -> dict[str, Any]:

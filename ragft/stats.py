@@ -11,12 +11,13 @@ from scipy import stats
 def paired_difference(
     candidate: Mapping[str, float], baseline: Mapping[str, float], seed: int = 0, resamples: int = 2000
 ) -> dict[str, float]:
-    """Mean per-example difference (candidate - baseline) over the examples both runs scored.
+    """Mean per-example difference (candidate - baseline) over the examples both runs scored (with a
+    finite score).
 
     Returns the difference, its paired-bootstrap 95% interval, and the two-sided p-value of a paired
     permutation test (the sign of each example's difference flipped at random under the null).
     """
-    shared = sorted(set(candidate) & set(baseline))
+    shared = sorted(i for i in set(candidate) & set(baseline) if np.isfinite(candidate[i] - baseline[i]))
     if not shared:
         raise ValueError("the two runs share no scored example")
     diff = np.array([candidate[i] - baseline[i] for i in shared], dtype=float)

@@ -14,17 +14,23 @@ XSS = "<script>document.title='XSS'</script><img src=x onerror=\"document.title=
 
 
 def write_run(
-    exp_dir: Path, arm: str, scores: list[float], seed: int = 0, output: str = "a report", extra: dict | None = None
+    exp_dir: Path,
+    arm: str,
+    scores: list[float],
+    seed: int = 0,
+    output: str = "a report",
+    extra: dict | None = None,
+    task: str = "toy",
 ) -> Path:
-    """One finished run of `arm` whose per-example `exact_match` scores are `scores`."""
-    run_dir = exp_dir / f"{arm}-{content_key(arm, seed, extra or {})}"
+    """One finished run of `arm` whose per-example `exact_match` scores are `scores` (NaN: not scored)."""
+    run_dir = exp_dir / f"{arm}-{content_key(arm, seed, extra or {}, task)}"
     run_dir.mkdir(parents=True)
     run = {
-        "exp": exp_dir.name, "arm": arm, "run_id": run_dir.name, "task": "toy", "generator": "tiny",
+        "exp": exp_dir.name, "arm": arm, "run_id": run_dir.name, "task": task, "generator": "tiny",
         "adaptation": "none", "context": arm, "retriever": "dense_flat", "embedder": "tiny", "seed": seed,
         "status": "finished", "wall_s": 1.5,
     }  # fmt: skip
-    config = {"arm_setting": arm, "seed": seed, "training": {"seed": seed}, **(extra or {})}
+    config = {"arm_setting": arm, "task": {"name": task}, "seed": seed, "training": {"seed": seed}, **(extra or {})}
     predictions = [
         {"id": f"e{i}", "category": "even" if i % 2 == 0 else "odd", "input": f"note {i}", "prompt": "p",
          "retrieved": [], "gold_passages": [], "output": output, "reference": "the reference",

@@ -161,7 +161,9 @@ def test_the_clinic_qa_task_runs(tmp_path):
     ragft("ragft.run", "+debug=smoke", "task=clinic_qa", "arm=rag", "exp_name=qa", f"paths.results={tmp_path}")
     [run_dir] = run_dirs(tmp_path / "qa")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert {"exact_match", "token_f1", "recall_at_k", "groundedness", "embedding_similarity"} <= set(metrics)
+    assert {"exact_match", "token_f1", "recall_at_k", "embedding_similarity"} <= set(metrics)
+    outputs = [json.loads(line)["output"] for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert ("groundedness" in metrics) == any(re.search(r"\w", o) for o in outputs)  # (a tiny model may say nothing)
 
 
 def write_own_task(folder: Path) -> Path:

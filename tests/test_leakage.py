@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ragft.errors import ConfigError
 from ragft.leakage import LeakageError, check_leakage, corpus_test_overlap, ngrams, train_test_overlap
 from ragft.types import Example, Passage, TaskData
 
@@ -47,6 +48,21 @@ def test_corpus_test_overlap_checks_long_references_only():
     assert result["examples"][0] == {"test": "x1", "passage": "p1", "similarity": 1.0, "kind": "exact"}
 
 
+def test_verbatim_means_whole_words_and_texts_sharing_nothing_never_leak():
+    reference = "take 5 mg once daily with food and review after two weeks"
+    corpus = [("p1", "take 15 mg once daily with food and review after two weeks")]  # not the same dose
+    result = corpus_test_overlap(corpus, [("x1", reference)], ngram=3, near_threshold=0.95, min_reference_words=8)
+    assert result["exact"] == 0 and result["near"] == 0
+    unrelated = train_test_overlap([("t1", "alpha beta gamma")], [("x1", "delta epsilon zeta")], 3, 0.01)
+    assert unrelated["near"] == 0 and unrelated["max_similarity"] == 0.0
+
+
+@pytest.mark.parametrize("key, value", [("near_threshold", 0.0), ("near_threshold", 1.5), ("ngram", 0)])
+def test_settings_out_of_range_are_config_errors(key, value):
+    with pytest.raises(ConfigError, match=f"leakage.{key}"):
+        check_leakage(task_with_leak(), {**SETTINGS, key: value})
+
+
 def task_with_leak() -> TaskData:
     train = [Example(id="tr1", input=LONG, reference="r")]
     test = [Example(id="te1", input=LONG, reference="r"), Example(id="te2", input="different text", reference="r")]
@@ -64,7 +80,7 @@ def test_check_leakage_records_or_fails_as_configured():
 def test_a_run_with_leakage_fail_stops_before_writing_anything(smoke_cfg, tmp_path):
     from ragft.pipeline import run_experiment_arm
 
-    cfg = smoke_cfg("leakage.fail=true", "leakage.near_threshold=0.0")  # every test note "leaks"
+    cfg = smoke_cfg("leakage.fail=true", "leakage.near_threshold=0.05")  # the notes share phrasing: all "leak"
     with pytest.raises(LeakageError):
         run_experiment_arm(cfg)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("metrics.json"))

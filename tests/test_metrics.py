@@ -141,3 +141,22 @@ def test_score_predictions_fills_per_example_scores_and_aggregates():
 def test_unknown_metric_is_a_config_error_listing_the_known_ones():
     with pytest.raises(ConfigError, match=r"task.metrics.*bleurt.*registered.*rouge_l"):
         score_predictions([pred("a", "a")], {"bleurt": {}})
+
+
+def test_non_finite_scores_are_left_out_and_each_score_keeps_its_metrics_direction(monkeypatch, caplog):
+    from ragft.metrics import Metric
+
+    scores = iter([{"loss": float("nan")}, {"loss": 2.0}])
+    monkeypatch.setitem(METRICS, "toy_loss", Metric("toy_loss", lambda p: next(scores), higher_is_better=False))
+    predictions = [pred("a"), pred("b")]
+    aggregates = score_predictions(predictions, {"toy_loss": {}, "exact_match": {}})
+    assert "loss" not in predictions[0].scores and "non-finite" in caplog.text
+    assert aggregates["loss"]["n"] == 1 and aggregates["loss"]["higher_is_better"] is False
+    assert aggregates["exact_match"]["higher_is_better"] is True
+
+
+def test_a_task_must_select_a_metric():
+    from ragft.metrics import check_metrics
+
+    with pytest.raises(ConfigError, match="task.metrics"):
+        check_metrics({}, Example(id="x", input="", reference=""))

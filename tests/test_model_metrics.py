@@ -35,6 +35,33 @@ def test_groundedness_counts_the_input_only_when_asked_and_skips_ignored_words()
     assert ignored == 1.0
 
 
+def test_groundedness_splits_words_at_punctuation():
+    # "8-year-old" in the note supports "8" and "old"; "10mg" is one token, not "10" + "mg"
+    assert groundedness(answer("8 year old", note="an 8-year-old girl"))["groundedness"] == 1.0
+    assert groundedness(answer("Cardivex 10mg"))["groundedness"] == pytest.approx(1 / 2)
+
+
+def test_the_shipped_gold_reports_are_fully_grounded_in_their_protocol_and_note():
+    import json
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    clinic = ROOT / "corpora" / "clinic"
+    protocols = {p["id"]: p["text"] for p in map(json.loads, (clinic / "protocols_v1.jsonl").read_text().splitlines())}
+    task = yaml.safe_load((ROOT / "conf" / "task" / "medical_reports.yaml").read_text())
+    params = task["metrics"]["groundedness"]
+    notes = [n for n in map(json.loads, (clinic / "notes.jsonl").read_text().splitlines()) if n["split"] == "test"]
+    for note in notes:
+        gold = answer(note["report"], passages=[protocols[g] for g in note["gold_passages"]], note=note["note"])
+        assert groundedness(gold, **params)["groundedness"] == 1.0, note["id"]
+    first = notes[0]
+    invented = first["report"].replace("TREATMENT: ", "TREATMENT: Zorbatin ")
+    wrong_drug = answer(invented, passages=[protocols[g] for g in first["gold_passages"]], note=first["note"])
+    assert groundedness(wrong_drug, **params)["groundedness"] < 1.0
+
+
 def test_groundedness_applies_only_to_answers_given_passages():
     assert groundedness(answer("Cardivex", passages=())) == {}
     assert groundedness(answer("the and of")) == {}  # nothing but stop words
@@ -61,6 +88,7 @@ def test_judge_grades_are_parsed_and_scaled():
     assert _grade("4") == {"llm_judge": 0.75, "llm_judge_parsed": 1.0}
     assert _grade("Score: 1/5") == {"llm_judge": 0.0, "llm_judge_parsed": 1.0}
     assert _grade("excellent") == {"llm_judge_parsed": 0.0}
+    assert _grade("10/10") == {"llm_judge_parsed": 0.0} and _grade("1.5") == {"llm_judge_parsed": 0.0}
 
 
 def test_judge_runs_the_configured_model_on_every_prediction(tiny_models):
@@ -88,3 +116,22 @@ def test_embedding_similarity_needs_an_embedder():
     models = EvaluationModels(OmegaConf.create({"embedder": None}))
     with pytest.raises(ConfigError, match="evaluation.embedder"):
         check_metrics({"embedding_similarity": {}}, Example(id="e1", input="q", reference="a"), models)
+
+
+def test_the_judge_sees_the_rubric_filled_in_and_its_replies_become_grades(tiny_models, monkeypatch):
+    import ragft.generation
+    from ragft.generation import Generation
+
+    seen = {}
+
+    def judge_replies(generator, encoded, ids, max_new_tokens, **kwargs):
+        seen["prompts"] = [generator.tokenizer.decode(e) for e in encoded]
+        return [Generation(text, 0, 0, 0.0) for text in ("5", "Grade: 2", "none")]
+
+    monkeypatch.setattr(ragft.generation, "generate", judge_replies)
+    predictions = [answer(f"output {i}", reference=f"reference {i}") for i in range(3)]
+    rubric = "Q: {input} | R: {reference} | A: {output}"
+    score_predictions(predictions, {"llm_judge": {"rubric": rubric}}, models=tiny_models)
+    assert all(f"R: reference {i} | A: output {i}" in prompt for i, prompt in enumerate(seen["prompts"]))
+    assert [p.scores.get("llm_judge") for p in predictions] == [1.0, 0.25, None]
+    assert [p.scores["llm_judge_parsed"] for p in predictions] == [1.0, 1.0, 0.0]

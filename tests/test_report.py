@@ -8,14 +8,24 @@ import pytest
 
 from ragft.report.__main__ import main as report_main
 from ragft.report.plots import pareto_front
-from ragft.report.render import build_report, cell, markdown_table, write_report
+from ragft.report.render import build_report, cell, markdown_table, text_cell, write_report
 from ragft.report.tables import group_runs, load_records
 from tests.fake_runs import write_experiment, write_run
 
 
 def test_model_text_cannot_break_the_table_or_inject_html():
-    text = "a | b\n<script>alert(1)</script>"
-    assert cell(text) == "a \\| b<br>&lt;script&gt;alert(1)&lt;/script&gt;"
+    text = "a | b\n<script>alert(1)</script>\rc"
+    assert cell(text) == "a \\| b<br>&lt;script&gt;alert(1)&lt;/script&gt;<br>c"
+    # model and data text: its Markdown shows as typed (no link, no emphasis, no heading)
+    assert text_cell("[x](javascript:alert(1)) *b* # h") == "\\[x\\](javascript:alert(1)) \\*b\\* \\# h"
+
+
+def test_example_ids_and_outputs_are_escaped_in_markdown(tmp_path):
+    exp = tmp_path / "md"
+    write_run(exp, "zero_shot", [1.0] * 3, output="[click](javascript:alert(1)) | **bold**")
+    markdown = build_report([exp]) and write_report(exp)[0].read_text()
+    assert "\\[click\\](javascript:alert(1)) \\| \\*\\*bold\\*\\*" in markdown
+    assert "[click](" not in markdown
 
 
 def test_markdown_table_has_a_header_a_rule_and_one_line_per_row():
@@ -107,3 +117,40 @@ def test_report_command_fails_clearly(tmp_path, capsys):
     exp = write_experiment(tmp_path)
     assert report_main([str(exp), "--baseline", "nope"]) == 2
     assert "baseline 'nope' is not one of the runs" in capsys.readouterr().err
+
+
+def test_runs_whose_configs_differ_in_an_empty_mapping_are_not_seeds_of_one_run(tmp_path):
+    exp = tmp_path / "metrics"
+    write_run(exp, "rag", [1.0] * 10, extra={"task": {"name": "toy", "metrics": {"rouge_l": {}}}})
+    write_run(exp, "rag", [0.0] * 10, extra={"task": {"name": "toy", "metrics": {"rouge_l": {}, "chrf": {}}}})
+    groups = group_runs(load_records(exp))
+    assert len(groups) == 2 and all(len(g.records) == 1 for g in groups)
+    differences = build_report([exp]).tables["config_diff"]
+    assert list(differences.index) == ["task.metrics.chrf"]
+
+
+def test_unscored_examples_are_left_out_not_marked_significant(tmp_path):
+    exp = tmp_path / "nan"
+    write_run(exp, "zero_shot", [0.0] * 20)
+    write_run(exp, "rag", [float("nan")] + [0.0] * 19)
+    report = build_report([exp])
+    assert not report.tables["leaderboard"].loc["rag", "exact_match"].endswith(("▲", "▼"))
+    assert report.tables["versus"].loc["rag", "exact_match"].startswith("+0.000 ")
+
+
+def test_runs_of_another_task_are_not_paired_with_the_baseline(tmp_path):
+    first = write_experiment(tmp_path, "exp_a")
+    other = tmp_path / "exp_b"
+    write_run(other, "lora", [1.0] * 40, task="other_task")  # same example ids e0..e39, other examples
+    report = build_report([first, other], "exp_a/zero_shot")
+    assert "exp_b/lora" not in report.tables["versus"].index
+    assert not report.tables["leaderboard"].loc["exp_b/lora", "exact_match"].endswith("▲")
+
+
+def test_a_run_without_some_cost_figures_still_reports(tmp_path):
+    exp = write_experiment(tmp_path)
+    run_dir = next(exp.glob("rag-*"))
+    (run_dir / "cost.json").write_text('{"prompt_tokens_mean": 12}')
+    cost = build_report([exp]).tables["cost"]
+    assert cost.loc["rag", "prompt tokens/example"] == "12"
+    assert cost.loc["rag", "latency p50 / p95 (s)"] == "– / –"

@@ -56,7 +56,7 @@ METRICS = {
     ),
     "groundedness": (
         "`groundedness`: share of the output's content words found in the passages its prompt carried "
-        "(retrieving runs only)."
+        "(and in its input, unless the task sets `include_input: false`); retrieving runs only."
     ),
     "llm_judge": "`llm_judge`: the judge model's 1-5 grade against the reference, scaled to [0, 1].",
     "recall_at_k": "`recall_at_k`: share of gold passages among the passages placed in the prompt.",

@@ -22,7 +22,8 @@ COST_AXES: dict[str, Callable[[RunGroup], float]] = {
 
 def pareto_front(costs: Sequence[float], qualities: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats: none is at most as costly and strictly better, or
-    strictly cheaper and at least as good. Returned cheapest first."""
+    strictly cheaper and at least as good. Returned cheapest first; of points with the same cost and
+    quality, only the first is listed."""
     order = sorted(range(len(costs)), key=lambda i: (costs[i], -qualities[i]))
     front, best = [], -np.inf
     for i in order:
@@ -76,9 +77,9 @@ def metrics_plot(groups: Sequence[RunGroup], metrics: Sequence[str]) -> bytes:
     positions = np.arange(len(metrics))
     for k, g in enumerate(groups):
         aggs = [g.metrics.get(m) for m in metrics]
-        means = [a["mean"] if a else 0.0 for a in aggs]
-        errors = np.array([[a["mean"] - a["ci_low"] if a else 0.0 for a in aggs],
-                           [a["ci_high"] - a["mean"] if a else 0.0 for a in aggs]])  # fmt: skip
+        means = [a["mean"] if a else np.nan for a in aggs]  # a metric the run lacks: no bar, not a zero
+        errors = np.array([[a["mean"] - a["ci_low"] if a else np.nan for a in aggs],
+                           [a["ci_high"] - a["mean"] if a else np.nan for a in aggs]])  # fmt: skip
         axis.bar(positions + k * width, means, width, yerr=errors, capsize=2, label=g.label)
     axis.set_xticks(positions + width * (len(groups) - 1) / 2, metrics, rotation=20, ha="right")
     axis.set_ylabel("mean over test examples (95% CI)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -135,8 +136,15 @@ def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Repor
 
 
 def cell(value: Any) -> str:
-    """Markdown-safe table cell: HTML escaped, pipes escaped, newlines as <br>."""
-    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", "<br>")
+    """Markdown-safe table cell: HTML escaped, pipes escaped, line breaks as <br>."""
+    text = html.escape(str(value), quote=False).replace("|", "\\|")
+    return re.sub(r"\r\n|\r|\n", "<br>", text)
+
+
+def text_cell(value: Any) -> str:
+    """Model or data text in Markdown: a cell whose Markdown syntax (links, emphasis, code, headings)
+    shows as typed instead of being rendered."""
+    return cell(re.sub(r"([\\`*_\[\]#~!])", r"\\\1", str(value)))
 
 
 def markdown_table(frame: pd.DataFrame, index_name: str = "") -> str:
@@ -174,6 +182,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["cell"] = cell
+    env.filters["text"] = text_cell
     return env
 
 

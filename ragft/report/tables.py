@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from ragft.cache import content_key
+from ragft.leakage import describe_pairs
 from ragft.metrics import mean_with_ci
 from ragft.record import finished_runs, read_run
 from ragft.stats import paired_difference
@@ -84,10 +85,12 @@ class RunGroup:
         if len(self.records) == 1:
             return self.records[0]["metrics"]
         aggregated = {}
-        for name in self.records[0]["metrics"]:
+        for name in dict.fromkeys(n for r in self.records for n in r["metrics"]):
             values = [s[name] for s in self.scores.values() if name in s]
-            seed_means = [r["metrics"][name]["mean"] for r in self.records if name in r["metrics"]]
-            aggregated[name] = {**mean_with_ci(values), "seed_sd": float(np.std(seed_means, ddof=1))}
+            per_seed = [r["metrics"][name] for r in self.records if name in r["metrics"]]
+            aggregated[name] = {**mean_with_ci(values), "higher_is_better": per_seed[0].get("higher_is_better", True)}
+            if len(per_seed) > 1:
+                aggregated[name]["seed_sd"] = float(np.std([m["mean"] for m in per_seed], ddof=1))
         return aggregated
 
     @cached_property
@@ -127,9 +130,20 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle]
 
 
+def _flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted key -> leaf value; an empty mapping is a leaf (`rouge_l: {}` selects a metric)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update({f"{key}.{k}": v for k, v in _flatten(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
+
+
 def _config_without_seed(config: dict[str, Any]) -> dict[str, Any]:
-    flat = pd.json_normalize({k: v for k, v in config.items() if k not in ("paths", "leakage")}, sep=".")
-    return {k: v for k, v in flat.iloc[0].to_dict().items() if k.rsplit(".", 1)[-1] != "seed"}
+    flat = _flatten({k: v for k, v in config.items() if k not in ("paths", "leakage")})
+    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] != "seed"}
 
 
 def group_runs(records: Sequence[dict[str, Any]]) -> list[RunGroup]:
@@ -154,8 +168,7 @@ def group_runs(records: Sequence[dict[str, Any]]) -> list[RunGroup]:
 
 
 def default_baseline(groups: Sequence[RunGroup]) -> str:
-    labels = [g.label for g in groups]
-    return next((label for label in labels if label.split("/")[-1] == "zero_shot"), labels[0])
+    return next((g.label for g in groups if g.run["arm"] == "zero_shot"), groups[0].label)
 
 
 def headline_metrics(groups: Sequence[RunGroup]) -> list[str]:
@@ -173,11 +186,12 @@ def with_ci(agg: dict[str, float] | None) -> str:
 
 
 def comparisons(groups: Sequence[RunGroup], baseline: str) -> dict[str, dict[str, dict[str, float]]]:
-    """label -> metric -> paired difference from the baseline on the examples both scored."""
+    """label -> metric -> paired difference from the baseline on the examples both scored (runs of
+    another task than the baseline's are not compared: their example ids name other examples)."""
     base = next(g for g in groups if g.label == baseline)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for group in groups:
-        if group is base:
+        if group is base or group.run["task"] != base.run["task"]:
             continue
         for metric in headline_metrics([group]):
             candidate = {i: s[metric] for i, s in group.scores.items() if metric in s}
@@ -246,9 +260,15 @@ def category_table(groups: Sequence[RunGroup], metric: str) -> pd.DataFrame:
 def _size(n_bytes: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n_bytes < 1024 or unit == "GB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+            break
         n_bytes /= 1024
-    return ""
+    return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+
+
+def _figure(cost: dict[str, Any], key: str, spec: str) -> str:
+    """One cost figure formatted, or "–" where the run did not record it."""
+    value = cost.get(key)
+    return "–" if value is None else format(value, spec)
 
 
 def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
@@ -257,15 +277,16 @@ def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
         c = g.cost
         total = c.get("total_params") or c.get("base_total_params") or 1
         trained = c.get("trainable_params", 0)
+        reused = " (cached)" if c.get("adapter_reused") else ""
         rows[g.label] = {
             "trainable": f"{trained:,.0f} ({100 * trained / total:.2f}%)" if trained else "0",
             "adapter": _size(c["adapter_bytes"]) if c.get("adapter_bytes") else "–",
-            "train_s": f"{c['train_s']:.0f}" + (" (cached)" if c.get("adapter_reused") else "") if trained else "–",
-            "train_tokens_per_s": f"{c['train_tokens_per_s']:.0f}" if trained else "–",
-            "prompt_tokens_mean": f"{c['prompt_tokens_mean']:.0f}",
-            "generation_tokens_per_s": f"{c['generation_tokens_per_s']:.1f}",
-            "latency": f"{c['latency_p50_s']:.2f} / {c['latency_p95_s']:.2f}",
-            "peak_rss_mb": f"{c['peak_rss_mb']:.0f}"
+            "train_s": _figure(c, "train_s", ".0f") + reused if trained else "–",
+            "train_tokens_per_s": _figure(c, "train_tokens_per_s", ".0f") if trained else "–",
+            "prompt_tokens_mean": _figure(c, "prompt_tokens_mean", ".0f"),
+            "generation_tokens_per_s": _figure(c, "generation_tokens_per_s", ".1f"),
+            "latency": f"{_figure(c, 'latency_p50_s', '.2f')} / {_figure(c, 'latency_p95_s', '.2f')}",
+            "peak_rss_mb": _figure(c, "peak_rss_mb", ".0f")
             + (f" ({c['rss_at_start_mb']:.0f})" if "rss_at_start_mb" in c else ""),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename(columns=COST_COLUMNS)
@@ -296,25 +317,26 @@ def retrieval_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
 
 
 def leakage_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
-    """One row per distinct task data: how many test examples duplicate train inputs or corpus text."""
-    rows = {}
+    """One row per task and check: how many test examples duplicate train inputs or corpus text. Runs
+    whose records of the same check differ (other data or settings) get a row each, labelled by run."""
+    rows: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str]] = set()
     for g in groups:
         for check, summary in g.leakage.items():
-            task = g.run["task"]
-            row = {
+            name = f"{g.run['task']}: {check.replace('_', '/')}"
+            fingerprint = json.dumps(summary, sort_keys=True)
+            if (name, fingerprint) in seen:
+                continue
+            seen.add((name, fingerprint))
+            rows[name if name not in rows else f"{name} ({g.label})"] = {
                 "checked": summary["checked"],
                 "exact": summary["exact"],
                 "near": summary["near"],
                 "leak rate": f"{summary['rate']:.1%}",
                 "closest pair": f"{summary['max_similarity']:.2f}",
                 "not checked (short)": summary.get("too_short", "–"),
-                "examples": ", ".join(
-                    f"{x['test']}~{x.get('train', x.get('passage'))} ({x['similarity']:.2f})"
-                    for x in summary["examples"]
-                )
-                or "–",
+                "examples": describe_pairs(summary["examples"]) or "–",
             }
-            rows.setdefault(f"{task}: {check.replace('_', '/')}", row)
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
