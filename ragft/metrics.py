@@ -37,16 +37,19 @@ class Metric:
     fn: MetricFn
     higher_is_better: bool = True
     batched: bool = False
+    group: str = "quality"  # "retrieval": judges the retriever, shown in the report's retrieval table
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str, higher_is_better: bool = True, batched: bool = False) -> Callable[[MetricFn], MetricFn]:
+def register_metric(
+    name: str, higher_is_better: bool = True, batched: bool = False, group: str = "quality"
+) -> Callable[[MetricFn], MetricFn]:
     def decorate(fn: MetricFn) -> MetricFn:
         if name in METRICS:
             raise ValueError(f"metric '{name}' registered twice")
-        METRICS[name] = Metric(name, fn, higher_is_better, batched)
+        METRICS[name] = Metric(name, fn, higher_is_better, batched, group)
         return fn
 
     return decorate
@@ -177,13 +180,31 @@ def _states(line: str, value: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", line.lower()) is not None
 
 
-@register_metric("recall_at_k")
+@register_metric("recall_at_k", group="retrieval")
 def recall_at_k(prediction: Prediction) -> dict[str, float]:
     """Share of the example's gold passages among the passages retrieved for its prompt."""
     gold = set(prediction.example.gold_passages)
     if not prediction.retrieved or not gold:
         return {}
     return {"recall_at_k": len(gold & set(prediction.retrieved)) / len(gold)}
+
+
+@register_metric("ranking", group="retrieval")
+def ranking(prediction: Prediction, ks: Sequence[int] = (1, 5), ndcg_k: int = 10) -> dict[str, float]:
+    """The retriever's document ranking (to the context's `depth`) against the gold passages:
+    `recall@k` for each k, `mrr` (reciprocal rank of the first gold document, 0 if none is ranked)
+    and `ndcg@<ndcg_k>` with binary relevance."""
+    gold = set(prediction.example.gold_passages)
+    ranked = list(prediction.ranking)
+    if not ranked or not gold:
+        return {}
+    hits = [doc in gold for doc in ranked]
+    scores = {f"recall@{k}": sum(hits[:k]) / len(gold) for k in ks}
+    scores["mrr"] = next((1.0 / rank for rank, hit in enumerate(hits, start=1) if hit), 0.0)
+    dcg = sum(1.0 / np.log2(rank + 1) for rank, hit in enumerate(hits[:ndcg_k], start=1) if hit)
+    ideal = sum(1.0 / np.log2(rank + 1) for rank in range(1, min(len(gold), ndcg_k) + 1))
+    scores[f"ndcg@{ndcg_k}"] = dcg / ideal
+    return scores
 
 
 @register_metric("groundedness")
@@ -263,22 +284,23 @@ def score_predictions(
     models: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Score every prediction in place and return each score's mean, bootstrap 95% CI, n and direction
-    (that of the metric that produced it). A score that is not a finite number is left out, with a
+    and group (those of the metric that produced it). A score that is not a finite number is left out, with a
     warning: the example then counts as not scored by it."""
-    higher_is_better: dict[str, bool] = {}
+    producer: dict[str, Metric] = {}
     for metric, params in resolve_metrics(selection):
         for prediction, scores in zip(predictions, _apply(metric, params, predictions, models), strict=True):
             finite = {name: float(v) for name, v in scores.items() if np.isfinite(v)}
             if len(finite) < len(scores):
                 log.warning("%s gave %s a non-finite score: %s", metric.name, prediction.example.id, scores)
             prediction.scores.update(finite)
-            higher_is_better.update(dict.fromkeys(finite, metric.higher_is_better))
+            producer.update(dict.fromkeys(finite, metric))
     return {
         name: {
             **mean_with_ci([p.scores[name] for p in predictions if name in p.scores], seed),
-            "higher_is_better": better,
+            "higher_is_better": metric.higher_is_better,
+            "group": metric.group,
         }
-        for name, better in higher_is_better.items()
+        for name, metric in producer.items()
     }
 
 

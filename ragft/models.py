@@ -155,6 +155,34 @@ def tiny_bert_embedder(
     return _tiny_model("tiny-bert", tokenizer_from, "embedder.source.tokenizer_from", seed, dims, build, save)
 
 
+def tiny_cross_encoder(
+    tokenizer_from: Any, hidden_size: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
+) -> str:
+    """A randomly initialised small BERT cross-encoder (one relevance logit) with a real tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    def build(tokenizer: Any) -> Any:
+        config = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=hidden_size * 2,
+            max_position_embeddings=512,
+            num_labels=1,
+        )
+        return BertForSequenceClassification(config)
+
+    def save(model: Any, tokenizer: Any, out: Path) -> None:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    dims = {"hidden_size": hidden_size, "layers": layers, "heads": heads}
+    return _tiny_model(
+        "tiny-cross-encoder", tokenizer_from, "retriever.reranker.source.tokenizer_from", seed, dims, build, save
+    )
+
+
 def resolve_source(source: Any, config_key: str) -> str:
     """A source is a model id / local path string, or a config with `_target_` that returns one."""
     if isinstance(source, (DictConfig, dict)):
@@ -226,6 +254,23 @@ def load_embedder(cfg: DictConfig) -> Any:
             "embedder.source",
             f"cannot load '{path}' offline ({err}).",
             "Use a local sentence-transformers folder or a model already in the cache.",
+        ) from None
+    model.ragft_path = path
+    return model
+
+
+def load_cross_encoder(cfg: Any) -> Any:
+    """Load the reranker config's sentence-transformers CrossEncoder, offline, on the best device."""
+    from sentence_transformers import CrossEncoder
+
+    path = resolve_source(cfg["source"], "retriever.reranker.source")
+    try:
+        model = CrossEncoder(path, device=str(best_device()), local_files_only=True, max_length=cfg.get("max_length"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            "retriever.reranker.source",
+            f"cannot load the cross-encoder '{path}' offline ({err}).",
+            "Use a local sentence-transformers CrossEncoder folder or a model already in the cache.",
         ) from None
     model.ragft_path = path
     return model

@@ -33,19 +33,21 @@ from ragft.models import Generator, load_generator
 from ragft.prompting import ContextBuilder, PromptTemplate
 from ragft.record import RunWriter, is_finished, write_table
 from ragft.resources import RunResources
+from ragft.retrieval.base import document_ranking
 from ragft.types import Context, Example, Prediction
 
 log = logging.getLogger(__name__)
 
 # Config sections that change where results go or how they are shown, not what they are.
-NOT_IN_RUN_KEY = ("paths", "exp_name", "arm", "leakage")
+NOT_IN_RUN_KEY = ("paths", "exp_name", "arm", "leakage", "retrieval_eval")
 
 
-def arm_label(adaptation: str, context: str) -> str:
-    """zero_shot, few_shot, rag, lora, lora_rag, lora_few_shot, ... from the two axes."""
-    if adaptation == "none":
-        return context
-    return adaptation if context == "zero_shot" else f"{adaptation}_{context}"
+def arm_label(adaptation: str, context: str, retriever: str = "") -> str:
+    """zero_shot, few_shot, rag, lora, lora_rag, lora_few_shot, ... from the two axes, prefixed by the
+    retriever's label where the context retrieves with a non-default retriever (bm25_rag,
+    ft_retriever_lora_rag)."""
+    label = context if adaptation == "none" else adaptation if context == "zero_shot" else f"{adaptation}_{context}"
+    return f"{retriever}_{label}" if retriever else label
 
 
 def run_key(cfg: DictConfig) -> str:
@@ -79,7 +81,8 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
     template = PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
     builder: ContextBuilder = instantiate(cfg.context.builder)
-    arm = arm_label(cfg.adaptation.name, cfg.context.name)
+    retriever_label = cfg.retriever.get("label", "") if cfg.context.get("retrieves") else ""
+    arm = arm_label(cfg.adaptation.name, cfg.context.name, retriever_label)
     run_dir = Path(cfg.paths.results) / cfg.exp_name / f"{arm}-{run_key(cfg)}"
     if is_finished(run_dir):
         log.info("%s: finished run with this config exists at %s; reusing it", arm, run_dir)
@@ -120,7 +123,7 @@ def _execute(
     timer: StageTimer,
 ) -> tuple[dict, list[Prediction], dict]:
     torch.manual_seed(cfg.seed)
-    resources = RunResources(task, cfg.embedder, cfg.retriever)
+    resources = RunResources(task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
     test = task.split("test")
     with timer.stage("load_generator"):
         generator = load_generator(cfg.generator)
@@ -164,7 +167,8 @@ def _execute(
             example=e,
             prompt=p,
             output=g.text,
-            retrieved=tuple(x.id for x in c.passages),
+            retrieved=document_ranking(c.passages),
+            ranking=c.ranking,
             passages=tuple(x.text for x in c.passages),
             prompt_tokens=g.prompt_tokens,
             output_tokens=g.output_tokens,

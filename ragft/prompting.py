@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragft.errors import ConfigError
-from ragft.types import Context, Example
+from ragft.types import Context, Example, Passage
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class Resources(Protocol):
     @property
     def train_pool(self) -> list[Example]: ...
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+    def passages(self) -> list[Passage]: ...
     def retriever(self) -> Any: ...
 
 

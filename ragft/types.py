@@ -20,8 +20,15 @@ class Example:
 
 @dataclass(frozen=True)
 class Passage:
+    """A retrievable text: a corpus document, or a chunk of one (then `source` names the document)."""
+
     id: str
     text: str
+    source: str = ""
+
+    @property
+    def doc_id(self) -> str:
+        return self.source or self.id
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class Context:
 
     shots: tuple[Example, ...] = ()
     passages: tuple[Passage, ...] = ()
+    ranking: tuple[str, ...] = ()  # documents the retriever ranked, best first (deeper than the passages shown)
 
 
 @dataclass
@@ -47,7 +55,8 @@ class Prediction:
     example: Example
     prompt: str
     output: str
-    retrieved: tuple[str, ...] = ()
+    retrieved: tuple[str, ...] = ()  # documents of the passages in the prompt, in prompt order
+    ranking: tuple[str, ...] = ()  # the retriever's document ranking, for MRR and nDCG
     passages: tuple[str, ...] = ()  # texts of the retrieved passages (they are in the prompt, not re-written)
     prompt_tokens: int = 0
     output_tokens: int = 0
@@ -62,6 +71,7 @@ class Prediction:
             "input": self.example.input,
             "prompt": self.prompt,
             "retrieved": list(self.retrieved),
+            "ranking": list(self.ranking),
             "gold_passages": list(self.example.gold_passages),
             "output": self.output,
             "reference": self.example.reference,

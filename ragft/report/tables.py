@@ -27,7 +27,6 @@ from ragft.stats import paired_difference
 
 ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
 SIGNIFICANCE = 0.05
-RETRIEVAL_METRICS = ("recall_at_k",)
 RETRIEVAL_COSTS = {
     "corpus_passages": "passages",
     "embed_corpus_s": "embed corpus (s)",
@@ -88,7 +87,8 @@ class RunGroup:
         for name in dict.fromkeys(n for r in self.records for n in r["metrics"]):
             values = [s[name] for s in self.scores.values() if name in s]
             per_seed = [r["metrics"][name] for r in self.records if name in r["metrics"]]
-            aggregated[name] = {**mean_with_ci(values), "higher_is_better": per_seed[0].get("higher_is_better", True)}
+            kept = {k: v for k, v in per_seed[0].items() if k in ("higher_is_better", "group")}
+            aggregated[name] = {**mean_with_ci(values), **kept}
             if len(per_seed) > 1:
                 aggregated[name]["seed_sd"] = float(np.std([m["mean"] for m in per_seed], ddof=1))
         return aggregated
@@ -173,6 +173,18 @@ def default_baseline(groups: Sequence[RunGroup]) -> str:
 
 def headline_metrics(groups: Sequence[RunGroup]) -> list[str]:
     return list(dict.fromkeys(n for g in groups for n in g.metrics if "/" not in n))
+
+
+def retrieval_metrics(groups: Sequence[RunGroup]) -> list[str]:
+    """Scores of the metrics registered in the retrieval group (records before groups: recall_at_k)."""
+    return list(
+        dict.fromkeys(
+            n
+            for g in groups
+            for n, agg in g.metrics.items()
+            if agg.get("group", "retrieval" if n == "recall_at_k" else "") == "retrieval"
+        )
+    )
 
 
 # --- quality ---------------------------------------------------------------------------------------
@@ -301,12 +313,13 @@ def compute_seconds(group: RunGroup) -> float:
 
 
 def retrieval_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
-    """Retrieval quality and index cost of the runs that retrieve."""
+    """Retrieval quality (the retrieval group's metrics) and index cost of the runs that retrieve."""
+    names = retrieval_metrics(groups)
     rows = {}
     for g in groups:
-        if not any(m in g.metrics for m in RETRIEVAL_METRICS) and "index_bytes" not in g.cost:
+        if not any(m in g.metrics for m in names) and "index_bytes" not in g.cost:
             continue
-        row = {m: with_ci(g.metrics.get(m)) for m in RETRIEVAL_METRICS}
+        row = {m: with_ci(g.metrics.get(m)) for m in names}
         row["retriever"] = g.run.get("retriever", "–")
         row["embedder"] = g.run.get("embedder", "–")
         for key, title in RETRIEVAL_COSTS.items():

@@ -1,0 +1,23 @@
+"""Retrieval: embeddings, retrievers (dense FAISS, BM25, hybrid, reranked), chunking, retriever
+fine-tuning, and the context builders that put passages in prompts."""
+
+from ragft.retrieval.base import Retriever, document_ranking, reciprocal_rank_fusion
+from ragft.retrieval.bm25 import BM25Retriever
+from ragft.retrieval.context import RaftContext, RagContext
+from ragft.retrieval.dense import DenseRetriever
+from ragft.retrieval.embeddings import embed_texts
+from ragft.retrieval.hybrid import HybridRetriever
+from ragft.retrieval.rerank import RerankedRetriever
+
+__all__ = [
+    "BM25Retriever",
+    "DenseRetriever",
+    "HybridRetriever",
+    "RaftContext",
+    "RagContext",
+    "RerankedRetriever",
+    "Retriever",
+    "document_ranking",
+    "embed_texts",
+    "reciprocal_rank_fusion",
+]

@@ -1,0 +1,60 @@
+"""Sparse retrieval: BM25 (bm25s), the index persisted in the artefact cache and reused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import bm25s
+
+from ragft.cache import cached_dir, content_key, dir_bytes
+from ragft.retrieval.base import require_corpus
+from ragft.types import Passage
+
+
+class BM25Retriever:
+    """Okapi BM25 over lower-cased word tokens (English stop words removed by default). Passages that
+    share no term with the query score 0 and are not returned."""
+
+    def __init__(
+        self, name: str = "bm25", k1: float = 1.5, b: float = 0.75, method: str = "lucene",
+        stopwords: str | None = "en", label: str = "",
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.params = {"k1": k1, "b": b, "method": method}
+        self.stopwords = stopwords
+        self.index: bm25s.BM25 | None = None
+        self.passages: list[Passage] = []
+        self.stats: dict[str, float] = {}
+
+    def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        return bm25s.tokenize(list(texts), stopwords=self.stopwords, return_ids=False, show_progress=False)
+
+    def build(self, passages: Sequence[Passage], resources: Any = None) -> None:
+        require_corpus(passages)
+        start = time.perf_counter()
+        texts = [p.text for p in passages]
+
+        def index(out: Any) -> None:
+            model = bm25s.BM25(**self.params)
+            model.index(self._tokens(texts), show_progress=len(texts) > 10_000)
+            model.save(str(out), show_progress=False)
+
+        key = content_key("bm25", texts, self.params, self.stopwords)
+        index_dir, built_now = cached_dir("indexes", key, index)
+        self.index = bm25s.BM25.load(str(index_dir), show_progress=False)
+        self.passages = list(passages)
+        self.stats = {
+            "index_build_s": time.perf_counter() - start,
+            "index_bytes": dir_bytes(index_dir),
+            "index_reused": not built_now,
+            "corpus_passages": len(passages),
+        }
+
+    def search(self, queries: Sequence[str], k: int, resources: Any = None) -> list[list[Passage]]:
+        if self.index is None:
+            raise RuntimeError("BM25Retriever.search called before build")
+        k = min(k, len(self.passages))
+        ids, scores = self.index.retrieve(self._tokens(queries), k=k, show_progress=False, n_threads=1)
+        return [[self.passages[i] for i, s in zip(row, row_scores) if s > 0] for row, row_scores in zip(ids, scores)]

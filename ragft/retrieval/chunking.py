@@ -1,0 +1,57 @@
+"""Splitting corpus documents into the passages that are indexed: by tokens with overlap, or by section.
+
+A chunk's id is `<document id>#<n>` and its `source` is the document, so retrieval metrics judge
+documents (gold passages name documents) while the prompt carries only the chunk. A document that
+fits in one chunk is kept as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ragft.errors import ConfigError
+from ragft.types import Passage
+
+
+def _as_chunks(document: Passage, texts: Sequence[str]) -> list[Passage]:
+    texts = [t.strip() for t in texts if t.strip()]
+    if len(texts) <= 1:
+        return [document]
+    return [Passage(f"{document.id}#{n}", text, source=document.id) for n, text in enumerate(texts)]
+
+
+class TokenChunker:
+    """Windows of `size` tokens of the run's embedder tokenizer, each overlapping the previous by `overlap`."""
+
+    def __init__(self, size: int = 128, overlap: int = 32) -> None:
+        if size < 1 or not 0 <= overlap < size:
+            raise ConfigError(
+                "chunking", f"needs size >= 1 and 0 <= overlap < size, got size={size}, overlap={overlap}."
+            )
+        self.size, self.overlap = size, overlap
+
+    def split(self, documents: Sequence[Passage], resources: Any) -> list[Passage]:
+        tokenizer = resources.embedder.tokenizer
+        chunks = []
+        for document in documents:
+            offsets = tokenizer(document.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            starts = range(0, max(len(offsets) - self.overlap, 1), self.size - self.overlap)
+            windows = [offsets[s : s + self.size] for s in starts]
+            chunks += _as_chunks(document, [document.text[w[0][0] : w[-1][1]] for w in windows if w])
+        return chunks
+
+
+class SectionChunker:
+    """Split where `pattern` (a regular expression) matches: by default at blank lines; for Markdown
+    headings use `(?m)^(?=#)` (a zero-width match keeps the heading with its section)."""
+
+    def __init__(self, pattern: str = r"\n\s*\n") -> None:
+        try:
+            self.pattern = re.compile(pattern)
+        except re.error as err:
+            raise ConfigError("chunking.pattern", f"is not a regular expression: {err}.") from None
+
+    def split(self, documents: Sequence[Passage], resources: Any = None) -> list[Passage]:
+        return [chunk for document in documents for chunk in _as_chunks(document, self.pattern.split(document.text))]

@@ -1,0 +1,106 @@
+"""Dense retrieval: a sentence-transformers embedder over a FAISS index (any `index_factory` string),
+the index persisted in the artefact cache and reused."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ragft.cache import cached_dir, content_key, dir_bytes
+from ragft.errors import ConfigError
+from ragft.retrieval.base import require_corpus
+from ragft.retrieval.embeddings import embed_texts
+from ragft.types import Passage
+
+log = logging.getLogger(__name__)
+
+
+class DenseRetriever:
+    """Inner-product search over L2-normalised embeddings. With `finetune`, the embedder is first trained
+    on the task's query -> gold passage pairs (ragft.retrieval.finetune), and that model is used."""
+
+    def __init__(
+        self,
+        name: str = "dense",
+        index: str = "Flat",
+        search_params: Mapping[str, float] | None = None,
+        finetune: Mapping[str, Any] | None = None,
+        label: str = "",
+    ) -> None:
+        self.name = name
+        self.index_spec = index
+        self.search_params = dict(search_params or {})
+        self.finetune = dict(finetune) if finetune else None
+        self.index: faiss.Index | None = None
+        self.passages: list[Passage] = []
+        self.stats: dict[str, float] = {}
+        self._embedder: Any = None
+        self._batch_size = 64
+
+    def build(self, passages: Sequence[Passage], resources: Any) -> None:
+        require_corpus(passages)
+        start = time.perf_counter()
+        if self.finetune is not None:
+            self._embedder, train_stats = resources.finetuned_embedder(self.finetune)
+            self.stats.update(train_stats)
+        else:
+            self._embedder = resources.embedder
+        self._batch_size = resources.embedder_cfg.batch_size
+        vectors = self.embed([p.text for p in passages])
+        embedded = time.perf_counter()
+        key = content_key(
+            "faiss", getattr(self._embedder, "ragft_path", ""), [p.text for p in passages], self.index_spec
+        )
+        index_dir, built_now = cached_dir("indexes", key, lambda out: self._build_index(vectors, len(passages), out))
+        index = faiss.read_index(str(index_dir / "index.faiss"))
+        self._set_search_params(index)
+        self.index, self.passages = index, list(passages)
+        self.stats.update(
+            embed_corpus_s=embedded - start,
+            index_build_s=time.perf_counter() - embedded,
+            index_bytes=dir_bytes(index_dir),
+            index_reused=not built_now,
+            corpus_passages=len(passages),
+        )
+
+    def _build_index(self, vectors: np.ndarray, n_passages: int, out: Path) -> None:
+        try:
+            index = faiss.index_factory(vectors.shape[1], self.index_spec, faiss.METRIC_INNER_PRODUCT)
+            if not index.is_trained:
+                index.train(np.ascontiguousarray(vectors))
+        except RuntimeError as err:
+            raise ConfigError(
+                "retriever.index",
+                f"FAISS cannot build '{self.index_spec}' over {n_passages} passages: "
+                f"{str(err).strip().splitlines()[-1]}",
+                "Clustering indexes (IVF, PQ) need many more passages than clusters or codes; use Flat or HNSW32 "
+                "for a small corpus.",
+            ) from None
+        index.add(np.ascontiguousarray(vectors))
+        faiss.write_index(index, str(out / "index.faiss"))
+
+    def _set_search_params(self, index: faiss.Index) -> None:
+        for param, value in self.search_params.items():  # e.g. nprobe for IVF, efSearch for HNSW
+            try:
+                faiss.ParameterSpace().set_index_parameter(index, param, value)
+            except RuntimeError as err:
+                raise ConfigError(
+                    f"retriever.search_params.{param}", f"not valid for '{self.index_spec}': {err}"
+                ) from None
+
+    def embed(self, texts: Sequence[str], cache: bool = True) -> np.ndarray:
+        return embed_texts(self._embedder, texts, batch_size=self._batch_size, cache=cache)
+
+    def search(self, queries: Sequence[str], k: int, resources: Any) -> list[list[Passage]]:
+        if self.index is None:
+            raise RuntimeError("DenseRetriever.search called before build")
+        k = min(k, len(self.passages))
+        queries_vectors = self.embed(queries, cache=False)  # a query is embedded when it is asked, and timed so
+        _, ids = self.index.search(np.ascontiguousarray(queries_vectors), k)
+        return [[self.passages[i] for i in row if i >= 0] for row in ids]

@@ -1,0 +1,54 @@
+"""A second stage: a cross-encoder rescoring the first stage's top passages for each query."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ragft.retrieval.base import Retriever
+from ragft.types import Passage
+
+
+class RerankedRetriever:
+    """The first stage ranks `depth` passages; the cross-encoder `reranker` (any sentence-transformers
+    CrossEncoder, loaded offline) scores each (query, passage) pair and the best `k` are returned."""
+
+    def __init__(
+        self,
+        first_stage: Retriever,
+        reranker: Mapping[str, Any],
+        name: str = "reranked",
+        depth: int = 20,
+        label: str = "",
+    ) -> None:
+        self.name = name
+        self.first_stage = first_stage
+        self.reranker_cfg = reranker
+        self.depth = depth
+        self.model: Any = None
+        self.stats: dict[str, float] = {}
+
+    def build(self, passages: Sequence[Passage], resources: Any) -> None:
+        from ragft.models import load_cross_encoder
+
+        self.first_stage.build(passages, resources)
+        self.model = load_cross_encoder(self.reranker_cfg)
+        self.stats = {**self.first_stage.stats, "rerank_s": 0.0, "reranked_pairs": 0}
+
+    def search(self, queries: Sequence[str], k: int, resources: Any) -> list[list[Passage]]:
+        candidates = self.first_stage.search(queries, max(k, self.depth), resources)
+        pairs = [(q, p.text) for q, row in zip(queries, candidates) for p in row]
+        start = time.perf_counter()
+        scores = self.model.predict(pairs, batch_size=self.reranker_cfg.get("batch_size", 32), show_progress_bar=False)
+        self.stats["rerank_s"] += time.perf_counter() - start
+        self.stats["reranked_pairs"] += len(pairs)
+        reranked, offset = [], 0
+        for row in candidates:
+            row_scores = np.asarray(scores[offset : offset + len(row)], dtype=np.float64)
+            offset += len(row)
+            order = np.argsort(-row_scores, kind="stable")[:k]
+            reranked.append([row[i] for i in order])
+        return reranked
