@@ -97,6 +97,7 @@ def _train(
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a repeated passage would be its own false negative
         bf16=compute_dtype(device) == torch.bfloat16,
         save_strategy="no",
+        dataloader_pin_memory=device.type == "cuda",
         report_to="none",
         logging_steps=5,
     )

@@ -43,8 +43,8 @@ class RerankedRetriever:
         pairs = [(q, p.text) for q, row in zip(queries, candidates) for p in row]
         start = time.perf_counter()
         scores = self.model.predict(pairs, batch_size=self.reranker_cfg.get("batch_size", 32), show_progress_bar=False)
-        self.stats["rerank_s"] += time.perf_counter() - start
-        self.stats["reranked_pairs"] += len(pairs)
+        self.stats["rerank_s"] = self.stats.get("rerank_s", 0.0) + time.perf_counter() - start
+        self.stats["reranked_pairs"] = self.stats.get("reranked_pairs", 0) + len(pairs)
         reranked, offset = [], 0
         for row in candidates:
             row_scores = np.asarray(scores[offset : offset + len(row)], dtype=np.float64)
