@@ -8,13 +8,17 @@ from ragft.metrics import resolve_metrics
 from ragft.pipeline import arm_label
 from tests.conftest import CONF, compose_config
 
-ARMS = {
-    "zero_shot": ("none", "zero_shot"),
-    "few_shot": ("none", "few_shot"),
-    "rag": ("none", "rag"),
-    "lora": ("lora", "zero_shot"),
-    "lora_rag": ("lora", "rag"),
+ARMS = {  # arm: adaptation, context, retriever, the arm's label
+    "zero_shot": ("none", "zero_shot", "dense_flat", "zero_shot"),
+    "few_shot": ("none", "few_shot", "dense_flat", "few_shot"),
+    "rag": ("none", "rag", "dense_flat", "rag"),
+    "lora": ("lora", "zero_shot", "dense_flat", "lora"),
+    "lora_rag": ("lora", "rag", "dense_flat", "lora_rag"),
+    "raft": ("lora", "raft", "dense_flat", "lora_raft"),
+    "ft_retriever_rag": ("none", "rag", "dense_ft", "ft_retriever_rag"),
+    "ft_retriever_lora_rag": ("lora", "rag", "dense_ft", "ft_retriever_lora_rag"),
 }
+DEFAULT_ARMS = ["zero_shot", "few_shot", "rag", "lora", "lora_rag"]
 
 
 def group_options(group: str) -> list[str]:
@@ -24,15 +28,16 @@ def group_options(group: str) -> list[str]:
 @pytest.mark.parametrize("arm", group_options("arm"))
 def test_every_arm_composes_to_its_adaptation_and_context(arm):
     cfg = compose_config(f"arm={arm}")
-    assert (cfg.adaptation.name, cfg.context.name) == ARMS[arm]
-    assert arm_label(cfg.adaptation.name, cfg.context.name) == arm
+    adaptation, context, retriever, label = ARMS[arm]
+    assert (cfg.adaptation.name, cfg.context.name, cfg.retriever.name) == (adaptation, context, retriever)
+    assert arm_label(cfg.adaptation.name, cfg.context.name, cfg.retriever.label) == label
     instantiate(cfg.context.builder)
 
 
 def test_the_default_experiment_sweeps_every_arm():
     cfg = compose_config("+exp=medical_reports", with_hydra=True)
     assert cfg.exp_name == "medical_reports" and cfg.hydra.mode.name == "MULTIRUN"
-    assert cfg.hydra.sweeper.params.arm.split(",") == list(ARMS)
+    assert cfg.hydra.sweeper.params.arm.split(",") == DEFAULT_ARMS
 
 
 @pytest.mark.parametrize("exp", group_options("exp"))
@@ -55,6 +60,22 @@ def test_every_task_names_existing_files_and_known_metrics(task):
     cfg = compose_config(*overrides)
     assert Path(cfg.task.data.path).is_file() and Path(cfg.task.corpus.path).is_file()
     resolve_metrics(cfg.task.metrics)
+
+
+@pytest.mark.parametrize("retriever", group_options("retriever"))
+def test_every_retriever_instantiates(retriever):
+    overrides = [f"retriever={retriever}"]
+    if retriever == "reranked":  # no cross-encoder ships: the user names one
+        with pytest.raises(Exception, match="reranker.source"):
+            instantiate(compose_config(*overrides).retriever)
+        overrides.append("retriever.reranker.source=/models/cross-encoder")
+    retriever_object = instantiate(compose_config(*overrides).retriever)
+    assert hasattr(retriever_object, "build") and hasattr(retriever_object, "search")
+
+
+@pytest.mark.parametrize("chunking", group_options("chunking"))
+def test_every_chunker_instantiates(chunking):
+    assert hasattr(instantiate(compose_config(f"chunking={chunking}").chunking), "split")
 
 
 @pytest.mark.parametrize("context", group_options("context"))

@@ -232,3 +232,30 @@ def test_a_failing_arm_does_not_stop_the_others_and_the_sweep_fails_loudly(tmp_p
     written = sorted(d.name.rsplit("-", 1)[0] for d in run_dirs(tmp_path / "medical_reports"))
     assert written == sorted(set(ARMS) - {"few_shot"})
     assert "| lora_rag |" in (tmp_path / "medical_reports" / "report.md").read_text()
+
+
+def test_raft_and_fine_tuned_retriever_arms_run(tmp_path):
+    ragft(
+        "ragft.run", "-m", "+debug=smoke", "arm=raft,ft_retriever_lora_rag", "exp_name=combos",
+        f"paths.results={tmp_path}",
+    )  # fmt: skip
+    dirs = {d.name.rsplit("-", 1)[0]: d for d in run_dirs(tmp_path / "combos")}
+    assert set(dirs) == {"lora_raft", "ft_retriever_lora_rag"}
+    cost = json.loads((dirs["ft_retriever_lora_rag"] / "cost.json").read_text())
+    assert cost["retriever_train_pairs"] == 12 and cost["retriever_train_s"] > 0 and cost["trainable_params"] > 0
+    metrics = json.loads((dirs["lora_raft"] / "metrics.json").read_text())
+    assert {"mrr", "ndcg@10", "recall@1"} <= set(metrics) and metrics["mrr"]["group"] == "retrieval"
+    report = (tmp_path / "combos" / "report.md").read_text()
+    assert "| ft_retriever_lora_rag |" in report.split("## Retrieval", 1)[1]
+
+
+def test_the_retrieval_only_command_scores_each_retriever(tmp_path):
+    result = ragft(
+        "ragft.retrieve", "-m", "+debug=smoke", "retriever=dense_flat,bm25", "exp_name=tune",
+        f"paths.results={tmp_path}",
+    )  # fmt: skip
+    assert "bm25 (13 passages, 6 queries): recall@1" in result.stdout
+    table = pd.read_csv(tmp_path / "tune" / "retrieval.csv")
+    assert sorted(table["retriever"]) == ["bm25", "dense_flat"]
+    assert {"recall@1", "recall@5", "mrr", "ndcg@10", "build_s", "query_ms"} <= set(table.columns)
+    assert table["mrr"].between(0, 1).all() and (table["queries"] == 6).all()
