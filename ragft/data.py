@@ -126,7 +126,7 @@ def load_examples(
     for line, record in read_records(path, config_key, fields["split"]):
         split = str(_field(record, fields["split"], path, line, str))
         optional = {
-            "category": (fields.get("category"), str, ""),
+            "category": (fields.get("category"), (str, bool, int), ""),  # a flag or a number names a group too
             "gold_passages": (fields.get("gold_passages"), list, []),
             "facts": (fields.get("facts"), dict, {}),
         }
@@ -138,7 +138,7 @@ def load_examples(
             id=str(_field(record, fields["id"], path, line, (str, int))),
             input=_field(record, fields["input"], path, line, str),
             reference=str(_field(record, fields["reference"], path, line, (str, int, float))),
-            category=values["category"],
+            category=str(values["category"]),
             gold_passages=tuple(str(p) for p in values["gold_passages"]),
             facts={str(k): str(v) for k, v in values["facts"].items()},
         )

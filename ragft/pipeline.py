@@ -39,7 +39,7 @@ from ragft.types import Context, Example, Prediction
 log = logging.getLogger(__name__)
 
 # Config sections that change where results go or how they are shown, not what they are.
-NOT_IN_RUN_KEY = ("paths", "exp_name", "arm", "leakage", "retrieval_eval")
+NOT_IN_RUN_KEY = ("paths", "exp_name", "arm", "run_label", "leakage", "retrieval_eval")
 
 
 def arm_label(adaptation: str, context: str, retriever: str = "") -> str:
@@ -54,10 +54,13 @@ def run_key(cfg: DictConfig) -> str:
     """Hash of everything that can change a run's results: the resolved config with data files named by
     their content (not their path), training settings only where the arm trains, no output locations."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    container["task"]["data"]["path"] = _content_of(cfg.task.data.path)
-    if cfg.task.get("corpus"):
-        container["task"]["corpus"]["path"] = _content_of(cfg.task.corpus.path)
-    unused = ("training",) if cfg.adaptation.method is None else ()
+    for key in ("task", "train_task"):
+        if cfg.get(key) is None:
+            continue
+        container[key]["data"]["path"] = _content_of(cfg[key].data.path)
+        if cfg[key].get("corpus"):
+            container[key]["corpus"]["path"] = _content_of(cfg[key].corpus.path)
+    unused = ("training", "train_task") if cfg.adaptation.method is None else ()
     if "training" in container:
         container["training"].pop("logging_steps", None)
     return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY + unused})
@@ -82,7 +85,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     template = PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
     builder: ContextBuilder = instantiate(cfg.context.builder)
     retriever_label = cfg.retriever.get("label", "") if cfg.context.get("retrieves") else ""
-    arm = arm_label(cfg.adaptation.name, cfg.context.name, retriever_label)
+    arm = cfg.get("run_label") or arm_label(cfg.adaptation.name, cfg.context.name, retriever_label)
     run_dir = Path(cfg.paths.results) / cfg.exp_name / f"{arm}-{run_key(cfg)}"
     if is_finished(run_dir):
         log.info("%s: finished run with this config exists at %s; reusing it", arm, run_dir)
@@ -139,8 +142,9 @@ def _execute(
         [len(e) for e in encoded], [e.id for e in test], cfg.task.generation.max_new_tokens, generator.max_context
     )
     if cfg.adaptation.method is not None:
+        train_task, train_resources = _training_data(cfg, task, resources)
         with timer.stage("train"):
-            generator, train_stats = _adapt(cfg, task, builder, resources, template, generator)
+            generator, train_stats = _adapt(cfg, train_task, builder, train_resources, template, generator)
         cost.update(train_stats)
     else:
         cost.update(trainable_params=0, adapter_bytes=0, train_s=0.0)
@@ -179,6 +183,16 @@ def _execute(
     with timer.stage("score"):
         metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed, models=evaluation)
     return metrics, predictions, cost
+
+
+def _training_data(cfg: DictConfig, task: Any, resources: RunResources) -> tuple[Any, RunResources]:
+    """The task whose train split (and corpus, for retrieved training contexts) the adapter learns from:
+    the run's own, or `train_task` where set — e.g. train on protocol version 1, test on version 2."""
+    spec = cfg.get("train_task")
+    if spec is None:
+        return task, resources
+    train_task = load_task(spec.name, spec.data, spec.get("corpus"), spec.get("limits"))
+    return train_task, RunResources(train_task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
 
 
 def _adapt(

@@ -207,7 +207,7 @@ def test_a_users_own_task_runs_from_its_config_alone(tmp_path):
     table = pd.read_csv(exp_dir / "runs.csv")
     assert {"rouge_l", "chrf", "leak_train_test_rate"} <= set(table.columns)
     report = (exp_dir / "report.md").read_text()
-    assert "## `rouge_l` by category" in report and "| cardiology |" in report
+    assert "## `rouge_l` by `ward`" in report and "| cardiology |" in report
     assert "discharge_letters: train/test | 4 |" in report
 
 

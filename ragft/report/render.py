@@ -72,6 +72,7 @@ class Report:
             "n_test": max(scored, default=0),
             "wall": sum(r["wall_s"] for r in runs),
             "primary": self.primary,
+            "category_field": _category_field(self.groups),
             "baseline": self.baseline,
             "metric_names": self.metric_names,
             "multi_seed": any(len(g.records) > 1 for g in self.groups),
@@ -82,8 +83,18 @@ class Report:
         }
 
 
+def _category_field(groups: Sequence[RunGroup]) -> str:
+    """The data field the task maps to `category` (e.g. specialty), as the breakdown's title."""
+    fields = {(((g.config.get("task") or {}).get("data") or {}).get("fields") or {}).get("category") for g in groups}
+    return ", ".join(sorted(f for f in fields if f)) or "category"
+
+
 def primary_metric(groups: Sequence[RunGroup]) -> str:
+    """The task config's `primary_metric` where the runs have it, else the first of PRIMARY_METRICS."""
     names = {n for g in groups for n in g.metrics}
+    chosen = (groups[0].config.get("task") or {}).get("primary_metric")
+    if chosen in names:
+        return chosen
     return next((m for m in PRIMARY_METRICS if m in names), sorted(names)[0])
 
 

@@ -1,0 +1,58 @@
+"""The knowledge-update experiment: v2 answers split into changed and unchanged facts, arms that train
+on v1 while being tested on v2, and the stale v1 index."""
+
+import json
+
+from ragft.data import load_task
+from ragft.pipeline import _training_data
+from ragft.resources import RunResources
+from tests.conftest import compose_config
+from tests.test_end_to_end import run_dirs
+
+
+def task_of(cfg):  # noqa: ANN001
+    return load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
+
+
+def test_v2_questions_split_into_changed_and_unchanged_facts():
+    cfg = compose_config("+exp=knowledge_update", "+update=rag_reindexed")
+    v2 = task_of(cfg)
+    v1 = task_of(compose_config("task=clinic_qa"))
+    test_v1 = {e.id: e for e in v1.split("test")}
+    changed = [e for e in v2.split("test") if e.category == "True"]
+    unchanged = [e for e in v2.split("test") if e.category == "False"]
+    assert changed and unchanged and len(changed) + len(unchanged) == len(v2.split("test"))
+    assert all(e.reference != test_v1[e.id].reference for e in changed)  # the v2 answer differs from v1
+    assert all(e.reference == test_v1[e.id].reference for e in unchanged)
+    assert "version 2" in " ".join(p.text for p in v2.corpus)
+
+
+def test_stale_and_v1_trained_arms_read_and_learn_version_1():
+    stale = compose_config("+exp=knowledge_update", "+update=rag_v1_index")
+    assert sum("(version 1)" in p.text for p in task_of(stale).corpus) == 12  # every condition protocol
+    trained_v1 = compose_config("+exp=knowledge_update", "+update=lora_v1_rag_v2")
+    task = task_of(trained_v1)
+    train_task, train_resources = _training_data(
+        trained_v1, task, RunResources(task, trained_v1.embedder, trained_v1.retriever)
+    )
+    v1_answers = {e.id: e.reference for e in task_of(compose_config("task=clinic_qa")).split("train")}
+    assert {e.id: e.reference for e in train_task.split("train")} == v1_answers  # learns the old answers ...
+    assert "version 1" in train_resources.passages()[0].text  # ... reading old passages
+    assert "version 2" in task.corpus[0].text  # and is served the new ones
+
+
+def test_the_experiment_runs_every_arm_with_its_label(tmp_path):
+    from tests.test_end_to_end import ragft
+
+    ragft("ragft.run", "+exp=knowledge_update", "+debug=smoke", f"paths.results={tmp_path}")
+    labels = sorted(d.name.rsplit("-", 1)[0] for d in run_dirs(tmp_path / "knowledge_update"))
+    assert labels == sorted(
+        ["zero_shot", "rag_v1_index", "rag_reindexed", "lora_v1", "lora_retrained_v2", "lora_v1_rag_v2"]
+    )
+    report = (tmp_path / "knowledge_update" / "report.md").read_text()
+    assert "## `token_f1` by `changed_in_v2`" in report
+    costs = {
+        d.name.rsplit("-", 1)[0]: json.loads((d / "cost.json").read_text())
+        for d in run_dirs(tmp_path / "knowledge_update")
+    }
+    assert costs["lora_retrained_v2"]["train_s"] > 0 and costs["rag_reindexed"]["index_build_s"] >= 0
