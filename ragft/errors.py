@@ -1,5 +1,9 @@
 """Errors a user can act on: each says what is wrong, where, and how to fix it."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class RagftError(Exception):
     """Base class for errors caused by configuration or data, not by a bug in ragft."""
@@ -19,3 +23,23 @@ class DataError(RagftError):
     def __init__(self, path: object, problem: str, where: str | None = None, field: str | None = None) -> None:
         located = f"{path}" + (f", {where}" if where else "") + (f", field '{field}'" if field else "")
         super().__init__(f"{located}: {problem}")
+
+
+def build(config: Any, config_key: str, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, letting ragft's own errors through (Hydra wraps whatever a constructor
+    raises) and reporting a value the user must still set (`???`) as a ConfigError."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig) and (missing := sorted(OmegaConf.missing_keys(config))):
+        raise ConfigError(f"{config_key}.{missing[0]}", "must be set (it has no default).")
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, RagftError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise

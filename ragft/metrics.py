@@ -182,22 +182,23 @@ def _states(line: str, value: str) -> bool:
 
 @register_metric("recall_at_k", group="retrieval")
 def recall_at_k(prediction: Prediction) -> dict[str, float]:
-    """Share of the example's gold passages among the passages retrieved for its prompt."""
+    """Share of the example's gold passages among the passages retrieved for its prompt (0 where the
+    retriever found nothing; not scored where the arm does not retrieve)."""
     gold = set(prediction.example.gold_passages)
-    if not prediction.retrieved or not gold:
+    if prediction.ranking is None or not gold:
         return {}
     return {"recall_at_k": len(gold & set(prediction.retrieved)) / len(gold)}
 
 
 @register_metric("ranking", group="retrieval")
 def ranking(prediction: Prediction, ks: Sequence[int] = (1, 5), ndcg_k: int = 10) -> dict[str, float]:
-    """The retriever's document ranking (to the context's `depth`) against the gold passages:
+    """The retriever's document ranking (to the context's `depth` documents) against the gold passages:
     `recall@k` for each k, `mrr` (reciprocal rank of the first gold document, 0 if none is ranked)
     and `ndcg@<ndcg_k>` with binary relevance."""
     gold = set(prediction.example.gold_passages)
-    ranked = list(prediction.ranking)
-    if not ranked or not gold:
-        return {}
+    if prediction.ranking is None or not gold:
+        return {}  # the arm does not retrieve, or the example has no gold passage
+    ranked = list(prediction.ranking)  # may be empty: the retriever found nothing, every score is 0
     hits = [doc in gold for doc in ranked]
     scores = {f"recall@{k}": sum(hits[:k]) / len(gold) for k in ks}
     scores["mrr"] = next((1.0 / rank for rank, hit in enumerate(hits, start=1) if hit), 0.0)
@@ -261,7 +262,8 @@ def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Ex
             "selects no metric, so nothing would be scored.",
             'Select one, e.g. "+task.metrics={rouge_l: {}}".',
         )
-    probe = Prediction(example=example, prompt="", output=example.reference, retrieved=example.gold_passages)
+    gold = example.gold_passages
+    probe = Prediction(example=example, prompt="", output=example.reference, retrieved=gold, ranking=gold)
     for metric, params in resolve_metrics(selection):
         key = f"task.metrics.{metric.name}"
         args = ([probe], models) if metric.batched else (probe,)

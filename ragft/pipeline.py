@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.adapt.sft import build_features, load_adapted, train_adapter
 from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import load_task
+from ragft.errors import build
 from ragft.generation import check_fits, encode, generate
 from ragft.leakage import check_leakage
 from ragft.metrics import check_metrics, score_predictions
@@ -83,7 +83,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     are in its config.yaml)."""
     task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
     template = PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
-    builder: ContextBuilder = instantiate(cfg.context.builder)
+    builder: ContextBuilder = build(cfg.context.builder, "context.builder")
     retriever_label = cfg.retriever.get("label", "") if cfg.context.get("retrieves") else ""
     arm = cfg.get("run_label") or arm_label(cfg.adaptation.name, cfg.context.name, retriever_label)
     run_dir = Path(cfg.paths.results) / cfg.exp_name / f"{arm}-{run_key(cfg)}"
@@ -137,6 +137,7 @@ def _execute(
     with timer.stage("build_context"):
         contexts = builder.build(test, resources)
         prompts = prompts_for(template, test, contexts, generator.tokenizer)
+    cost.update(resources.stats())  # retrieval cost of the test contexts, before training reuses the retriever
     encoded = encode(generator, prompts)  # a prompt too long for the model fails here, before any training
     check_fits(
         [len(e) for e in encoded], [e.id for e in test], cfg.task.generation.max_new_tokens, generator.max_context
@@ -165,7 +166,6 @@ def _execute(
             timer.seconds["generate"],
         )
     )
-    cost.update(resources.stats())
     predictions = [
         Prediction(
             example=e,

@@ -8,12 +8,19 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from ragft.errors import build
 from ragft.models import load_embedder
 from ragft.retrieval import embed_texts
 from ragft.types import Example, Passage, TaskData
+
+
+def build_retriever(cfg: DictConfig) -> Any:
+    """The `retriever` config's retriever (its `label` only names arms, so the class does not get it)."""
+    settings = OmegaConf.to_container(cfg, resolve=True)  # (a value still `???` stays missing)
+    settings.pop("label", None)
+    return build(OmegaConf.create(settings), "retriever")
 
 
 class RunResources:
@@ -47,7 +54,7 @@ class RunResources:
     def passages(self) -> list[Passage]:
         """The task's corpus as indexed: split by the `chunking` config where one is set."""
         if self._passages is None:
-            chunker = instantiate(self.chunking_cfg) if self.chunking_cfg else None
+            chunker = build(self.chunking_cfg, "chunking") if self.chunking_cfg else None
             self._passages = chunker.split(self.task.corpus, self) if chunker else list(self.task.corpus)
         return self._passages
 
@@ -61,7 +68,7 @@ class RunResources:
 
     def retriever(self) -> Any:
         if self._retriever is None:
-            retriever = instantiate(self.retriever_cfg)
+            retriever = build_retriever(self.retriever_cfg)
             retriever.build(self.passages(), self)
             self._retriever = retriever
         return self._retriever

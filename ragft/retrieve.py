@@ -2,7 +2,8 @@
 or a sweep, `python -m ragft.retrieve -m retriever=dense_flat,bm25,hybrid`.
 
 Ranks the passages of the task's corpus for every example of a split that has gold passages, scores
-the rankings (recall@k, MRR, nDCG with bootstrap intervals) and times index building and search.
+the rankings (recall@k, MRR, nDCG with bootstrap intervals) and times the set-up (loading models,
+fine-tuning, embedding, indexing) and the batched search.
 Each configuration writes one JSON record to `<results>/<exp_name>/retrieval/`, and
 `retrieval.csv` beside it gathers them all.
 """
@@ -11,24 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pandas as pd
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.cache import content_key
-from ragft.errors import ConfigError, RagftError
+from ragft.cli import run_job
+from ragft.errors import ConfigError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-OmegaConf.register_new_resolver("ragft_root", lambda: str(Path(__file__).resolve().parent.parent), replace=True)
 log = logging.getLogger("ragft")
 
 RECORD_KEYS = ("task", "embedder", "retriever", "chunking", "retrieval_eval")
@@ -39,7 +34,7 @@ def evaluate_retriever(cfg: DictConfig) -> dict[str, Any]:
     from ragft.data import load_task
     from ragft.metrics import score_predictions
     from ragft.resources import RunResources
-    from ragft.retrieval import document_ranking
+    from ragft.retrieval import RagContext
     from ragft.types import Prediction
 
     settings = cfg.retrieval_eval
@@ -55,15 +50,18 @@ def evaluate_retriever(cfg: DictConfig) -> dict[str, Any]:
             f"no example of the '{settings.split}' split has gold passages, so retrieval cannot be scored.",
             "Map the field that holds each example's gold passage ids.",
         )
+    if settings.depth < 1 or any(not 1 <= k <= settings.depth for k in settings.ks):
+        raise ConfigError(
+            "retrieval_eval",
+            f"needs depth >= 1 and every k in ks between 1 and depth; got {settings.depth}, {list(settings.ks)}.",
+        )
     resources = RunResources(task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
     start = time.perf_counter()
-    retriever = resources.retriever()
+    resources.retriever()  # load the models, fine-tune if configured, embed and index the corpus
     built = time.perf_counter()
-    hits = retriever.search([e.input for e in examples], settings.depth, resources)
+    contexts = RagContext(top_k=1, depth=settings.depth).build(examples, resources)
     searched = time.perf_counter()
-    predictions = [
-        Prediction(example=e, prompt="", output="", ranking=document_ranking(row)) for e, row in zip(examples, hits)
-    ]
+    predictions = [Prediction(example=e, prompt="", output="", ranking=c.ranking) for e, c in zip(examples, contexts)]
     metrics = score_predictions(predictions, {"ranking": {"ks": list(settings.ks), "ndcg_k": settings.depth}})
     return {
         "retriever": cfg.retriever.name,
@@ -73,8 +71,8 @@ def evaluate_retriever(cfg: DictConfig) -> dict[str, Any]:
         "split": settings.split,
         "queries": len(examples),
         "passages": len(resources.passages()),
-        "build_s": built - start,
-        "query_ms": 1000 * (searched - built) / len(examples),
+        "setup_s": built - start,  # loading models, fine-tuning (unless cached), embedding, indexing
+        "search_ms_per_query": 1000 * (searched - built) / len(examples),  # one batch, query embedding included
         **{k: v for k, v in resources.stats().items() if k in ("index_bytes", "retriever_train_s", "index_reused")},
         "metrics": metrics,
     }
@@ -104,23 +102,20 @@ def summary(record: dict[str, Any]) -> str:
     )
     return (
         f"{record['retriever']} ({record['passages']} passages, {record['queries']} queries): {scores}; "
-        f"build {record['build_s']:.2f} s, {record['query_ms']:.2f} ms/query"
+        f"set-up {record['setup_s']:.2f} s, search {record['search_ms_per_query']:.2f} ms per query (batched)"
     )
+
+
+def evaluate_and_record(cfg: DictConfig) -> None:
+    record = evaluate_retriever(cfg)
+    path = write_record(cfg, record)
+    log.info("%s -> %s", summary(record), path)
+    print(summary(record))
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        record = evaluate_retriever(cfg)
-    except RagftError as err:
-        log.error("%s", err)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
-        print(f"ragft: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    path = write_record(cfg, record)
-    log.info("%s -> %s", summary(record), path)
-    print(summary(record))
+    run_job(evaluate_and_record, cfg)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class Context:
 
     shots: tuple[Example, ...] = ()
     passages: tuple[Passage, ...] = ()
-    ranking: tuple[str, ...] = ()  # documents the retriever ranked, best first (deeper than the passages shown)
+    ranking: tuple[str, ...] | None = None  # documents the retriever ranked, best first; None: no retrieval
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Prediction:
     prompt: str
     output: str
     retrieved: tuple[str, ...] = ()  # documents of the passages in the prompt, in prompt order
-    ranking: tuple[str, ...] = ()  # the retriever's document ranking, for MRR and nDCG
+    ranking: tuple[str, ...] | None = None  # the retriever's document ranking (None: the arm does not retrieve)
     passages: tuple[str, ...] = ()  # texts of the retrieved passages (they are in the prompt, not re-written)
     prompt_tokens: int = 0
     output_tokens: int = 0
@@ -71,7 +71,7 @@ class Prediction:
             "input": self.example.input,
             "prompt": self.prompt,
             "retrieved": list(self.retrieved),
-            "ranking": list(self.ranking),
+            "ranking": None if self.ranking is None else list(self.ranking),
             "gold_passages": list(self.example.gold_passages),
             "output": self.output,
             "reference": self.example.reference,

@@ -4,8 +4,10 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from ragft.errors import ConfigError
 from ragft.metrics import resolve_metrics
 from ragft.pipeline import arm_label
+from ragft.resources import build_retriever
 from tests.conftest import CONF, compose_config
 
 ARMS = {  # arm: adaptation, context, retriever, the arm's label
@@ -66,16 +68,26 @@ def test_every_task_names_existing_files_and_known_metrics(task):
 def test_every_retriever_instantiates(retriever):
     overrides = [f"retriever={retriever}"]
     if retriever == "reranked":  # no cross-encoder ships: the user names one
-        with pytest.raises(Exception, match="reranker.source"):
-            instantiate(compose_config(*overrides).retriever)
+        with pytest.raises(ConfigError, match="retriever.reranker.source"):
+            build_retriever(compose_config(*overrides).retriever)
         overrides.append("retriever.reranker.source=/models/cross-encoder")
-    retriever_object = instantiate(compose_config(*overrides).retriever)
-    assert hasattr(retriever_object, "build") and hasattr(retriever_object, "search")
+    retriever_object = build_retriever(compose_config(*overrides).retriever)
+    assert type(retriever_object).__name__.endswith("Retriever") and retriever_object.name == retriever
+
+
+@pytest.mark.parametrize(("override", "key"), [("context.builder.p_gold=2", "context.builder.p_gold"),
+                                                ("context.builder.top_k=0", "context.builder.top_k")])  # fmt: skip
+def test_a_bad_context_setting_is_a_config_error_not_a_traceback(override, key, smoke_cfg):
+    from ragft.pipeline import run_experiment_arm
+
+    with pytest.raises(ConfigError, match=key):
+        run_experiment_arm(smoke_cfg("arm=raft", override))
 
 
 @pytest.mark.parametrize("chunking", group_options("chunking"))
 def test_every_chunker_instantiates(chunking):
-    assert hasattr(instantiate(compose_config(f"chunking={chunking}").chunking), "split")
+    chunker = instantiate(compose_config(f"chunking={chunking}").chunking)
+    assert type(chunker).__name__.endswith("Chunker")
 
 
 @pytest.mark.parametrize("context", group_options("context"))

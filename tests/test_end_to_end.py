@@ -257,5 +257,5 @@ def test_the_retrieval_only_command_scores_each_retriever(tmp_path):
     assert "bm25 (13 passages, 6 queries): recall@1" in result.stdout
     table = pd.read_csv(tmp_path / "tune" / "retrieval.csv")
     assert sorted(table["retriever"]) == ["bm25", "dense_flat"]
-    assert {"recall@1", "recall@5", "mrr", "ndcg@10", "build_s", "query_ms"} <= set(table.columns)
+    assert {"recall@1", "recall@5", "mrr", "ndcg@10", "setup_s", "search_ms_per_query"} <= set(table.columns)
     assert table["mrr"].between(0, 1).all() and (table["queries"] == 6).all()

@@ -21,9 +21,11 @@ SECTIONS = {"age": "PATIENT", "sex": "PATIENT", "drug": "TREATMENT", "dose": "TR
 FACTS = {"age": "8", "sex": "female", "drug": "Cardivex", "dose": "5 mg once daily", "follow_up": "6 weeks"}
 
 
-def pred(output: str, reference: str = "", facts=None, gold=(), retrieved=()) -> Prediction:
+def pred(output: str, reference: str = "", facts=None, gold=(), retrieved=None) -> Prediction:
+    """`retrieved=None`: an arm that does not retrieve; a tuple: the documents the prompt carries."""
     example = Example(id="x", input="", reference=reference, facts=facts or {}, gold_passages=tuple(gold))
-    return Prediction(example=example, prompt="", output=output, retrieved=tuple(retrieved))
+    ranking = None if retrieved is None else tuple(retrieved)
+    return Prediction(example=example, prompt="", output=output, retrieved=tuple(retrieved or ()), ranking=ranking)
 
 
 def rouge(name: str, output: str, reference: str) -> float:
@@ -104,9 +106,10 @@ def test_report_sections_parses_headers_only():
     }
 
 
-def test_recall_at_k_only_applies_where_passages_were_retrieved():
+def test_recall_at_k_only_applies_where_the_arm_retrieves():
     assert recall_at_k(pred("", gold=["a", "b"], retrieved=["b", "c"]))["recall_at_k"] == 0.5
-    assert recall_at_k(pred("", gold=["a"], retrieved=())) == {}
+    assert recall_at_k(pred("", gold=["a"], retrieved=())) == {"recall_at_k": 0.0}  # retrieved nothing
+    assert recall_at_k(pred("", gold=["a"])) == {}  # does not retrieve
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():

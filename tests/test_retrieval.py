@@ -182,12 +182,26 @@ def test_chunks_are_judged_by_their_document(smoke_cfg):
     assert json.loads((run_dir / "cost.json").read_text())["corpus_passages"] > 13  # the 13 protocols were split
 
 
-def test_the_ranking_metric_on_a_known_ranking():
+def test_the_ranking_metric_on_known_rankings():
     example = Example("x", "q", "r", gold_passages=("g",))
     scores = ranking(Prediction(example, "", "", ranking=("a", "g", "b")), ks=(1, 2), ndcg_k=3)
     assert scores == pytest.approx({"recall@1": 0.0, "recall@2": 1.0, "mrr": 0.5, "ndcg@3": 1 / np.log2(3)})
     assert ranking(Prediction(example, "", "", ranking=("a", "b")))["mrr"] == 0.0
-    assert ranking(Prediction(example, "", "")) == {}
+    # two gold documents: recall counts both, the ideal DCG has both at the top
+    two = Example("y", "q", "r", gold_passages=("g1", "g2"))
+    scores = ranking(Prediction(two, "", "", ranking=("g2", "a", "g1")), ks=(1, 3), ndcg_k=3)
+    ideal = 1 + 1 / np.log2(3)
+    assert scores == pytest.approx({"recall@1": 0.5, "recall@3": 1.0, "mrr": 1.0, "ndcg@3": (1 + 0.5) / ideal})
+
+
+def test_a_retriever_that_finds_nothing_scores_zero_and_an_arm_without_retrieval_is_not_scored():
+    from ragft.metrics import recall_at_k
+
+    example = Example("x", "q", "r", gold_passages=("g",))
+    found_nothing = Prediction(example, "", "", ranking=())
+    assert ranking(found_nothing) == {"recall@1": 0.0, "recall@5": 0.0, "mrr": 0.0, "ndcg@10": 0.0}
+    assert recall_at_k(found_nothing) == {"recall_at_k": 0.0}
+    assert ranking(Prediction(example, "", "")) == {} and recall_at_k(Prediction(example, "", "")) == {}
 
 
 SYMPTOMS = {
@@ -278,6 +292,21 @@ def test_raft_needs_gold_passages_and_valid_settings():
     corpus = [Passage("p0", "text")]
     with pytest.raises(ConfigError, match="gold passages"):
         RaftContext().build([Example("e", "q", "r")], Resources(corpus), exclude_self=True)
+    # examples whose gold is missing get the plain retrieved context; the others are RAFT contexts
+    mixed = [Example("a", "q", "r", gold_passages=("p0",)), Example("b", "q", "r")]
+    corpus = [Passage(f"p{i}", f"passage {i}") for i in range(4)]
+    with_gold, without = RaftContext(top_k=1, p_gold=1.0, distractors=2).build(
+        mixed, Resources(corpus), exclude_self=True
+    )
+    assert sorted(p.id for p in with_gold.passages) == ["p0", "p1", "p2"] and [p.id for p in without.passages] == ["p0"]
+
+
+def test_raft_on_a_chunked_corpus_never_uses_a_chunk_of_the_gold_document_as_distractor():
+    corpus = [Passage("g#0", "gold part one", source="g"), Passage("g#1", "gold part two", source="g")]
+    corpus += [Passage(f"o{i}", f"other {i}") for i in range(3)]
+    train = [Example("e", "q", "r", gold_passages=("g",))]
+    [context] = RaftContext(p_gold=1.0, distractors=2, depth=5).build(train, Resources(corpus), exclude_self=True)
+    assert sorted(p.id for p in context.passages) == ["g#0", "o0", "o1"]
     for bad in ({"p_gold": 1.5}, {"distractors": -1}, {"distractor_source": "nearby"}):
         with pytest.raises(ConfigError, match="context.builder"):
             RaftContext(**bad)

@@ -35,7 +35,12 @@ SECTIONS = {
         "the run's start: the jobs of a sweep share one process, so a later job's peak includes what earlier "
         "jobs left)."
     ),
-    "retrieval": "Retrieval quality against the gold passages, and what building the index cost.",
+    "retrieval": (
+        "Retrieval against the gold passages: `recall_at_k`, the share of gold documents among the passages "
+        "the prompt carries; recall@k, MRR and nDCG of the retriever's ranking (to the context's `depth` "
+        "documents, chunks counted as their document; an empty ranking scores 0); and what embedding and "
+        "indexing the corpus cost."
+    ),
     "leakage": (
         "Test examples that duplicate a train input (exact, or word n-gram Jaccard at or above "
         "`leakage.near_threshold`) or whose reference appears in a retrieval passage (verbatim, or that share "
@@ -59,7 +64,6 @@ METRICS = {
         "(and in its input, unless the task sets `include_input: false`); retrieving runs only."
     ),
     "llm_judge": "`llm_judge`: the judge model's 1-5 grade against the reference, scaled to [0, 1].",
-    "recall_at_k": "`recall_at_k`: share of gold passages among the passages placed in the prompt.",
 }
 
 

@@ -172,7 +172,9 @@ def default_baseline(groups: Sequence[RunGroup]) -> str:
 
 
 def headline_metrics(groups: Sequence[RunGroup]) -> list[str]:
-    return list(dict.fromkeys(n for g in groups for n in g.metrics if "/" not in n))
+    """The quality scores (per-field scores and the retrieval group's scores have their own tables)."""
+    retrieval = set(retrieval_metrics(groups))
+    return list(dict.fromkeys(n for g in groups for n in g.metrics if "/" not in n and n not in retrieval))
 
 
 def retrieval_metrics(groups: Sequence[RunGroup]) -> list[str]:
@@ -226,7 +228,11 @@ def leaderboard(
     """Metric means with 95% CIs (and the seeds' sd where there are several), marked ▲/▼ where a paired
     test against the baseline is significant; `per_field` picks the `field/<name>` scores instead."""
     versus = versus or {}
-    names = list(dict.fromkeys(n for g in groups for n in g.metrics if ("/" in n) == per_field))
+    names = (
+        [n for n in dict.fromkeys(n for g in groups for n in g.metrics if "/" in n)]
+        if per_field
+        else headline_metrics(groups)
+    )
     rows = {}
     for g in groups:
         rows[g.label] = {

@@ -19,7 +19,7 @@ class BM25Retriever:
 
     def __init__(
         self, name: str = "bm25", k1: float = 1.5, b: float = 0.75, method: str = "lucene",
-        stopwords: str | None = "en", label: str = "",
+        stopwords: str | None = "en",
     ) -> None:  # fmt: skip
         self.name = name
         self.params = {"k1": k1, "b": b, "method": method}

@@ -3,6 +3,7 @@ contexts (gold passage with probability p, plus distractors)."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from ragft.errors import ConfigError
 from ragft.retrieval.base import document_ranking
 from ragft.types import Context, Example, Passage
+
+log = logging.getLogger(__name__)
 
 
 class RagContext:
@@ -23,12 +26,20 @@ class RagContext:
         self.depth = max(depth, top_k)
 
     def ranked(self, examples: Sequence[Example], resources: Any) -> list[list[Passage]]:
-        """The retriever's `depth` best passages per example, best first."""
-        return resources.retriever().search([e.input for e in examples], self.depth, resources)
+        """The retriever's best passages per example, best first, deep enough to cover `depth` distinct
+        documents where the corpus has them (several chunks of one document count once)."""
+        retriever, queries = resources.retriever(), [e.input for e in examples]
+        n_passages = len(resources.passages())
+        k = self.depth
+        while True:
+            rows = retriever.search(queries, k, resources)
+            if k >= n_passages or all(len(document_ranking(row)) >= self.depth for row in rows):
+                return rows
+            k = min(2 * k, n_passages)
 
     def build(self, examples: Sequence[Example], resources: Any, exclude_self: bool = False) -> list[Context]:
         return [
-            Context(passages=tuple(row[: self.top_k]), ranking=document_ranking(row))
+            Context(passages=tuple(row[: self.top_k]), ranking=document_ranking(row)[: self.depth])
             for row in self.ranked(examples, resources)
         ]
 
@@ -36,9 +47,10 @@ class RagContext:
 class RaftContext(RagContext):
     """RAFT (Zhang et al. 2024). At inference, the retriever's top-k like RagContext. For training, each
     prompt carries the example's gold passage with probability `p_gold` plus `distractors` other
-    passages — the highest-ranked non-gold ones (`distractor_source: retrieved`) or random ones from the
-    corpus (`random`) — in shuffled order, so the model learns to use relevant context and to ignore
-    the rest."""
+    passages — the highest-ranked passages outside the gold document (`distractor_source: retrieved`) or
+    random ones (`random`) — in shuffled order, so the model learns to use relevant context and to
+    ignore the rest. A chunked gold document contributes its first chunk. Training examples without a
+    gold passage in the corpus get the plain retrieved context (they cannot be told what to ignore)."""
 
     def __init__(
         self, top_k: int = 1, depth: int = 10, p_gold: float = 0.8, distractors: int = 1,
@@ -49,40 +61,64 @@ class RaftContext(RagContext):
             raise ConfigError("context.builder.p_gold", f"must be a probability, got {p_gold}.")
         if distractors < 0:
             raise ConfigError("context.builder.distractors", f"must be 0 or more, got {distractors}.")
-        if distractor_source not in ("retrieved", "random"):
+        sources = {"retrieved": self._retrieved_distractors, "random": self._random_distractors}
+        if distractor_source not in sources:
             raise ConfigError(
-                "context.builder.distractor_source", f"is 'retrieved' or 'random', got {distractor_source!r}."
+                "context.builder.distractor_source", f"is one of {sorted(sources)}, got {distractor_source!r}."
             )
-        self.p_gold, self.distractors, self.distractor_source, self.seed = p_gold, distractors, distractor_source, seed
+        self.p_gold, self.distractors, self.seed = p_gold, distractors, seed
+        self.pick_distractors = sources[distractor_source]
 
     def build(self, examples: Sequence[Example], resources: Any, exclude_self: bool = False) -> list[Context]:
         if not exclude_self:  # inference: what the retriever finds
             return super().build(examples, resources)
-        return self.training_contexts(examples, resources.passages(), resources)
+        return self.training_contexts(examples, resources)
 
-    def training_contexts(
-        self, examples: Sequence[Example], corpus: Sequence[Passage], resources: Any
-    ) -> list[Context]:
-        if not any(e.gold_passages for e in examples):
+    def training_contexts(self, examples: Sequence[Example], resources: Any) -> list[Context]:
+        corpus = resources.passages()
+        first_chunk: dict[str, Passage] = {}
+        for passage in corpus:
+            first_chunk.setdefault(passage.doc_id, passage)
+        with_gold = [e for e in examples if any(d in first_chunk for d in e.gold_passages)]
+        if not with_gold:
             raise ConfigError(
-                "context", "RAFT training needs gold passages, and the train split has none.",
+                "context", "RAFT training needs gold passages in the corpus, and no train example has one.",
                 "Map the task's gold passage ids with task.data.fields.gold_passages, or use context=rag.",
             )  # fmt: skip
+        if len(with_gold) < len(examples):
+            log.warning("RAFT: %d of %d train examples have no gold passage; they get the plain retrieved context",
+                        len(examples) - len(with_gold), len(examples))  # fmt: skip
+        plain = dict(zip((e.id for e in examples), super().build(examples, resources)))
         rng = random.Random(self.seed)
-        by_doc: dict[str, list[Passage]] = {}
-        for passage in corpus:
-            by_doc.setdefault(passage.doc_id, []).append(passage)
-        ranked = self.ranked(examples, resources) if self.distractor_source == "retrieved" else None
+        distractors = dict(zip((e.id for e in with_gold), self.pick_distractors(with_gold, corpus, resources, rng)))
         contexts = []
-        for n, example in enumerate(examples):
-            gold_docs = set(example.gold_passages)
-            gold = [by_doc[d][0] for d in example.gold_passages if d in by_doc] if rng.random() < self.p_gold else []
-            if ranked is not None:
-                distractors = [p for p in ranked[n] if p.doc_id not in gold_docs][: self.distractors]
-            else:
-                pool = [p for p in corpus if p.doc_id not in gold_docs]
-                distractors = rng.sample(pool, k=min(self.distractors, len(pool)))
-            chosen = gold + distractors
+        for example in examples:
+            if example.id not in distractors:
+                contexts.append(Context(passages=plain[example.id].passages))
+                continue
+            gold = (
+                [first_chunk[d] for d in example.gold_passages if d in first_chunk]
+                if rng.random() < self.p_gold
+                else []
+            )
+            chosen = gold + distractors[example.id]
             rng.shuffle(chosen)
             contexts.append(Context(passages=tuple(chosen)))
         return contexts
+
+    def _retrieved_distractors(
+        self, examples: Sequence[Example], corpus: Sequence[Passage], resources: Any, rng: random.Random
+    ) -> list[list[Passage]]:
+        ranked = self.ranked(examples, resources)
+        return [
+            [p for p in row if p.doc_id not in e.gold_passages][: self.distractors] for e, row in zip(examples, ranked)
+        ]
+
+    def _random_distractors(
+        self, examples: Sequence[Example], corpus: Sequence[Passage], resources: Any, rng: random.Random
+    ) -> list[list[Passage]]:
+        picks = []
+        for example in examples:
+            pool = [p for p in corpus if p.doc_id not in example.gold_passages]
+            picks.append(rng.sample(pool, k=min(self.distractors, len(pool))))
+        return picks

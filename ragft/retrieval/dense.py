@@ -31,7 +31,6 @@ class DenseRetriever:
         index: str = "Flat",
         search_params: Mapping[str, float] | None = None,
         finetune: Mapping[str, Any] | None = None,
-        label: str = "",
     ) -> None:
         self.name = name
         self.index_spec = index
@@ -45,18 +44,17 @@ class DenseRetriever:
 
     def build(self, passages: Sequence[Passage], resources: Any) -> None:
         require_corpus(passages)
-        start = time.perf_counter()
         if self.finetune is not None:
             self._embedder, train_stats = resources.finetuned_embedder(self.finetune)
             self.stats.update(train_stats)
         else:
             self._embedder = resources.embedder
         self._batch_size = resources.embedder_cfg.batch_size
+        start = time.perf_counter()  # the embedder is loaded (and fine-tuned): from here on, indexing cost
         vectors = self.embed([p.text for p in passages])
         embedded = time.perf_counter()
-        key = content_key(
-            "faiss", getattr(self._embedder, "ragft_path", ""), [p.text for p in passages], self.index_spec
-        )
+        embedder_id = getattr(self._embedder, "ragft_path", repr(self._embedder))
+        key = content_key("faiss", embedder_id, [p.text for p in passages], self.index_spec)
         index_dir, built_now = cached_dir("indexes", key, lambda out: self._build_index(vectors, len(passages), out))
         index = faiss.read_index(str(index_dir / "index.faiss"))
         self._set_search_params(index)

@@ -4,12 +4,15 @@ cached by base model, data and settings like any artefact."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ragft.cache import cached_dir, content_key
 from ragft.errors import ConfigError
@@ -22,27 +25,30 @@ DEFAULTS = {
     "batch_size": 16,
     "learning_rate": 2.0e-5,
     "warmup_ratio": 0.1,
-    "hard_negatives": 1,  # per pair, mined with the base model among the corpus passages that are not gold
+    "hard_negatives": 1,  # per pair: the base model's best-ranked passages outside the gold document
     "seed": 0,
 }
 
 
-def training_pairs(examples: Sequence[Example], passages: Sequence[Passage]) -> list[tuple[str, str]]:
-    """(query, gold passage text) for every train example with a gold passage in the corpus (a chunked
-    document contributes its first chunk)."""
+def training_pairs(examples: Sequence[Example], passages: Sequence[Passage]) -> list[tuple[str, str, str]]:
+    """(query, gold passage text, gold document) for every train example with a gold passage in the
+    corpus; a chunked document contributes its first chunk (gold ids name documents, not chunks)."""
     first_chunk: dict[str, str] = {}
     for passage in passages:
         first_chunk.setdefault(passage.doc_id, passage.text)
-    return [(e.input, first_chunk[d]) for e in examples for d in e.gold_passages if d in first_chunk]
+    return [(e.input, first_chunk[d], d) for e in examples for d in e.gold_passages if d in first_chunk]
 
 
 def finetune_embedder(
     base: Any, examples: Sequence[Example], passages: Sequence[Passage], settings: Mapping[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     """Train (or reuse) a fine-tuned copy of the `base` SentenceTransformer; returns its folder and stats."""
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError("retriever.finetune", f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
+    from ragft.models import best_device, compute_dtype
+
+    if not isinstance(settings, Mapping) or set(settings) - set(DEFAULTS):
+        raise ConfigError(
+            "retriever.finetune", f"expects a mapping with keys from {sorted(DEFAULTS)}, got {settings!r}."
+        )
     params = {**DEFAULTS, **settings}
     pairs = training_pairs(examples, passages)
     if len(pairs) < 2:
@@ -51,19 +57,35 @@ def finetune_embedder(
             f"needs train examples with gold passages in the corpus; found {len(pairs)} pair(s).",
             "Map gold passage ids with task.data.fields.gold_passages, or use a retriever without finetune.",
         )
-    corpus = [p.text for p in passages]
-    key = content_key("embedder-ft", getattr(base, "ragft_path", repr(base)), pairs, corpus, params)
-    stats: dict[str, Any] = {"retriever_train_pairs": len(pairs)}
-    start = time.perf_counter()
-    folder, trained_now = cached_dir("embedders", key, lambda out: _train(base, pairs, corpus, params, out, stats))
-    stats.update(retriever_train_s=time.perf_counter() - start, retriever_reused=not trained_now)
-    if not trained_now:
-        stats["retriever_train_s"] = float((folder / "train_seconds.txt").read_text())
-    return str(folder), stats
+    device = best_device()
+    key = content_key(
+        "embedder-ft", getattr(base, "ragft_path", repr(base)), pairs, [(p.doc_id, p.text) for p in passages],
+        params, device.type, str(compute_dtype(device)),
+    )  # fmt: skip
+    folder, trained_now = cached_dir("embedders", key, lambda out: _train(base, pairs, passages, params, out))
+    stats = json.loads((folder / "train_stats.json").read_text())
+    return str(folder), {**stats, "retriever_train_pairs": len(pairs), "retriever_reused": not trained_now}
+
+
+def hard_negatives(
+    model: Any, pairs: Sequence[tuple[str, str, str]], passages: Sequence[Passage], n: int
+) -> list[list[str]]:
+    """For each pair, the `n` passages the model ranks highest for the query that do not belong to the
+    query's gold document. (sentence-transformers' miner excludes only the pair's own positive; another
+    chunk of the gold document is no negative.)"""
+    from ragft.retrieval.embeddings import encode
+
+    queries = encode(model, [q for q, _, _ in pairs])
+    corpus = encode(model, [p.text for p in passages])
+    negatives = []
+    for (_, _, gold), scores in zip(pairs, queries @ corpus.T):
+        ranked = [passages[i] for i in np.argsort(-scores, kind="stable")]
+        negatives.append([p.text for p in ranked if p.doc_id != gold][:n])
+    return negatives
 
 
 def _train(
-    base: Any, pairs: list[tuple[str, str]], corpus: list[str], params: dict[str, Any], out: Path, stats: dict
+    base: Any, pairs: list[tuple[str, str, str]], passages: Sequence[Passage], params: dict[str, Any], out: Path
 ) -> None:
     import torch
     from datasets import Dataset
@@ -74,19 +96,20 @@ def _train(
     )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
-    from sentence_transformers.util import mine_hard_negatives
 
     from ragft.models import best_device, compute_dtype
 
     started = time.perf_counter()
-    model = SentenceTransformer(base.ragft_path, device=str(best_device()), local_files_only=True)
-    data = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
-    if params["hard_negatives"]:
-        data = mine_hard_negatives(
-            data, model, corpus=corpus, num_negatives=params["hard_negatives"], sampling_strategy="top",
-            output_format="n-tuple", verbose=False,
-        )  # fmt: skip
     device = best_device()
+    model = SentenceTransformer(base.ragft_path, device=str(device), local_files_only=True)
+    columns = {"anchor": [q for q, _, _ in pairs], "positive": [p for _, p, _ in pairs]}
+    n = params["hard_negatives"]
+    if n:
+        mined = hard_negatives(model, pairs, passages, n)
+        keep = [i for i, row in enumerate(mined) if len(row) == n]  # a corpus too small for n negatives
+        columns = {name: [values[i] for i in keep] for name, values in columns.items()}
+        columns.update({f"negative_{j + 1}": [mined[i][j] for i in keep] for j in range(n)})
+    data = Dataset.from_dict(columns)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"),
         num_train_epochs=params["epochs"],
@@ -101,13 +124,12 @@ def _train(
         report_to="none",
         logging_steps=5,
     )
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model)
-    )
-    result = trainer.train()
+    loss = MultipleNegativesRankingLoss(model)
+    result = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
     model.save(str(out))
     shutil.rmtree(out / "trainer", ignore_errors=True)
     seconds = time.perf_counter() - started
-    (out / "train_seconds.txt").write_text(f"{seconds:.3f}")
-    stats.update(retriever_train_loss=float(result.training_loss), retriever_train_examples=len(data))
+    stats = {"retriever_train_s": seconds, "retriever_train_loss": float(result.training_loss),
+             "retriever_train_examples": len(data)}  # fmt: skip
+    (out / "train_stats.json").write_text(json.dumps(stats))
     log.info("fine-tuned the retriever's embedder on %d pairs in %.0f s", len(pairs), seconds)

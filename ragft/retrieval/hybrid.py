@@ -13,9 +13,7 @@ class HybridRetriever:
     """Each retriever ranks `depth` passages; the fused ranking orders passages by the sum of
     1 / (rrf_k + rank) over the rankings they appear in (Cormack et al. 2009)."""
 
-    def __init__(
-        self, retrievers: Sequence[Retriever], name: str = "hybrid", depth: int = 20, rrf_k: int = 60, label: str = ""
-    ) -> None:
+    def __init__(self, retrievers: Sequence[Retriever], name: str = "hybrid", depth: int = 20, rrf_k: int = 60) -> None:
         self.name = name
         self.retrievers = list(retrievers)
         self.depth = depth

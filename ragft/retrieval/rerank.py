@@ -22,7 +22,6 @@ class RerankedRetriever:
         reranker: Mapping[str, Any],
         name: str = "reranked",
         depth: int = 20,
-        label: str = "",
     ) -> None:
         self.name = name
         self.first_stage = first_stage
