@@ -96,6 +96,25 @@ def _tokenizer_identity(folder: str) -> str:
     return f"sha256:{file_digest(path)}" if path.is_file() else folder
 
 
+def _save_hf(model: Any, tokenizer: Any, out: Path) -> None:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _tiny_bert_config(tokenizer: Any, hidden_size: int, layers: int, heads: int, **extra: Any) -> Any:
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+        **extra,
+    )
+
+
 def tiny_llama(tokenizer_from: Any, hidden_size: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> str:
     """A randomly initialised small Llama with a real tokenizer: fast tests of every code path."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -117,31 +136,18 @@ def tiny_llama(tokenizer_from: Any, hidden_size: int = 64, layers: int = 2, head
             )
         )
 
-    def save(model: Any, tokenizer: Any, out: Path) -> None:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-
     dims = {"hidden_size": hidden_size, "layers": layers, "heads": heads}
-    return _tiny_model("tiny-llama", tokenizer_from, "generator.source.tokenizer_from", seed, dims, build, save)
+    return _tiny_model("tiny-llama", tokenizer_from, "generator.source.tokenizer_from", seed, dims, build, _save_hf)
 
 
 def tiny_bert_embedder(
     tokenizer_from: Any, hidden_size: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
 ) -> str:
     """A randomly initialised small BERT sentence embedder (mean pooling) with a real tokenizer."""
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     def build(tokenizer: Any) -> Any:
-        return BertModel(
-            BertConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=hidden_size,
-                num_hidden_layers=layers,
-                num_attention_heads=heads,
-                intermediate_size=hidden_size * 2,
-                max_position_embeddings=512,
-            )
-        )
+        return BertModel(_tiny_bert_config(tokenizer, hidden_size, layers, heads))
 
     def save(model: Any, tokenizer: Any, out: Path) -> None:
         from sentence_transformers import SentenceTransformer, models
@@ -159,27 +165,14 @@ def tiny_cross_encoder(
     tokenizer_from: Any, hidden_size: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
 ) -> str:
     """A randomly initialised small BERT cross-encoder (one relevance logit) with a real tokenizer."""
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     def build(tokenizer: Any) -> Any:
-        config = BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=hidden_size * 2,
-            max_position_embeddings=512,
-            num_labels=1,
-        )
-        return BertForSequenceClassification(config)
-
-    def save(model: Any, tokenizer: Any, out: Path) -> None:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        return BertForSequenceClassification(_tiny_bert_config(tokenizer, hidden_size, layers, heads, num_labels=1))
 
     dims = {"hidden_size": hidden_size, "layers": layers, "heads": heads}
     return _tiny_model(
-        "tiny-cross-encoder", tokenizer_from, "retriever.reranker.source.tokenizer_from", seed, dims, build, save
+        "tiny-cross-encoder", tokenizer_from, "retriever.reranker.source.tokenizer_from", seed, dims, build, _save_hf
     )
 
 

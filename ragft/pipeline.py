@@ -46,7 +46,12 @@ def arm_label(adaptation: str, context: str, retriever: str = "") -> str:
     """zero_shot, few_shot, rag, lora, lora_rag, lora_few_shot, ... from the two axes, prefixed by the
     retriever's label where the context retrieves with a non-default retriever (bm25_rag,
     ft_retriever_lora_rag)."""
-    label = context if adaptation == "none" else adaptation if context == "zero_shot" else f"{adaptation}_{context}"
+    if adaptation == "none":
+        label = context
+    elif context == "zero_shot":
+        label = adaptation
+    else:
+        label = f"{adaptation}_{context}"
     return f"{retriever}_{label}" if retriever else label
 
 
