@@ -64,7 +64,8 @@ def quality_cost_plot(groups: Sequence[RunGroup], metric: str) -> bytes:
         axis.set_xlabel(title)
         axis.set_ylabel(f"{metric} (95% CI)")
         axis.grid(alpha=0.3)
-        axis.legend(loc="lower right", fontsize=8)
+        axis.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
+        axis.legend(loc="best", fontsize=8)
     figure.suptitle(f"{metric} against cost: up and to the left is better")
     return _png(figure)
 
