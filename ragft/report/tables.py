@@ -29,6 +29,7 @@ ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
 SIGNIFICANCE = 0.05
 RETRIEVAL_COSTS = {
     "corpus_passages": "passages",
+    "retriever_train_s": "train retriever (s)",
     "embed_corpus_s": "embed corpus (s)",
     "index_build_s": "build index (s)",
     "index_bytes": "index size",
