@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,4 +187,14 @@ def load_task(
     passages = (
         load_corpus(corpus["path"], corpus.get("id_field", "id"), corpus.get("text_field", "text")) if corpus else []
     )
+    if corpus and corpus.get("exclude"):
+        passages = withdraw(passages, corpus["exclude"])
     return TaskData(name=name, splits=splits, corpus=passages)
+
+
+def withdraw(passages: list[Passage], ids: Sequence[str]) -> list[Passage]:
+    """The corpus without the documents `ids` (`task.corpus.exclude`: a withdrawn protocol)."""
+    unknown = sorted(set(ids) - {p.id for p in passages})
+    if unknown:
+        raise ConfigError("task.corpus.exclude", f"names documents the corpus does not have: {unknown}.")
+    return [p for p in passages if p.id not in set(ids)]

@@ -56,3 +56,18 @@ def test_the_experiment_runs_every_arm_with_its_label(tmp_path):
         for d in run_dirs(tmp_path / "knowledge_update")
     }
     assert costs["lora_retrained_v2"]["train_s"] > 0 and costs["rag_reindexed"]["index_build_s"] >= 0
+
+
+def test_a_withdrawn_protocol_leaves_the_index_and_an_unknown_one_is_a_config_error():
+    import pytest
+
+    from ragft.errors import ConfigError
+
+    withdrawn = compose_config("+exp=withdrawal", "+update=rag_withdrawn")
+    ids = {p.id for p in task_of(withdrawn).corpus}
+    assert "protocol-conjunctivitis" not in ids and len(ids) == 12
+    assert task_of(withdrawn).split("test")[0].category == "haematology"  # broken down by specialty
+    served_after = compose_config("+exp=withdrawal", "+update=lora_rag_withdrawn")
+    assert served_after.train_task.corpus.get("exclude") is None  # trained while the protocol was there
+    with pytest.raises(ConfigError, match=r"task.corpus.exclude.*protocol-nope"):
+        task_of(compose_config("+exp=withdrawal", "+update=rag_withdrawn", "withdrawn=[protocol-nope]"))
