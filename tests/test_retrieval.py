@@ -359,3 +359,35 @@ def test_retrieval_without_a_corpus_is_a_config_error(resources):
 def test_top_k_must_be_positive():
     with pytest.raises(ConfigError, match="context.builder.top_k"):
         RagContext(top_k=0)
+
+
+def test_a_cross_encoder_trained_on_the_task_reranks_the_toy_set():
+    """The opaque-protocol toy set again: a tiny cross-encoder trained on query -> protocol pairs puts
+    the gold protocol first more often than before training; the model is cached; bad settings fail."""
+    from ragft.models import resolve_source
+    from ragft.retrieval.finetune import finetune_reranker
+
+    corpus = [Passage(name, f"Protocol {name}.") for name in SYMPTOMS]
+    train = [
+        Example(f"{n}-{i}", q, "r", gold_passages=(n,))
+        for n, w in SYMPTOMS.items()
+        for i, q in enumerate((w, f"{w} today", f"bad {w}"))
+    ]
+    test = [Example(f"{n}-t", f"{w} again", "r", gold_passages=(n,)) for n, w in SYMPTOMS.items()]
+    cfg = compose_config("+debug=smoke")
+    resources = RunResources(make_task(corpus, train, test), cfg.embedder, cfg.retriever)
+    base = resolve_source(TINY_CROSS_ENCODER, "source")
+    settings = {"epochs": 40, "learning_rate": 5e-3, "batch_size": 8, "hard_negatives": 2}
+
+    def recall_at_1(source: str) -> float:
+        reranked = RerankedRetriever(DenseRetriever(), {"source": source}, depth=len(corpus))
+        reranked.build(corpus, resources)
+        hits = reranked.search([e.input for e in test], 1, resources)
+        return float(np.mean([row[0].id == e.gold_passages[0] for row, e in zip(hits, test)]))
+
+    folder, stats = finetune_reranker(base, resources.embedder, train, corpus, settings)
+    assert recall_at_1(folder) >= recall_at_1(base) + 0.5
+    assert stats["reranker_train_examples"] == len(train) * 3 and not stats["reranker_reused"]
+    assert finetune_reranker(base, resources.embedder, train, corpus, settings)[1]["reranker_reused"]
+    with pytest.raises(ConfigError, match="retriever.reranker.finetune"):
+        finetune_reranker(base, resources.embedder, train, corpus, {"epoch": 1})

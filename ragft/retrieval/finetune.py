@@ -133,3 +133,89 @@ def _train(
              "retriever_train_examples": len(data)}  # fmt: skip
     (out / "train_stats.json").write_text(json.dumps(stats))
     log.info("fine-tuned the retriever's embedder on %d pairs in %.0f s", len(pairs), seconds)
+
+
+RERANKER_DEFAULTS = {
+    "epochs": 1,
+    "batch_size": 16,
+    "learning_rate": 2.0e-5,
+    "warmup_ratio": 0.1,
+    "hard_negatives": 3,  # per query, labelled 0 beside its gold passage labelled 1
+    "seed": 0,
+}
+
+
+def finetune_reranker(
+    base_path: str, embedder: Any, examples: Sequence[Example], passages: Sequence[Passage], settings: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Train (or reuse) a cross-encoder from `base_path` (any BERT-like folder, e.g. the embedder's) on
+    the train split: each query with its gold passage (label 1) and the `hard_negatives` passages the
+    `embedder` ranks highest outside the gold document (label 0), binary cross-entropy."""
+    from ragft.models import best_device, compute_dtype
+
+    if not isinstance(settings, Mapping) or set(settings) - set(RERANKER_DEFAULTS):
+        raise ConfigError(
+            "retriever.reranker.finetune",
+            f"expects a mapping with keys from {sorted(RERANKER_DEFAULTS)}, got {settings!r}.",
+        )
+    params = {**RERANKER_DEFAULTS, **settings}
+    pairs = training_pairs(examples, passages)
+    if len(pairs) < 2:
+        raise ConfigError(
+            "retriever.reranker.finetune",
+            f"needs train examples with gold passages in the corpus; found {len(pairs)} pair(s).",
+        )
+    device = best_device()
+    key = content_key(
+        "reranker-ft", base_path, getattr(embedder, "ragft_path", repr(embedder)), pairs,
+        [(p.doc_id, p.text) for p in passages], params, device.type, str(compute_dtype(device)),
+    )  # fmt: skip
+    negatives = hard_negatives(embedder, pairs, passages, params["hard_negatives"])
+    folder, trained_now = cached_dir(
+        "rerankers", key, lambda out: _train_reranker(base_path, pairs, negatives, params, out)
+    )
+    stats = json.loads((folder / "train_stats.json").read_text())
+    return str(folder), {**stats, "reranker_train_pairs": len(pairs), "reranker_reused": not trained_now}
+
+
+def _train_reranker(
+    base_path: str, pairs: Sequence[tuple[str, str, str]], negatives: list[list[str]], params: dict, out: Path
+) -> None:
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from ragft.models import best_device, compute_dtype
+
+    started = time.perf_counter()
+    device = best_device()
+    model = CrossEncoder(base_path, num_labels=1, device=str(device), local_files_only=True)
+    rows: dict[str, list] = {"query": [], "passage": [], "label": []}
+    for (query, positive, _), wrong in zip(pairs, negatives):
+        for text, label in [(positive, 1.0), *((n, 0.0) for n in wrong)]:
+            rows["query"].append(query)
+            rows["passage"].append(text)
+            rows["label"].append(label)
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(out / "trainer"),
+        num_train_epochs=params["epochs"],
+        per_device_train_batch_size=params["batch_size"],
+        learning_rate=params["learning_rate"],
+        warmup_ratio=params["warmup_ratio"],
+        seed=params["seed"],
+        bf16=compute_dtype(device) == torch.bfloat16,
+        save_strategy="no",
+        dataloader_pin_memory=device.type == "cuda",
+        report_to="none",
+        logging_steps=10,
+    )
+    data = Dataset.from_dict(rows).shuffle(seed=params["seed"])
+    result = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model)).train()
+    model.save(str(out))
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    seconds = time.perf_counter() - started
+    stats = {"reranker_train_s": seconds, "reranker_train_loss": float(result.training_loss),
+             "reranker_train_examples": len(data)}  # fmt: skip
+    (out / "train_stats.json").write_text(json.dumps(stats))
+    log.info("fine-tuned the cross-encoder on %d labelled pairs in %.0f s", len(data), seconds)

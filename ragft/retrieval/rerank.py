@@ -14,7 +14,9 @@ from ragft.types import Passage
 
 class RerankedRetriever:
     """The first stage ranks `depth` passages; the cross-encoder `reranker` (any sentence-transformers
-    CrossEncoder, loaded offline) scores each (query, passage) pair and the best `k` are returned."""
+    CrossEncoder, loaded offline) scores each (query, passage) pair and the best `k` are returned. With
+    `reranker.finetune`, the cross-encoder is first trained from `reranker.source` on the task's train
+    split (ragft.retrieval.finetune), cached."""
 
     def __init__(
         self,
@@ -31,11 +33,19 @@ class RerankedRetriever:
         self.stats: dict[str, float] = {}
 
     def build(self, passages: Sequence[Passage], resources: Any) -> None:
-        from ragft.models import load_cross_encoder
+        from ragft.models import load_cross_encoder, resolve_source
 
         self.first_stage.build(passages, resources)
-        self.model = load_cross_encoder(self.reranker_cfg)
-        self.stats = {**self.first_stage.stats, "rerank_s": 0.0, "reranked_pairs": 0}
+        settings, train_stats = dict(self.reranker_cfg), {}
+        if settings.get("finetune") is not None:
+            from ragft.retrieval.finetune import finetune_reranker
+
+            base = resolve_source(settings["source"], "retriever.reranker.source")
+            settings["source"], train_stats = finetune_reranker(
+                base, resources.embedder, resources.train_pool, passages, settings["finetune"]
+            )
+        self.model = load_cross_encoder(settings)
+        self.stats = {**self.first_stage.stats, **train_stats, "rerank_s": 0.0, "reranked_pairs": 0}
 
     def search(self, queries: Sequence[str], k: int, resources: Any) -> list[list[Passage]]:
         candidates = self.first_stage.search(queries, max(k, self.depth), resources)
