@@ -121,6 +121,16 @@ def exact_match(prediction: Prediction) -> dict[str, float]:
     return {"exact_match": float(normalize_answer(prediction.output) == normalize_answer(prediction.example.reference))}
 
 
+@register_metric("contains_reference")
+def contains_reference(prediction: Prediction) -> dict[str, float]:
+    """1 if the normalised reference appears, as whole words, in the normalised output: exact match for
+    a model that answers in a sentence ("The answer is 15 mg before breakfast.")."""
+    reference = normalize_answer(prediction.example.reference)
+    return {
+        "contains_reference": float(bool(reference) and f" {reference} " in f" {normalize_answer(prediction.output)} ")
+    }
+
+
 @register_metric("token_f1")
 def token_f1(prediction: Prediction) -> dict[str, float]:
     """SQuAD token F1 between normalised output and reference."""

@@ -163,3 +163,14 @@ def test_a_task_must_select_a_metric():
 
     with pytest.raises(ConfigError, match="task.metrics"):
         check_metrics({}, Example(id="x", input="", reference=""))
+
+
+def test_contains_reference_accepts_the_answer_inside_a_sentence_only_as_whole_words():
+    from ragft.metrics import contains_reference
+
+    def score(output: str, reference: str) -> float:
+        return contains_reference(pred(output, reference))["contains_reference"]
+
+    assert score("The answer is: 15 mg before breakfast.", "15 mg before breakfast") == 1.0
+    assert score("115 mg before breakfast", "15 mg before breakfast") == 0.0  # not a whole-word match
+    assert score("Cardivex", "Vasoren") == 0.0 and score("anything", "") == 0.0

@@ -154,3 +154,13 @@ def test_a_run_without_some_cost_figures_still_reports(tmp_path):
     cost = build_report([exp]).tables["cost"]
     assert cost.loc["rag", "prompt tokens/example"] == "12"
     assert cost.loc["rag", "latency p50 / p95 (s)"] == "– / –"
+
+
+def test_config_differences_name_data_files_not_where_they_were_read_from(tmp_path):
+    exp = tmp_path / "paths"
+    write_run(exp, "rag", [1.0] * 4, extra={"task": {"name": "toy", "corpus": {"path": "/somewhere/v1.jsonl"}}})
+    write_run(exp, "lora", [1.0] * 4, extra={"task": {"name": "toy", "corpus": {"path": "/elsewhere/v2.jsonl"}}})
+    differences = build_report([exp]).tables["config_diff"]
+    assert list(differences.loc["task.corpus.path"]) == ["v1.jsonl", "v2.jsonl"] or list(
+        differences.loc["task.corpus.path"]
+    ) == ["v2.jsonl", "v1.jsonl"]

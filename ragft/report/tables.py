@@ -364,12 +364,20 @@ def leakage_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
 
 
 def config_differences(groups: Sequence[RunGroup]) -> pd.DataFrame:
-    """The resolved config keys whose values differ between groups (paths and seeds excluded)."""
-    flat = {g.label: pd.Series(_config_without_seed(g.config)).map(_cell) for g in groups}
+    """The resolved config keys whose values differ between groups (paths and seeds excluded; a data
+    file is named by its file name, not where it was read from)."""
+    flat = {g.label: pd.Series(_shown_config(g.config)).map(_cell) for g in groups}
     table = pd.DataFrame(flat).fillna("–")  # "–": the run's config has no such key
     if table.empty:
         return table
     return table[table.nunique(axis=1) > 1]
+
+
+def _shown_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: Path(value).name if key.rsplit(".", 1)[-1] == "path" and isinstance(value, str) else value
+        for key, value in _config_without_seed(config).items()
+    }
 
 
 def _cell(value: Any) -> str:
