@@ -50,7 +50,7 @@ def test_the_experiment_runs_every_arm_with_its_label(tmp_path):
         ["zero_shot", "rag_v1_index", "rag_reindexed", "lora_v1", "lora_retrained_v2", "lora_v1_rag_v2"]
     )
     report = (tmp_path / "knowledge_update" / "report.md").read_text()
-    assert "## `token_f1` by `changed_in_v2`" in report
+    assert "## `contains_reference` by `changed_in_v2`" in report
     costs = {
         d.name.rsplit("-", 1)[0]: json.loads((d / "cost.json").read_text())
         for d in run_dirs(tmp_path / "knowledge_update")
