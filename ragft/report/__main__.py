@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"ragft.report: error: '{folder}' is not a folder", file=sys.stderr)
             return 2
-    first, *others = args.exp_dirs
+    first, *others = (folder.resolve() for folder in args.exp_dirs)  # "." names the folder it is
     try:
         written = write_report(first, args.baseline, compare=others, out_dir=args.out)
     except ValueError as err:
