@@ -214,8 +214,8 @@ SYMPTOMS = {
 }
 
 
-def test_fine_tuning_the_embedder_raises_recall_on_a_toy_set():
-    """Opaque protocol names: only training on query -> passage pairs can link a symptom to its protocol."""
+def toy_set() -> tuple[list[Passage], list[Example], list[Example]]:
+    """Protocols with opaque names, three training phrasings per symptom and a new one to test."""
     corpus = [Passage(name, f"Protocol {name}.") for name in SYMPTOMS]
     train = [
         Example(f"{n}-{i}", q, "r", gold_passages=(n,))
@@ -223,6 +223,12 @@ def test_fine_tuning_the_embedder_raises_recall_on_a_toy_set():
         for i, q in enumerate((w, f"{w} today", f"bad {w}"))
     ]
     test = [Example(f"{n}-t", f"{w} again", "r", gold_passages=(n,)) for n, w in SYMPTOMS.items()]
+    return corpus, train, test
+
+
+def test_fine_tuning_the_embedder_raises_recall_on_a_toy_set():
+    """Opaque protocol names: only training on query -> passage pairs can link a symptom to its protocol."""
+    corpus, train, test = toy_set()
     cfg = compose_config("+debug=smoke")
     task = make_task(corpus, train, test)
 
@@ -367,13 +373,7 @@ def test_a_cross_encoder_trained_on_the_task_reranks_the_toy_set():
     from ragft.models import resolve_source
     from ragft.retrieval.finetune import finetune_reranker
 
-    corpus = [Passage(name, f"Protocol {name}.") for name in SYMPTOMS]
-    train = [
-        Example(f"{n}-{i}", q, "r", gold_passages=(n,))
-        for n, w in SYMPTOMS.items()
-        for i, q in enumerate((w, f"{w} today", f"bad {w}"))
-    ]
-    test = [Example(f"{n}-t", f"{w} again", "r", gold_passages=(n,)) for n, w in SYMPTOMS.items()]
+    corpus, train, test = toy_set()
     cfg = compose_config("+debug=smoke")
     resources = RunResources(make_task(corpus, train, test), cfg.embedder, cfg.retriever)
     base = resolve_source(TINY_CROSS_ENCODER, "source")

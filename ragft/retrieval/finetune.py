@@ -84,10 +84,31 @@ def hard_negatives(
     return negatives
 
 
+def training_arguments(arguments_class: Any, params: Mapping[str, Any], out: Path, device: Any, **extra: Any) -> Any:
+    """The sentence-transformers trainer arguments both fine-tunings share (bf16 where the device has it)."""
+    import torch
+
+    from ragft.models import compute_dtype
+
+    return arguments_class(
+        output_dir=str(out / "trainer"),
+        num_train_epochs=params["epochs"],
+        per_device_train_batch_size=params["batch_size"],
+        learning_rate=params["learning_rate"],
+        warmup_ratio=params["warmup_ratio"],
+        seed=params["seed"],
+        bf16=compute_dtype(device) == torch.bfloat16,
+        save_strategy="no",
+        dataloader_pin_memory=device.type == "cuda",
+        report_to="none",
+        logging_steps=10,
+        **extra,
+    )
+
+
 def _train(
     base: Any, pairs: list[tuple[str, str, str]], passages: Sequence[Passage], params: dict[str, Any], out: Path
 ) -> None:
-    import torch
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -97,7 +118,7 @@ def _train(
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from ragft.models import best_device, compute_dtype
+    from ragft.models import best_device
 
     started = time.perf_counter()
     device = best_device()
@@ -110,20 +131,10 @@ def _train(
         columns = {name: [values[i] for i in keep] for name, values in columns.items()}
         columns.update({f"negative_{j + 1}": [mined[i][j] for i in keep] for j in range(n)})
     data = Dataset.from_dict(columns)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "trainer"),
-        num_train_epochs=params["epochs"],
-        per_device_train_batch_size=params["batch_size"],
-        learning_rate=params["learning_rate"],
-        warmup_ratio=params["warmup_ratio"],
-        seed=params["seed"],
+    args = training_arguments(
+        SentenceTransformerTrainingArguments, params, out, device,
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a repeated passage would be its own false negative
-        bf16=compute_dtype(device) == torch.bfloat16,
-        save_strategy="no",
-        dataloader_pin_memory=device.type == "cuda",
-        report_to="none",
-        logging_steps=5,
-    )
+    )  # fmt: skip
     loss = MultipleNegativesRankingLoss(model)
     result = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
     model.save(str(out))
@@ -181,12 +192,11 @@ def finetune_reranker(
 def _train_reranker(
     base_path: str, pairs: Sequence[tuple[str, str, str]], negatives: list[list[str]], params: dict, out: Path
 ) -> None:
-    import torch
     from datasets import Dataset
     from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from ragft.models import best_device, compute_dtype
+    from ragft.models import best_device
 
     started = time.perf_counter()
     device = best_device()
@@ -197,19 +207,7 @@ def _train_reranker(
             rows["query"].append(query)
             rows["passage"].append(text)
             rows["label"].append(label)
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(out / "trainer"),
-        num_train_epochs=params["epochs"],
-        per_device_train_batch_size=params["batch_size"],
-        learning_rate=params["learning_rate"],
-        warmup_ratio=params["warmup_ratio"],
-        seed=params["seed"],
-        bf16=compute_dtype(device) == torch.bfloat16,
-        save_strategy="no",
-        dataloader_pin_memory=device.type == "cuda",
-        report_to="none",
-        logging_steps=10,
-    )
+    args = training_arguments(CrossEncoderTrainingArguments, params, out, device)
     data = Dataset.from_dict(rows).shuffle(seed=params["seed"])
     result = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model)).train()
     model.save(str(out))
