@@ -137,13 +137,7 @@ def _train(
     )  # fmt: skip
     loss = MultipleNegativesRankingLoss(model)
     result = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
-    model.save(str(out))
-    shutil.rmtree(out / "trainer", ignore_errors=True)
-    seconds = time.perf_counter() - started
-    stats = {"retriever_train_s": seconds, "retriever_train_loss": float(result.training_loss),
-             "retriever_train_examples": len(data)}  # fmt: skip
-    (out / "train_stats.json").write_text(json.dumps(stats))
-    log.info("fine-tuned the retriever's embedder on %d pairs in %.0f s", len(pairs), seconds)
+    _save_trained(model, result, len(data), out, started, "retriever")
 
 
 RERANKER_DEFAULTS = {
@@ -210,10 +204,15 @@ def _train_reranker(
     args = training_arguments(CrossEncoderTrainingArguments, params, out, device)
     data = Dataset.from_dict(rows).shuffle(seed=params["seed"])
     result = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=BinaryCrossEntropyLoss(model)).train()
+    _save_trained(model, result, len(data), out, started, "reranker")
+
+
+def _save_trained(model: Any, result: Any, examples: int, out: Path, started: float, prefix: str) -> None:
+    """The trained model and its `<prefix>_train_*` stats into the cache folder (the trainer's scratch goes)."""
     model.save(str(out))
     shutil.rmtree(out / "trainer", ignore_errors=True)
     seconds = time.perf_counter() - started
-    stats = {"reranker_train_s": seconds, "reranker_train_loss": float(result.training_loss),
-             "reranker_train_examples": len(data)}  # fmt: skip
+    stats = {f"{prefix}_train_s": seconds, f"{prefix}_train_loss": float(result.training_loss),
+             f"{prefix}_train_examples": examples}  # fmt: skip
     (out / "train_stats.json").write_text(json.dumps(stats))
-    log.info("fine-tuned the cross-encoder on %d labelled pairs in %.0f s", len(data), seconds)
+    log.info("fine-tuned the %s on %d examples in %.0f s", prefix, examples, seconds)
