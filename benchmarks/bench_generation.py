@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ragft.data import load_task
+from ragft.data import task_from_config
 from ragft.generation import encode, generate
 from ragft.models import load_generator
 from ragft.pipeline import prompts_for
@@ -61,7 +61,7 @@ def main() -> None:
     OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("config", overrides=[f"context={args.context}", f"task.limits.test={args.examples}"])
-    task = load_task(cfg.task.name, cfg.task.data, cfg.task.corpus, cfg.task.limits)
+    task = task_from_config(cfg.task)
     generator = load_generator(cfg.generator)
     test = task.split("test")
     contexts = instantiate(cfg.context.builder).build(test, RunResources(task, cfg.embedder, cfg.retriever))

@@ -192,9 +192,15 @@ def load_task(
     return TaskData(name=name, splits=splits, corpus=passages)
 
 
+def task_from_config(spec: Mapping[str, Any]) -> TaskData:
+    """`load_task` for a task config node (`task`, or an adapter's `train_task`)."""
+    return load_task(spec["name"], spec["data"], spec.get("corpus"), spec.get("limits"))
+
+
 def withdraw(passages: list[Passage], ids: Sequence[str]) -> list[Passage]:
     """The corpus without the documents `ids` (`task.corpus.exclude`: a withdrawn protocol)."""
-    unknown = sorted(set(ids) - {p.id for p in passages})
+    withdrawn = set(ids)
+    unknown = sorted(withdrawn - {p.id for p in passages})
     if unknown:
         raise ConfigError("task.corpus.exclude", f"names documents the corpus does not have: {unknown}.")
-    return [p for p in passages if p.id not in set(ids)]
+    return [p for p in passages if p.id not in withdrawn]

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from ragft.adapt.sft import build_features, load_adapted, train_adapter
 from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
-from ragft.data import load_task
+from ragft.data import task_from_config
 from ragft.errors import build
 from ragft.generation import check_fits, encode, generate
 from ragft.leakage import check_leakage
@@ -86,7 +86,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
 
     A reused run keeps the records of when it ran, its leakage check included (the settings it used
     are in its config.yaml)."""
-    task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
+    task = task_from_config(cfg.task)
     template = PromptTemplate.from_config(cfg.task.template)  # template errors fail before any work ...
     builder: ContextBuilder = build(cfg.context.builder, "context.builder")
     retriever_label = cfg.retriever.get("label", "") if cfg.context.get("retrieves") else ""
@@ -196,7 +196,7 @@ def _training_data(cfg: DictConfig, task: Any, resources: RunResources) -> tuple
     spec = cfg.get("train_task")
     if spec is None:
         return task, resources
-    train_task = load_task(spec.name, spec.data, spec.get("corpus"), spec.get("limits"))
+    train_task = task_from_config(spec)
     return train_task, RunResources(train_task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
 
 

@@ -31,14 +31,14 @@ RECORD_KEYS = ("task", "embedder", "retriever", "chunking", "retrieval_eval")
 
 def evaluate_retriever(cfg: DictConfig) -> dict[str, Any]:
     """Build the configured retriever over the task's corpus and score its rankings on one split."""
-    from ragft.data import load_task
+    from ragft.data import task_from_config
     from ragft.metrics import score_predictions
     from ragft.resources import RunResources
     from ragft.retrieval import RagContext
     from ragft.types import Prediction
 
     settings = cfg.retrieval_eval
-    task = load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
+    task = task_from_config(cfg.task)
     if settings.split not in task.splits:
         raise ConfigError(
             "retrieval_eval.split", f"'{settings.split}' is not a split of the task: {sorted(task.splits)}."

@@ -3,7 +3,7 @@ on v1 while being tested on v2, and the stale v1 index."""
 
 import json
 
-from ragft.data import load_task
+from ragft.data import task_from_config
 from ragft.pipeline import _training_data
 from ragft.resources import RunResources
 from tests.conftest import compose_config
@@ -11,7 +11,7 @@ from tests.test_end_to_end import run_dirs
 
 
 def task_of(cfg):  # noqa: ANN001
-    return load_task(cfg.task.name, cfg.task.data, cfg.task.get("corpus"), cfg.task.get("limits"))
+    return task_from_config(cfg.task)
 
 
 def test_v2_questions_split_into_changed_and_unchanged_facts():

@@ -85,14 +85,14 @@ class Report:
 
 def _category_field(groups: Sequence[RunGroup]) -> str:
     """The data field the task maps to `category` (e.g. specialty), as the breakdown's title."""
-    fields = {(((g.config.get("task") or {}).get("data") or {}).get("fields") or {}).get("category") for g in groups}
+    fields = {((g.task_config.get("data") or {}).get("fields") or {}).get("category") for g in groups}
     return ", ".join(sorted(f for f in fields if f)) or "category"
 
 
 def primary_metric(groups: Sequence[RunGroup]) -> str:
     """The task config's `primary_metric` where the runs have it, else the first of PRIMARY_METRICS."""
     names = {n for g in groups for n in g.metrics}
-    chosen = (groups[0].config.get("task") or {}).get("primary_metric")
+    chosen = groups[0].task_config.get("primary_metric")
     if chosen in names:
         return chosen
     return next((m for m in PRIMARY_METRICS if m in names), sorted(names)[0])

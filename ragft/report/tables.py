@@ -66,6 +66,10 @@ class RunGroup:
         return self.records[0]["config"]
 
     @property
+    def task_config(self) -> dict[str, Any]:
+        return self.config.get("task") or {}
+
+    @property
     def predictions(self) -> list[dict[str, Any]]:
         """The first seed's per-example records (for examples shown side by side)."""
         return self.records[0]["predictions"]
@@ -230,9 +234,7 @@ def leaderboard(
     test against the baseline is significant; `per_field` picks the `field/<name>` scores instead."""
     versus = versus or {}
     names = (
-        [n for n in dict.fromkeys(n for g in groups for n in g.metrics if "/" in n)]
-        if per_field
-        else headline_metrics(groups)
+        list(dict.fromkeys(n for g in groups for n in g.metrics if "/" in n)) if per_field else headline_metrics(groups)
     )
     rows = {}
     for g in groups:

@@ -88,13 +88,13 @@ class RaftContext(RagContext):
         if len(with_gold) < len(examples):
             log.warning("RAFT: %d of %d train examples have no gold passage; they get the plain retrieved context",
                         len(examples) - len(with_gold), len(examples))  # fmt: skip
-        plain = dict(zip((e.id for e in examples), super().build(examples, resources)))
+        ranked = dict(zip((e.id for e in examples), self.ranked(examples, resources)))  # one retrieval for all
         rng = random.Random(self.seed)
-        distractors = dict(zip((e.id for e in with_gold), self.pick_distractors(with_gold, corpus, resources, rng)))
+        distractors = {e.id: self.pick_distractors(e, ranked[e.id], corpus, rng) for e in with_gold}
         contexts = []
         for example in examples:
             if example.id not in distractors:
-                contexts.append(Context(passages=plain[example.id].passages))
+                contexts.append(Context(passages=tuple(ranked[example.id][: self.top_k])))
                 continue
             gold = (
                 [first_chunk[d] for d in example.gold_passages if d in first_chunk]
@@ -107,18 +107,12 @@ class RaftContext(RagContext):
         return contexts
 
     def _retrieved_distractors(
-        self, examples: Sequence[Example], corpus: Sequence[Passage], resources: Any, rng: random.Random
-    ) -> list[list[Passage]]:
-        ranked = self.ranked(examples, resources)
-        return [
-            [p for p in row if p.doc_id not in e.gold_passages][: self.distractors] for e, row in zip(examples, ranked)
-        ]
+        self, example: Example, ranked: Sequence[Passage], corpus: Sequence[Passage], rng: random.Random
+    ) -> list[Passage]:
+        return [p for p in ranked if p.doc_id not in example.gold_passages][: self.distractors]
 
     def _random_distractors(
-        self, examples: Sequence[Example], corpus: Sequence[Passage], resources: Any, rng: random.Random
-    ) -> list[list[Passage]]:
-        picks = []
-        for example in examples:
-            pool = [p for p in corpus if p.doc_id not in example.gold_passages]
-            picks.append(rng.sample(pool, k=min(self.distractors, len(pool))))
-        return picks
+        self, example: Example, ranked: Sequence[Passage], corpus: Sequence[Passage], rng: random.Random
+    ) -> list[Passage]:
+        pool = [p for p in corpus if p.doc_id not in example.gold_passages]
+        return rng.sample(pool, k=min(self.distractors, len(pool)))

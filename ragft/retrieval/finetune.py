@@ -8,7 +8,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,28 +43,45 @@ def finetune_embedder(
     base: Any, examples: Sequence[Example], passages: Sequence[Passage], settings: Mapping[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     """Train (or reuse) a fine-tuned copy of the `base` SentenceTransformer; returns its folder and stats."""
+    return _cached_finetune(
+        "embedders", "retriever", "retriever.finetune", DEFAULTS, settings, examples, passages,
+        key_parts=("embedder-ft", getattr(base, "ragft_path", repr(base))),
+        train=lambda pairs, params, out: _train(base, pairs, passages, params, out),
+        fix="Map gold passage ids with task.data.fields.gold_passages, or use a retriever without finetune.",
+    )  # fmt: skip
+
+
+def _cached_finetune(
+    cache_kind: str,
+    prefix: str,
+    config_key: str,
+    defaults: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    examples: Sequence[Example],
+    passages: Sequence[Passage],
+    key_parts: tuple[Any, ...],
+    train: Callable[[list, dict, Path], None],
+    fix: str = "",
+) -> tuple[str, dict[str, Any]]:
+    """What both fine-tunings share: check the settings, build the training pairs, and train into the
+    artefact cache (keyed by base model, data, settings, device and dtype) unless a copy is there."""
     from ragft.models import best_device, compute_dtype
 
-    if not isinstance(settings, Mapping) or set(settings) - set(DEFAULTS):
-        raise ConfigError(
-            "retriever.finetune", f"expects a mapping with keys from {sorted(DEFAULTS)}, got {settings!r}."
-        )
-    params = {**DEFAULTS, **settings}
+    if not isinstance(settings, Mapping) or set(settings) - set(defaults):
+        raise ConfigError(config_key, f"expects a mapping with keys from {sorted(defaults)}, got {settings!r}.")
+    params = {**defaults, **settings}
     pairs = training_pairs(examples, passages)
     if len(pairs) < 2:
         raise ConfigError(
-            "retriever.finetune",
-            f"needs train examples with gold passages in the corpus; found {len(pairs)} pair(s).",
-            "Map gold passage ids with task.data.fields.gold_passages, or use a retriever without finetune.",
+            config_key, f"needs train examples with gold passages in the corpus; found {len(pairs)} pair(s).", fix
         )
     device = best_device()
     key = content_key(
-        "embedder-ft", getattr(base, "ragft_path", repr(base)), pairs, [(p.doc_id, p.text) for p in passages],
-        params, device.type, str(compute_dtype(device)),
-    )  # fmt: skip
-    folder, trained_now = cached_dir("embedders", key, lambda out: _train(base, pairs, passages, params, out))
+        *key_parts, pairs, [(p.doc_id, p.text) for p in passages], params, device.type, str(compute_dtype(device))
+    )
+    folder, trained_now = cached_dir(cache_kind, key, lambda out: train(pairs, params, out))
     stats = json.loads((folder / "train_stats.json").read_text())
-    return str(folder), {**stats, "retriever_train_pairs": len(pairs), "retriever_reused": not trained_now}
+    return str(folder), {**stats, f"{prefix}_train_pairs": len(pairs), f"{prefix}_reused": not trained_now}
 
 
 def hard_negatives(
@@ -156,31 +173,15 @@ def finetune_reranker(
     """Train (or reuse) a cross-encoder from `base_path` (any BERT-like folder, e.g. the embedder's) on
     the train split: each query with its gold passage (label 1) and the `hard_negatives` passages the
     `embedder` ranks highest outside the gold document (label 0), binary cross-entropy."""
-    from ragft.models import best_device, compute_dtype
 
-    if not isinstance(settings, Mapping) or set(settings) - set(RERANKER_DEFAULTS):
-        raise ConfigError(
-            "retriever.reranker.finetune",
-            f"expects a mapping with keys from {sorted(RERANKER_DEFAULTS)}, got {settings!r}.",
-        )
-    params = {**RERANKER_DEFAULTS, **settings}
-    pairs = training_pairs(examples, passages)
-    if len(pairs) < 2:
-        raise ConfigError(
-            "retriever.reranker.finetune",
-            f"needs train examples with gold passages in the corpus; found {len(pairs)} pair(s).",
-        )
-    device = best_device()
-    key = content_key(
-        "reranker-ft", base_path, getattr(embedder, "ragft_path", repr(embedder)), pairs,
-        [(p.doc_id, p.text) for p in passages], params, device.type, str(compute_dtype(device)),
+    def train(pairs: list, params: dict, out: Path) -> None:
+        negatives = hard_negatives(embedder, pairs, passages, params["hard_negatives"])  # only when training
+        _train_reranker(base_path, pairs, negatives, params, out)
+
+    return _cached_finetune(
+        "rerankers", "reranker", "retriever.reranker.finetune", RERANKER_DEFAULTS, settings, examples, passages,
+        key_parts=("reranker-ft", base_path, getattr(embedder, "ragft_path", repr(embedder))), train=train,
     )  # fmt: skip
-    negatives = hard_negatives(embedder, pairs, passages, params["hard_negatives"])
-    folder, trained_now = cached_dir(
-        "rerankers", key, lambda out: _train_reranker(base_path, pairs, negatives, params, out)
-    )
-    stats = json.loads((folder / "train_stats.json").read_text())
-    return str(folder), {**stats, "reranker_train_pairs": len(pairs), "reranker_reused": not trained_now}
 
 
 def _train_reranker(
