@@ -66,9 +66,15 @@ class StageTimer:
 
 
 def parameter_counts(model: Any) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"total_params": total, "trainable_params": trainable}
+    """Trainable and total parameters; a 4-bit weight counts as the weights it packs."""
+    if hasattr(model, "get_nb_trainable_parameters"):  # peft: virtual-token embeddings included
+        trainable, total = model.get_nb_trainable_parameters()
+    elif hasattr(model, "num_parameters"):  # transformers: unpacks 4-bit weights
+        trainable, total = model.num_parameters(only_trainable=True), model.num_parameters()
+    else:
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total_params": int(total), "trainable_params": int(trainable)}
 
 
 def generation_cost(

@@ -165,14 +165,22 @@ def load_corpus(
 
 
 def load_task(
-    name: str, data: Mapping[str, Any], corpus: Mapping[str, Any] | None, limits: Mapping[str, int | None] | None = None
+    name: str,
+    data: Mapping[str, Any],
+    corpus: Mapping[str, Any] | None,
+    limits: Mapping[str, int | None] | None = None,
+    required: Sequence[str] = REQUIRED_SPLITS,
 ) -> TaskData:
     """Build a task from its `task.data` and `task.corpus` config sections.
 
-    `limits` caps each split to its first n examples (the default experiment's size knob).
+    `data.categories` keeps only the examples of those categories (e.g. one specialty); `limits` then
+    caps each split to its first n examples (the default experiment's size knob). `required` names
+    the splits that must not be empty (a test set scored only for forgetting needs no train split).
     """
     splits = load_examples(data["path"], data["fields"])
-    for split in REQUIRED_SPLITS:
+    if data.get("categories"):
+        splits = _only_categories(splits, data["categories"], data["path"])
+    for split in required:
         if not splits.get(split):
             raise DataError(
                 data["path"],
@@ -192,9 +200,23 @@ def load_task(
     return TaskData(name=name, splits=splits, corpus=passages)
 
 
-def task_from_config(spec: Mapping[str, Any]) -> TaskData:
-    """`load_task` for a task config node (`task`, or an adapter's `train_task`)."""
-    return load_task(spec["name"], spec["data"], spec.get("corpus"), spec.get("limits"))
+def task_from_config(spec: Mapping[str, Any], required: Sequence[str] = REQUIRED_SPLITS) -> TaskData:
+    """`load_task` for a task config node (`task`, an adapter's `train_task`, a training stage, ...)."""
+    return load_task(spec["name"], spec["data"], spec.get("corpus"), spec.get("limits"), required)
+
+
+def _only_categories(
+    splits: dict[str, list[Example]], categories: Sequence[str], path: str | Path
+) -> dict[str, list[Example]]:
+    wanted = {str(c) for c in categories}
+    present = {e.category for examples in splits.values() for e in examples}
+    if wanted - present:
+        raise ConfigError(
+            "task.data.categories",
+            f"{sorted(wanted - present)} not among the categories of {Path(path).name}.",
+            f"Choose from {sorted(present)}.",
+        )
+    return {split: [e for e in examples if e.category in wanted] for split, examples in splits.items()}
 
 
 def withdraw(passages: list[Passage], ids: Sequence[str]) -> list[Passage]:

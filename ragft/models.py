@@ -212,15 +212,23 @@ class Generator:
         return next(self.model.parameters()).device
 
 
-def load_generator(cfg: DictConfig) -> Generator:
-    """Load the `generator` config's causal LM and tokenizer, offline, on the best device."""
+def load_generator(cfg: DictConfig, quantization: DictConfig | None = None) -> Generator:
+    """Load the `generator` config's causal LM and tokenizer, offline, on the best device; with
+    `quantization` (a BitsAndBytesConfig node, QLoRA) the weights are quantised to 4 bits as they load."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragft.adapt.methods import quantization_config, require_4bit_support
 
     path = resolve_source(cfg.source, "generator.source")
     device = best_device()
+    dtype = compute_dtype(device)
+    placement: dict[str, Any] = {}
+    if quantization is not None:
+        require_4bit_support(device)
+        placement = {"quantization_config": quantization_config(quantization, dtype), "device_map": {"": str(device)}}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=compute_dtype(device))
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype, **placement)
     except OSError as err:
         raise ConfigError(
             "generator.source",
@@ -230,7 +238,9 @@ def load_generator(cfg: DictConfig) -> Generator:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model.to(device).eval()
+    if not placement:
+        model.to(device)
+    model.eval()
     max_context = int(cfg.get("max_context") or getattr(model.config, "max_position_embeddings", 2048))
     return Generator(model=model, tokenizer=tokenizer, name=cfg.name, path=path, max_context=max_context)
 

@@ -20,20 +20,22 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ragft.adapt.methods import require_4bit_support
+from ragft.adapt.plan import Stage, hold_out, instruction_choices, mix, training_stages
 from ragft.adapt.sft import build_features, load_adapted, train_adapter
 from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import task_from_config
-from ragft.errors import build
-from ragft.generation import check_fits, encode, generate
+from ragft.errors import ConfigError, build
+from ragft.evaluate import TestSet, answer, primary_metric
+from ragft.generation import check_fits, encode
 from ragft.leakage import check_leakage
 from ragft.metrics import check_metrics, score_predictions
 from ragft.model_metrics import EvaluationModels
-from ragft.models import Generator, load_generator
+from ragft.models import Generator, best_device, load_generator
 from ragft.prompting import ContextBuilder, PromptTemplate
 from ragft.record import RunWriter, is_finished, write_table
 from ragft.resources import RunResources
-from ragft.retrieval.base import document_ranking
 from ragft.types import Context, Example, Prediction
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def run_key(cfg: DictConfig) -> str:
         container[key]["data"]["path"] = _content_of(cfg[key].data.path)
         if cfg[key].get("corpus"):
             container[key]["corpus"]["path"] = _content_of(cfg[key].corpus.path)
-    unused = ("training", "train_task") if cfg.adaptation.method is None else ()
+    unused = ("training", "train_task", "train_mix", "sequence") if cfg.adaptation.method is None else ()
     if "training" in container:
         container["training"].pop("logging_steps", None)
     return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY + unused})
@@ -98,6 +100,9 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
         return run_dir
     evaluation = EvaluationModels(cfg.evaluation)
     check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)  # ... and so do metric settings
+    other_tests = _other_test_sets(cfg)  # ... and the other test sets a run scores
+    if cfg.adaptation.get("quantization") is not None:
+        require_4bit_support(best_device())  # ... and QLoRA where bitsandbytes cannot quantise
     leakage = check_leakage(task, cfg.leakage)  # ... and leaks, where leakage.fail is set
     writer = RunWriter(run_dir)
     try:
@@ -105,7 +110,9 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
             started = datetime.now(timezone.utc)
             with PeakMemory() as memory:
                 timer = StageTimer()
-                metrics, predictions, cost = _execute(cfg, task, builder, template, evaluation, timer)
+                metrics, predictions, cost, extras = _execute(
+                    cfg, task, builder, template, evaluation, timer, other_tests
+                )
             cost.update(memory.record(), stage_s=timer.seconds)
             writer.write_json("run.json", _run_info(cfg, arm, run_dir.name, started))
             writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -113,6 +120,8 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
             writer.write_json("cost.json", cost)
             writer.write_json("leakage.json", leakage)
             writer.write_predictions(predictions)
+            for name, record in extras.items():  # stages.json, evaluate_also.json
+                writer.write_json(f"{name}.json", record)
         writer.commit()
     except BaseException:
         writer.abort()
@@ -129,12 +138,13 @@ def _execute(
     template: PromptTemplate,
     evaluation: EvaluationModels,
     timer: StageTimer,
-) -> tuple[dict, list[Prediction], dict]:
+    other_tests: dict[str, TestSet],
+) -> tuple[dict, list[Prediction], dict, dict]:
     torch.manual_seed(cfg.seed)
     resources = RunResources(task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
     test = task.split("test")
     with timer.stage("load_generator"):
-        generator = load_generator(cfg.generator)
+        generator = _load_base(cfg)
     cost: dict[str, Any] = {
         "base_total_params": parameter_counts(generator.model)["total_params"],
         "generation_batch_size": cfg.generation.batch_size,
@@ -147,78 +157,188 @@ def _execute(
     check_fits(
         [len(e) for e in encoded], [e.id for e in test], cfg.task.generation.max_new_tokens, generator.max_context
     )
+    extras: dict[str, Any] = {}
     if cfg.adaptation.method is not None:
-        train_task, train_resources = _training_data(cfg, task, resources)
         with timer.stage("train"):
-            generator, train_stats = _adapt(cfg, train_task, builder, train_resources, template, generator)
+            generator, train_stats, stages = _adapt(cfg, task, resources, builder, generator, other_tests, evaluation)
         cost.update(train_stats)
+        if len(stages) > 1:
+            extras["stages"] = stages
     else:
         cost.update(trainable_params=0, adapter_bytes=0, train_s=0.0)
     with timer.stage("generate"):
-        generations = generate(
+        predictions = answer(
             generator,
+            test,
+            contexts,
+            prompts,
             encoded,
-            [e.id for e in test],
             cfg.task.generation.max_new_tokens,
-            batch_size=cfg.generation.batch_size,
+            cfg.generation.batch_size,
             desc=f"generating {len(test)} answers",
         )
     cost.update(
         generation_cost(
-            [g.prompt_tokens for g in generations],
-            [g.output_tokens for g in generations],
-            [g.latency_s for g in generations],
+            [p.prompt_tokens for p in predictions],
+            [p.output_tokens for p in predictions],
+            [p.latency_s for p in predictions],
             timer.seconds["generate"],
         )
     )
-    predictions = [
-        Prediction(
-            example=e,
-            prompt=p,
-            output=g.text,
-            retrieved=document_ranking(c.passages),
-            ranking=c.ranking,
-            passages=tuple(x.text for x in c.passages),
-            prompt_tokens=g.prompt_tokens,
-            output_tokens=g.output_tokens,
-            latency_s=g.latency_s,
-        )
-        for e, c, p, g in zip(test, contexts, prompts, generations)
-    ]
     with timer.stage("score"):
         metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed, models=evaluation)
-    return metrics, predictions, cost
+    if "stages" in extras:  # the last stage's own test set is the run's
+        own = primary_metric(cfg.task)
+        extras["stages"][-1]["scores"][cfg.task.name] = {"task": cfg.task.name, "metric": own, **metrics[own]}
+    with timer.stage("evaluate_also"):
+        also = {
+            name: other_tests[name].score(generator, cfg.generation.batch_size, cfg.seed, evaluation)
+            for name in cfg.get("evaluate_also") or {}
+        }
+    if also:
+        extras["evaluate_also"] = also
+    return metrics, predictions, cost, extras
 
 
-def _training_data(cfg: DictConfig, task: Any, resources: RunResources) -> tuple[Any, RunResources]:
-    """The task whose train split (and corpus, for retrieved training contexts) the adapter learns from:
-    the run's own, or `train_task` where set — e.g. train on protocol version 1, test on version 2."""
-    spec = cfg.get("train_task")
-    if spec is None:
-        return task, resources
-    train_task = task_from_config(spec)
-    return train_task, RunResources(train_task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
+def _load_base(cfg: DictConfig) -> Generator:
+    """The generator as configured; 4-bit where the adaptation quantises its base (QLoRA)."""
+    return load_generator(cfg.generator, cfg.adaptation.get("quantization"))
+
+
+def _other_test_sets(cfg: DictConfig) -> dict[str, TestSet]:
+    """`evaluate_also`'s test sets and, for sequential fine-tuning, each earlier stage's: loaded (and
+    their metrics checked) before any work."""
+    tests = {name: TestSet.load(name, spec) for name, spec in (cfg.get("evaluate_also") or {}).items()}
+    if cfg.adaptation.method is not None:
+        for stage in training_stages(cfg)[:-1]:
+            tests[f"stage:{stage.name}"] = TestSet.load(stage.name, stage.test_task.spec)
+    return tests
 
 
 def _adapt(
     cfg: DictConfig,
     task: Any,
+    resources: RunResources,
+    builder: ContextBuilder,
+    generator: Generator,
+    other_tests: dict[str, TestSet],
+    evaluation: EvaluationModels,
+) -> tuple[Generator, dict, list[dict]]:
+    """Train every stage in turn, each from the previous stage's saved weights, and return the adapted
+    generator, the training cost (summed over stages) and, per stage, the scores on the test sets of it
+    and every earlier stage (the last stage's own score is the run's and is added by the caller)."""
+    training = OmegaConf.merge(cfg.training, cfg.adaptation.get("training") or {})
+    stages = training_stages(cfg)
+    saved, records, history = None, [], []
+    for i, stage in enumerate(stages):
+        if i > 0:  # training changed the base in place: start the next stage from a fresh one
+            generator = _load_base(cfg)
+        features, validation = _stage_features(cfg, training, stage, builder, generator.tokenizer, task, resources)
+        record = train_adapter(generator, cfg.adaptation.method, training, features, validation, start_from=saved)
+        saved = record.adapter_dir
+        records.append(record.stats)
+        if len(stages) > 1:
+            log.info("stage %d/%d (%s) trained in %.0f s", i + 1, len(stages), stage.name, record.stats["train_s"])
+            history.append({"stage": stage.name, "train_s": record.stats["train_s"], "scores": {}})
+        if i < len(stages) - 1:
+            _score_stages(cfg, stages[: i + 1], saved, other_tests, evaluation, history[-1])
+    generator = load_adapted(_load_base(cfg), cfg.adaptation.method, saved, merge=cfg.adaptation.merge_for_inference)
+    if len(stages) > 1:
+        for earlier in stages[:-1]:
+            test = other_tests[f"stage:{earlier.name}"]
+            history[-1]["scores"][earlier.name] = test.score(generator, cfg.generation.batch_size, cfg.seed, evaluation)
+    return generator, _summed_training(records), history
+
+
+def _score_stages(
+    cfg: DictConfig,
+    stages: Sequence[Stage],
+    saved: Path,
+    other_tests: dict[str, TestSet],
+    evaluation: EvaluationModels,
+    into: dict,
+) -> None:
+    """Score the training so far on the test sets of `stages`."""
+    generator = load_adapted(_load_base(cfg), cfg.adaptation.method, saved, merge=cfg.adaptation.merge_for_inference)
+    for stage in stages:
+        test = other_tests[f"stage:{stage.name}"]
+        into["scores"][stage.name] = test.score(generator, cfg.generation.batch_size, cfg.seed, evaluation)
+
+
+def _summed_training(records: list[dict]) -> dict:
+    """The last stage's record, with time, tokens and examples summed over every stage."""
+    stats = dict(records[-1])
+    if len(records) > 1:
+        for key in ("train_s", "train_tokens", "train_examples", "train_steps"):
+            stats[key] = sum(r[key] for r in records)
+        stats["train_tokens_per_s"] = stats["train_tokens"] / stats["train_s"]
+        stats["train_stages"] = len(records)
+    return stats
+
+
+def _stage_features(
+    cfg: DictConfig,
+    training: DictConfig,
+    stage: Stage,
+    builder: ContextBuilder,
+    tokenizer: Any,
+    run_task: Any,
+    run_resources: RunResources,
+) -> tuple[list[dict], list[dict] | None]:
+    """The stage's training features, its sources mixed by weight, and its validation features (the
+    sources' `training.validation.split`, or a held-out share of the training features), if any."""
+    parts, validation = {}, []
+    for source in stage.sources:
+        is_own = source.spec == cfg.task
+        source_task = run_task if is_own else task_from_config(source.spec)
+        source_resources = (
+            run_resources
+            if is_own
+            else RunResources(source_task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
+        )
+        template = PromptTemplate.from_config(source.spec.template)
+
+        def features_of(examples: Sequence[Example]) -> list[dict]:
+            return _features(examples, template, builder, source_resources, tokenizer, training)
+
+        parts[source.name] = features_of(source_task.split("train"))
+        split = training.validation.get("split")
+        if split:
+            if not source_task.splits.get(split):
+                raise ConfigError(
+                    "training.validation.split",
+                    f"task '{source.spec.name}' has no '{split}' examples (splits: {sorted(source_task.splits)}).",
+                    "Name one of its splits, or hold out a share of train with training.validation.holdout.",
+                )
+            validation += features_of(source_task.split(split))
+        elif training.validation.get("holdout"):
+            parts[source.name], held = hold_out(parts[source.name], training.validation.holdout, training.seed)
+            validation += held
+    weights = {s.name: s.weight for s in stage.sources}
+    mixed = mix(parts, weights, (cfg.get("train_mix") or {}).get("size"), training.seed)
+    return mixed, validation or None
+
+
+def _features(
+    examples: Sequence[Example],
+    template: PromptTemplate,
     builder: ContextBuilder,
     resources: RunResources,
-    template: PromptTemplate,
-    generator: Generator,
-) -> tuple[Generator, dict]:
-    """Fine-tune on the train split, each prompt built with the arm's own context (so lora_rag trains
-    with retrieved passages), excluding an example from its own context."""
-    train = task.split("train")
-    contexts = builder.build(train, resources, exclude_self=True)
-    prompts = prompts_for(template, train, contexts, generator.tokenizer)
-    features = build_features(
-        generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length
+    tokenizer: Any,
+    training: DictConfig,
+) -> list[dict]:
+    """Training features, each prompt built with the arm's own context (so lora_rag trains with retrieved
+    passages) without the example itself, and with one of the template's phrasings where
+    `training.instruction_mix` is set."""
+    contexts = builder.build(examples, resources, exclude_self=True)
+    templates = [template] * len(examples)
+    if training.get("instruction_mix"):
+        choices = instruction_choices(len(examples), len(template.instructions), training.seed)
+        templates = [template.with_instruction(template.instructions[c]) for c in choices]
+    prompts = [t.render(e, c, tokenizer) for t, e, c in zip(templates, examples, contexts)]
+    return build_features(
+        tokenizer, prompts, [e.reference for e in examples], [e.id for e in examples], training.max_length
     )
-    record = train_adapter(generator, cfg.adaptation.method, cfg.training, features)
-    generator = load_adapted(generator, record.adapter_dir, merge=cfg.adaptation.merge_for_inference)
-    return generator, record.stats
 
 
 @contextmanager

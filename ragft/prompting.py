@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +24,7 @@ class PromptTemplate:
     passages_format: str = "Reference documents:\n{passages}"
     passage_format: str = "[{id}] {text}"
     system: str | None = None
+    instruction_variants: tuple[str, ...] = ()  # other phrasings of the instruction (training.instruction_mix)
 
     PLACEHOLDERS = {"input_format": {"input"}, "passages_format": {"passages"}, "passage_format": {"id", "text"}}
 
@@ -46,7 +47,17 @@ class PromptTemplate:
                 f"unknown key(s) {sorted(unknown)}.",
                 f"Expected some of {sorted(f.name for f in fields(cls))}.",
             )
-        return cls(**template)
+        settings = dict(template)
+        settings["instruction_variants"] = tuple(settings.get("instruction_variants") or ())
+        return cls(**settings)
+
+    @property
+    def instructions(self) -> tuple[str, ...]:
+        """The template library: the instruction and its variants."""
+        return (self.instruction, *self.instruction_variants)
+
+    def with_instruction(self, instruction: str) -> PromptTemplate:
+        return replace(self, instruction=instruction)
 
     def user_message(self, example: Example, context: Context, with_instruction: bool = True) -> str:
         parts = [self.instruction] if with_instruction else []

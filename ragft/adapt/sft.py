@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from ragft.adapt.methods import as_method
 from ragft.cache import cached_dir, content_key, dir_bytes
+from ragft.cost import PeakMemory, parameter_counts
 from ragft.errors import ConfigError
 from ragft.models import Generator, compute_dtype
 
@@ -116,17 +118,34 @@ def _trainer_class() -> type:
                 loss = response_only_loss(model, inputs, num_items_in_batch)
                 # normalised over the whole accumulation window only when the Trainer gave its token count
                 self.loss_is_scaled_for_ga = num_items_in_batch is not None
-                return (loss, None) if return_outputs else loss
+                return (loss, {}) if return_outputs else loss
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     return ResponseOnlyTrainer
 
 
-def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device) -> Any:
+def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, validates: bool) -> Any:
+    """HF TrainingArguments from the `training` config; with validation data, the validation loss is
+    logged (each epoch or every `validation.eval_steps`) and early stopping keeps the best weights."""
     from transformers import TrainingArguments
 
     bf16 = compute_dtype(device) == torch.bfloat16
+    evaluation: dict[str, Any] = {}
+    if validates:
+        every = cfg.validation.get("eval_steps")
+        strategy = "steps" if every else "epoch"
+        evaluation = {"eval_strategy": strategy, "eval_steps": every, "per_device_eval_batch_size": cfg.batch_size}
+        if cfg.validation.get("early_stopping_patience"):
+            evaluation.update(
+                save_strategy=strategy,
+                save_steps=every,
+                save_total_limit=1,
+                save_only_model=True,
+                load_best_model_at_end=True,
+                metric_for_best_model="eval_loss",
+                greater_is_better=False,
+            )
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=cfg.batch_size,
@@ -149,62 +168,98 @@ def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device) -
         remove_unused_columns=False,
         disable_tqdm=False,
         include_num_input_tokens_seen="non_padding",
+        **evaluation,
     )
 
 
 def train_adapter(
-    generator: Generator, method: DictConfig, training: DictConfig, features: list[dict[str, list[int]]]
+    generator: Generator,
+    method: DictConfig,
+    training: DictConfig,
+    features: list[dict[str, list[int]]],
+    validation: list[dict[str, list[int]]] | None = None,
+    start_from: Path | None = None,
 ) -> TrainingRecord:
-    """Train (or reuse from cache) the peft `method` adapter on `features` with the `training` settings."""
-    from hydra.utils import instantiate
-    from peft import get_peft_model
+    """Train (or reuse from cache) the `method` on `features` with the `training` settings, from the
+    generator's weights or from an earlier stage's saved training (`start_from`).
 
+    The generator's model is modified in place (adapters injected, or weights trained): load the
+    result with `load_adapted` onto a freshly loaded base.
+    """
+    from hydra.utils import instantiate
+
+    patience = training.validation.get("early_stopping_patience") if validation else None
     key = content_key(
         "adapter",
         generator.path,
+        str(generator.model.dtype),
+        str(getattr(generator.model.config, "quantization_config", None)),
         OmegaConf.to_container(method, resolve=True),
         {k: v for k, v in OmegaConf.to_container(training, resolve=True).items() if k != "logging_steps"},
         features,
+        validation or [],
+        start_from.name if start_from else None,
     )
 
     def train(out: Path) -> None:
         torch.manual_seed(training.seed)
-        model = get_peft_model(generator.model, instantiate(method, _convert_="all"))
-        counts = {"trainable_params": model.num_parameters(only_trainable=True), "total_params": model.num_parameters()}
-        with tempfile.TemporaryDirectory() as scratch:
+        adaptation = as_method(instantiate(method, _convert_="all"))
+        model = adaptation.prepare(generator.model, start_from)
+        counts = parameter_counts(model)
+        callbacks = [_early_stopping(patience)] if patience else []
+        with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
             trainer = _trainer_class()(
                 model=model,
-                args=training_arguments(training, scratch, generator.device),
+                args=training_arguments(training, scratch, generator.device, validates=bool(validation)),
                 train_dataset=_dataset(features),
+                eval_dataset=_dataset(validation) if validation else None,
                 data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
+                callbacks=callbacks,
             )
             start = time.perf_counter()
             result = trainer.train()
             train_s = time.perf_counter() - start
-        model.save_pretrained(out)
+        adaptation.save(trainer.model, out)
         tokens = trainer.state.num_input_tokens_seen  # non-padding tokens actually trained on
+        history = trainer.state.log_history
+        eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
         stats = {
             **counts,
+            "stored": adaptation.stored,
             "train_s": train_s,
             "train_tokens": int(tokens),
             "train_tokens_per_s": tokens / train_s,
             "train_examples": len(features),
             "train_steps": result.global_step,
             "train_loss": result.training_loss,
-            "loss_history": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+            "loss_history": [h["loss"] for h in history if "loss" in h],
+            **{f"train_{k}": v for k, v in memory.record().items() if k != "rss_at_start_mb"},
         }
+        if validation:
+            planned = trainer.state.max_steps
+            stats.update(
+                validation_examples=len(validation),
+                eval_loss_history=eval_losses,
+                best_eval_loss=min(eval_losses) if eval_losses else None,
+                stopped_early=bool(patience) and result.global_step < planned,
+            )
         (out / "train_stats.json").write_text(json.dumps(stats, indent=2))
-        generator.model = model.unload()  # remove the injected layers: the caller gets the plain base back
 
-    adapter_dir, trained_now = cached_dir("adapters", key, train)
-    stats = json.loads((adapter_dir / "train_stats.json").read_text())
+    saved_dir, trained_now = cached_dir("adapters", key, train)
+    stats = json.loads((saved_dir / "train_stats.json").read_text())
     stats.update(
         {
-            "adapter_bytes": dir_bytes(adapter_dir) - (adapter_dir / "train_stats.json").stat().st_size,
+            "adapter_bytes": dir_bytes(saved_dir) - (saved_dir / "train_stats.json").stat().st_size,
             "adapter_reused": not trained_now,
         }
     )
-    return TrainingRecord(adapter_dir=adapter_dir, stats=stats)
+    return TrainingRecord(adapter_dir=saved_dir, stats=stats)
+
+
+def _early_stopping(patience: int) -> Any:
+    from transformers import EarlyStoppingCallback
+
+    return EarlyStoppingCallback(early_stopping_patience=int(patience))
 
 
 def _dataset(features: list[dict[str, list[int]]]) -> Any:
@@ -213,11 +268,11 @@ def _dataset(features: list[dict[str, list[int]]]) -> Any:
     return Dataset.from_list([{**f, "length": len(f["input_ids"])} for f in features])
 
 
-def load_adapted(generator: Generator, adapter_dir: Path, merge: bool) -> Generator:
-    """The generator with the trained adapter applied; merged into the weights when `merge`."""
-    from peft import PeftModel
+def load_adapted(generator: Generator, method: DictConfig, saved_dir: Path, merge: bool) -> Generator:
+    """The generator (holding a freshly loaded base) with the saved training applied; merged into the
+    weights when `merge` (LoRA, DoRA, IA3), so generation runs at the base model's speed."""
+    from hydra.utils import instantiate
 
-    model = PeftModel.from_pretrained(generator.model, str(adapter_dir))
-    model = model.merge_and_unload() if merge else model
-    generator.model = model.eval()
+    adaptation = as_method(instantiate(method, _convert_="all"))
+    generator.model = adaptation.load(generator.model, saved_dir, merge).eval()
     return generator

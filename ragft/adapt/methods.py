@@ -1,0 +1,152 @@
+"""Adaptation methods: what a method makes trainable, what it saves, and how it is loaded for serving.
+
+`adaptation.method` in each conf/adaptation/*.yaml is either any peft config (LoRA, DoRA, IA3, prefix
+tuning, prompt tuning, P-tuning v2 deep prompts, ...), which `as_method` wraps in `PeftAdapter`, or an
+object with the same four operations, such as `FullFineTuning`. A new method is one config file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ragft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class AdaptationMethod(Protocol):
+    #: what a deployment stores per task: "adapter" (beside one shared base) or "full model"
+    stored: str
+
+    def prepare(self, model: Any, start_from: Path | None) -> Any:
+        """The model to train: the base wrapped or unfrozen, or the previous stage's weights."""
+
+    def save(self, model: Any, out: Path) -> None:
+        """Write what a deployment must store for this task."""
+
+    def load(self, base: Any, saved: Path, merge: bool) -> Any:
+        """The base model with the saved training applied (merged into the weights where `merge`)."""
+
+
+def is_quantized(model: Any) -> bool:
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
+class PeftAdapter:
+    """Any peft config: only the adapter's parameters train and are saved."""
+
+    stored = "adapter"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def prepare(self, model: Any, start_from: Path | None) -> Any:
+        from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+        if is_quantized(model):  # QLoRA: norms in fp32, inputs carry gradients to the adapters
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        if start_from is not None:
+            return PeftModel.from_pretrained(model, str(start_from), is_trainable=True)
+        return get_peft_model(model, self.config)
+
+    def save(self, model: Any, out: Path) -> None:
+        model.save_pretrained(out)
+
+    def load(self, base: Any, saved: Path, merge: bool) -> Any:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base, str(saved))
+        if not merge:
+            return model
+        if self.config.is_prompt_learning:
+            raise ConfigError(
+                "adaptation.merge_for_inference",
+                f"{self.config.peft_type.value} adds virtual tokens; there are no weights to merge them into.",
+                "Set adaptation.merge_for_inference=false.",
+            )
+        if is_quantized(base):
+            raise ConfigError(
+                "adaptation.merge_for_inference",
+                "merging into a 4-bit base would round the adapter's update away.",
+                "Set adaptation.merge_for_inference=false for QLoRA.",
+            )
+        return model.merge_and_unload()
+
+
+class FullFineTuning:
+    """Every weight trains; a deployment stores a full copy of the model per task."""
+
+    stored = "full model"
+
+    def prepare(self, model: Any, start_from: Path | None) -> Any:
+        if is_quantized(model):
+            raise ConfigError(
+                "adaptation",
+                "full fine-tuning cannot train a quantised base model.",
+                "Remove adaptation.quantization, or use qlora to train adapters on a 4-bit base.",
+            )
+        if start_from is not None:
+            model = self.load(model, start_from, merge=False)
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model
+
+    def save(self, model: Any, out: Path) -> None:
+        model.save_pretrained(out)
+
+    def load(self, base: Any, saved: Path, merge: bool) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(saved), dtype=base.dtype, local_files_only=True).to(base.device)
+
+
+def as_method(spec: Any) -> AdaptationMethod:
+    """The instantiated `adaptation.method`: a peft config becomes a `PeftAdapter`."""
+    from peft import PeftConfig
+
+    if isinstance(spec, PeftConfig):
+        return PeftAdapter(spec)
+    if all(callable(getattr(spec, op, None)) for op in ("prepare", "save", "load")):
+        return spec
+    raise ConfigError(
+        "adaptation.method",
+        f"{type(spec).__name__} is neither a peft config nor an adaptation method.",
+        "Use a peft config (_target_: peft.LoraConfig, ...) or ragft.adapt.methods.FullFineTuning.",
+    )
+
+
+# --- 4-bit base models (QLoRA) -------------------------------------------------------------------
+
+
+def require_4bit_support(device: torch.device) -> None:
+    """Fail before any work unless bitsandbytes can quantise to 4 bits on `device`."""
+    try:
+        import bitsandbytes.functional as bnb_functional
+    except ImportError as err:
+        raise ConfigError(
+            "adaptation.quantization",
+            f"QLoRA needs bitsandbytes, which cannot be imported ({err}).",
+            "Install it with `pip install bitsandbytes`, or pick another adaptation (e.g. lora).",
+        ) from None
+    try:  # probe the device with a real 4-bit round trip rather than guess from a support table
+        weights = torch.ones(64, 64, device=device)
+        packed, state = bnb_functional.quantize_4bit(weights, quant_type="nf4")
+        bnb_functional.dequantize_4bit(packed, state)
+    except Exception as err:  # noqa: BLE001 - any failure means the device is unsupported
+        raise ConfigError(
+            "adaptation.quantization",
+            f"bitsandbytes cannot quantise to 4 bits on this {device.type} device ({type(err).__name__}: {err}).",
+            "QLoRA needs a device bitsandbytes supports (a CUDA GPU, or a CPU with bitsandbytes >= 0.48); "
+            "otherwise use adaptation=lora.",
+        ) from None
+
+
+def quantization_config(spec: Any, dtype: torch.dtype) -> Any:
+    """A transformers BitsAndBytesConfig from `adaptation.quantization`, computing in `dtype`."""
+    from hydra.utils import instantiate
+
+    return instantiate(spec, bnb_4bit_compute_dtype=dtype, _convert_="all")

@@ -1,0 +1,99 @@
+"""Answering test examples, and scoring a generator on other tasks' test sets.
+
+The run's own test set is answered with the arm's contexts (pipeline.py). `TestSet` scores the same
+generator zero-shot on another task's test set: the general-knowledge set after fine-tuning
+(catastrophic forgetting, `evaluate_also`), or each earlier stage's test set in sequential
+fine-tuning. Zero-shot, because these measure what the weights know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ragft.data import task_from_config
+from ragft.generation import encode, generate
+from ragft.metrics import METRICS, check_metrics, score_predictions
+from ragft.models import Generator
+from ragft.prompting import PromptTemplate
+from ragft.retrieval.base import document_ranking
+from ragft.types import Context, Example, Prediction
+
+
+def answer(
+    generator: Generator,
+    examples: Sequence[Example],
+    contexts: Sequence[Context],
+    prompts: Sequence[str],
+    encoded: Sequence[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    desc: str,
+) -> list[Prediction]:
+    """Greedy answers to the encoded prompts, as predictions ready to score."""
+    generations = generate(
+        generator, encoded, [e.id for e in examples], max_new_tokens, batch_size=batch_size, desc=desc
+    )
+    return [
+        Prediction(
+            example=e,
+            prompt=p,
+            output=g.text,
+            retrieved=document_ranking(c.passages),
+            ranking=c.ranking,
+            passages=tuple(x.text for x in c.passages),
+            prompt_tokens=g.prompt_tokens,
+            output_tokens=g.output_tokens,
+            latency_s=g.latency_s,
+        )
+        for e, c, p, g in zip(examples, contexts, prompts, generations)
+    ]
+
+
+def primary_metric(spec: DictConfig) -> str:
+    """The task's `primary_metric`, else its first quality metric."""
+    chosen = spec.get("primary_metric")
+    if chosen:
+        return str(chosen)
+    quality = [name for name in spec.metrics if name in METRICS and METRICS[name].group == "quality"]
+    return quality[0] if quality else next(iter(spec.metrics))
+
+
+@dataclass
+class TestSet:
+    """Another task's test set, loaded and checked before any work, scored on its primary metric."""
+
+    name: str
+    spec: DictConfig
+    examples: list[Example]
+    template: PromptTemplate
+    metric: str
+
+    __test__ = False  # not a pytest test class
+
+    @classmethod
+    def load(cls, name: str, spec: DictConfig) -> TestSet:
+        task = task_from_config(spec, required=("test",))
+        metric = primary_metric(spec)
+        examples = task.split("test")
+        check_metrics({metric: spec.metrics[metric]}, examples[0])
+        return cls(name, spec, examples, PromptTemplate.from_config(spec.template), metric)
+
+    def score(self, generator: Generator, batch_size: int, seed: int, models: Any = None) -> dict[str, Any]:
+        contexts = [Context()] * len(self.examples)
+        prompts = [self.template.render(e, c, generator.tokenizer) for e, c in zip(self.examples, contexts)]
+        predictions = answer(
+            generator,
+            self.examples,
+            contexts,
+            prompts,
+            encode(generator, prompts),
+            self.spec.generation.max_new_tokens,
+            batch_size,
+            desc=f"scoring {self.name} ({len(self.examples)} examples)",
+        )
+        scores = score_predictions(predictions, {self.metric: self.spec.metrics[self.metric]}, seed, models)
+        return {"task": self.spec.name, "metric": self.metric, **scores[self.metric]}
