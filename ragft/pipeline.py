@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.adapt.methods import require_4bit_support
-from ragft.adapt.plan import Stage, hold_out, instruction_choices, mix, training_stages
+from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix, training_stages
 from ragft.adapt.sft import build_features, load_adapted, train_adapter
 from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
@@ -289,34 +289,41 @@ def _stage_features(
     sources' `training.validation.split`, or a held-out share of the training features), if any."""
     parts, validation = {}, []
     for source in stage.sources:
-        is_own = source.spec == cfg.task
-        source_task = run_task if is_own else task_from_config(source.spec)
-        source_resources = (
-            run_resources
-            if is_own
-            else RunResources(source_task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
-        )
+        source_task, source_resources = _source_data(cfg, source, run_task, run_resources)
         template = PromptTemplate.from_config(source.spec.template)
-
-        def features_of(examples: Sequence[Example]) -> list[dict]:
-            return _features(examples, template, builder, source_resources, tokenizer, training)
-
-        parts[source.name] = features_of(source_task.split("train"))
+        parts[source.name] = _features(
+            source_task.split("train"), template, builder, source_resources, tokenizer, training
+        )
         split = training.validation.get("split")
         if split:
-            if not source_task.splits.get(split):
-                raise ConfigError(
-                    "training.validation.split",
-                    f"task '{source.spec.name}' has no '{split}' examples (splits: {sorted(source_task.splits)}).",
-                    "Name one of its splits, or hold out a share of train with training.validation.holdout.",
-                )
-            validation += features_of(source_task.split(split))
+            validation += _features(
+                _validation_split(source_task, split), template, builder, source_resources, tokenizer, training
+            )
         elif training.validation.get("holdout"):
             parts[source.name], held = hold_out(parts[source.name], training.validation.holdout, training.seed)
             validation += held
     weights = {s.name: s.weight for s in stage.sources}
     mixed = mix(parts, weights, (cfg.get("train_mix") or {}).get("size"), training.seed)
     return mixed, validation or None
+
+
+def _source_data(cfg: DictConfig, source: Source, run_task: Any, run_resources: RunResources) -> tuple[Any, Any]:
+    """A training source's task and the resources its contexts draw on (its own corpus: an adapter
+    trained on protocol version 1 reads version-1 passages while training)."""
+    if source.spec == cfg.task:
+        return run_task, run_resources
+    task = task_from_config(source.spec)
+    return task, RunResources(task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
+
+
+def _validation_split(task: Any, split: str) -> list[Example]:
+    if not task.splits.get(split):
+        raise ConfigError(
+            "training.validation.split",
+            f"task '{task.name}' has no '{split}' examples (splits: {sorted(task.splits)}).",
+            "Name one of its splits, or hold out a share of train with training.validation.holdout.",
+        )
+    return task.split(split)
 
 
 def _features(

@@ -3,8 +3,9 @@ on v1 while being tested on v2, and the stale v1 index."""
 
 import json
 
+from ragft.adapt.plan import training_stages
 from ragft.data import task_from_config
-from ragft.pipeline import _training_data
+from ragft.pipeline import _source_data
 from ragft.resources import RunResources
 from tests.conftest import compose_config
 from tests.test_end_to_end import run_dirs
@@ -32,8 +33,9 @@ def test_stale_and_v1_trained_arms_read_and_learn_version_1():
     assert sum("(version 1)" in p.text for p in task_of(stale).corpus) == 12  # every condition protocol
     trained_v1 = compose_config("+exp=knowledge_update", "+update=lora_v1_rag_v2")
     task = task_of(trained_v1)
-    train_task, train_resources = _training_data(
-        trained_v1, task, RunResources(task, trained_v1.embedder, trained_v1.retriever)
+    (source,) = training_stages(trained_v1)[-1].sources
+    train_task, train_resources = _source_data(
+        trained_v1, source, task, RunResources(task, trained_v1.embedder, trained_v1.retriever)
     )
     v1_answers = {e.id: e.reference for e in task_of(compose_config("task=clinic_qa")).split("train")}
     assert {e.id: e.reference for e in train_task.split("train")} == v1_answers  # learns the old answers ...

@@ -2,7 +2,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ragft.adapt.sft import IGNORE, RightPadCollator, build_features, load_adapted, response_only_loss, train_adapter
+from ragft.adapt.sft import IGNORE, RightPadCollator, build_features, response_only_loss, train_adapter
 from ragft.errors import ConfigError
 from ragft.models import load_generator
 
@@ -41,23 +41,96 @@ def test_too_long_training_example_names_the_config_key(generator):
         build_features(generator.tokenizer, PROMPTS[:1], ANSWERS[:1], ["a"], max_length=4)
 
 
-def test_lora_lowers_the_loss_and_round_trips(smoke_cfg, generator, features):
-    cfg = smoke_cfg("arm=lora", "training.max_steps=12", "training.learning_rate=0.01", "training.batch_size=3")
-    batch = RightPadCollator(generator.tokenizer.pad_token_id)(features)
-    record = train_adapter(generator, cfg.adaptation.method, cfg.training, features)
-    history = record.stats["loss_history"]
-    assert history[-1] < history[0] - 0.5  # nats; a random 49k-vocabulary model starts near ln(49152) = 10.8
-    assert 0 < record.stats["trainable_params"] < record.stats["total_params"]
-    assert record.stats["train_tokens"] > 0 and record.stats["adapter_bytes"] > 0
-    assert not any(hasattr(m, "lora_A") for m in generator.model.modules()), "base model left wrapped"
+METHODS = ["full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", "prompt"]
 
+
+def method_training(cfg, **overrides):  # noqa: ANN001, ANN003
+    """The `training` section with the adaptation's own overrides, as the pipeline merges them."""
+    return OmegaConf.merge(cfg.training, cfg.adaptation.get("training") or {}, overrides)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_lowers_the_loss_and_records_its_cost(smoke_cfg, method):
+    cfg = smoke_cfg(f"adaptation={method}", "training.max_steps=12", "training.batch_size=3")
+    generator = load_generator(cfg.generator, cfg.adaptation.get("quantization"))
+    features = build_features(generator.tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
+    training = method_training(cfg)
+    training.learning_rate *= 10  # a random tiny model needs larger steps than the real one
+    record = train_adapter(generator, cfg.adaptation.method, training, features)
+    history = record.stats["loss_history"]
+    assert len(history) == 12 and history[-1] < history[0] - 0.05  # nats, from ~ln(49152) = 10.8
+    stats = record.stats
+    assert 0 < stats["trainable_params"] <= stats["total_params"]
+    assert stats["train_tokens"] > 0 and stats["train_tokens_per_s"] > 0 and stats["train_peak_rss_mb"] > 0
+    if method == "full":
+        assert stats["trainable_params"] == stats["total_params"] and stats["stored"] == "full model"
+        assert stats["adapter_bytes"] >= 4 * stats["total_params"]  # a full fp32 copy of the weights
+    else:
+        assert stats["trainable_params"] < 0.05 * stats["total_params"] and stats["stored"] == "adapter"
+        assert stats["adapter_bytes"] < 0.1 * 4 * stats["total_params"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_saved_training_reloads_to_identical_outputs(smoke_cfg, tmp_path, method):
+    from hydra.utils import instantiate
+
+    from ragft.adapt.methods import as_method
+
+    cfg = smoke_cfg(f"adaptation={method}")
+    quantization = cfg.adaptation.get("quantization")
+    generator = load_generator(cfg.generator, quantization)
+    batch = RightPadCollator(generator.tokenizer.pad_token_id)(
+        build_features(generator.tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
+    )
+    adaptation = as_method(instantiate(cfg.adaptation.method, _convert_="all"))
+    model = adaptation.prepare(generator.model, None)
+    torch.manual_seed(1)
+    with torch.no_grad():  # stand-in for training: move every trainable weight
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    model.eval()
     with torch.no_grad():
-        base_logits = generator.model(**batch).logits
-        adapted = load_adapted(generator, record.adapter_dir, merge=False)
-        adapter_logits = adapted.model(**batch).logits
-        merged_logits = adapted.model.merge_and_unload()(**batch).logits
-    assert not torch.allclose(base_logits, adapter_logits)
-    torch.testing.assert_close(merged_logits, adapter_logits, rtol=1e-4, atol=1e-4)
+        trained = model(**batch).logits
+    adaptation.save(model, tmp_path / "saved")
+
+    base = load_generator(cfg.generator, quantization).model
+    with torch.no_grad():
+        base_logits = base(**batch).logits
+        reloaded = adaptation.load(base, tmp_path / "saved", merge=False).eval()
+        torch.testing.assert_close(reloaded(**batch).logits, trained, rtol=0, atol=0)
+        assert not torch.allclose(trained[:, -base_logits.shape[1] :], base_logits)
+        if method in ("lora", "dora", "ia3"):  # merged for serving: the same function of the input
+            merged = adaptation.load(load_generator(cfg.generator).model, tmp_path / "saved", merge=True)
+            assert not hasattr(merged, "peft_config")
+            torch.testing.assert_close(merged(**batch).logits, trained, rtol=1e-4, atol=1e-4)
+
+
+def test_methods_without_weights_to_merge_into_say_so(smoke_cfg, tmp_path):
+    from ragft.adapt.sft import load_adapted
+
+    cfg = smoke_cfg("adaptation=prompt", "training.max_steps=1")
+    generator = load_generator(cfg.generator)
+    features = build_features(generator.tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
+    record = train_adapter(generator, cfg.adaptation.method, method_training(cfg), features)
+    with pytest.raises(ConfigError, match=r"adaptation.merge_for_inference.*virtual tokens"):
+        load_adapted(load_generator(cfg.generator), cfg.adaptation.method, record.adapter_dir, merge=True)
+
+
+def test_early_stopping_stops_when_the_validation_loss_stalls_and_keeps_the_best(smoke_cfg, generator, features):
+    cfg = smoke_cfg(
+        "arm=lora",
+        "training.max_steps=10",
+        "training.learning_rate=0.0",  # the validation loss cannot improve
+        "training.batch_size=3",
+        "training.validation.eval_steps=1",
+        "training.validation.early_stopping_patience=2",
+    )
+    record = train_adapter(generator, cfg.adaptation.method, cfg.training, features, validation=features[:2])
+    stats = record.stats
+    assert stats["stopped_early"] and stats["train_steps"] == 3  # the first evaluation, then 2 without gain
+    assert len(stats["eval_loss_history"]) == 3 and stats["best_eval_loss"] == min(stats["eval_loss_history"])
+    assert stats["validation_examples"] == 2
 
 
 def test_an_identical_adapter_is_reused_not_retrained(smoke_cfg, generator, features):

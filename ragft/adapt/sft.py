@@ -131,7 +131,7 @@ def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, v
     from transformers import TrainingArguments
 
     bf16 = compute_dtype(device) == torch.bfloat16
-    evaluation: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {"save_strategy": "no"}
     if validates:
         every = cfg.validation.get("eval_steps")
         strategy = "steps" if every else "epoch"
@@ -157,7 +157,6 @@ def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, v
         warmup_steps=cfg.warmup_steps,
         lr_scheduler_type=cfg.lr_scheduler,
         logging_steps=cfg.logging_steps,
-        save_strategy="no",
         report_to=[],
         seed=cfg.seed,
         data_seed=cfg.seed,
