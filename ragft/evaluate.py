@@ -96,4 +96,5 @@ class TestSet:
             desc=f"scoring {self.name} ({len(self.examples)} examples)",
         )
         scores = score_predictions(predictions, {self.metric: self.spec.metrics[self.metric]}, seed, models)
-        return {"task": self.spec.name, "metric": self.metric, **scores[self.metric]}
+        per_example = {p.example.id: p.scores[self.metric] for p in predictions if self.metric in p.scores}
+        return {"task": self.spec.name, "metric": self.metric, **scores[self.metric], "per_example": per_example}

@@ -189,7 +189,13 @@ def _execute(
         metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed, models=evaluation)
     if "stages" in extras:  # the last stage's own test set is the run's
         own = primary_metric(cfg.task)
-        extras["stages"][-1]["scores"][cfg.task.name] = {"task": cfg.task.name, "metric": own, **metrics[own]}
+        per_example = {p.example.id: p.scores[own] for p in predictions if own in p.scores}
+        extras["stages"][-1]["scores"][cfg.task.name] = {
+            "task": cfg.task.name,
+            "metric": own,
+            **metrics[own],
+            "per_example": per_example,
+        }
     with timer.stage("evaluate_also"):
         also = {
             name: other_tests[name].score(generator, cfg.generation.batch_size, cfg.seed, evaluation)
