@@ -55,7 +55,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         return json.loads((run_dir / name).read_text(encoding="utf-8"))
 
     record = {"run": load("run.json"), "metrics": load("metrics.json"), "cost": load("cost.json")}
-    record["leakage"] = load("leakage.json") if (run_dir / "leakage.json").is_file() else {}
+    for optional, empty in (("leakage", {}), ("evaluate_also", {}), ("stages", [])):
+        record[optional] = load(f"{optional}.json") if (run_dir / f"{optional}.json").is_file() else empty
     return record
 
 
@@ -72,6 +73,7 @@ def table_row(record: dict[str, Any]) -> dict[str, Any]:
         row[f"{name}_ci_high"] = agg["ci_high"]
     row.update({f"cost_{k}": v for k, v in record["cost"].items() if not isinstance(v, (dict, list))})
     row.update({f"leak_{check}_rate": summary["rate"] for check, summary in record.get("leakage", {}).items()})
+    row.update({f"also_{name}_{s['metric']}": s["mean"] for name, s in record.get("evaluate_also", {}).items()})
     return row
 
 

@@ -24,13 +24,28 @@ SECTIONS = {
         "`*` marks p < 0.05; 0.001 is the resolution of the 2,000 permutations. Each comparison is one test: "
         "with many runs, expect some false positives."
     ),
+    "methods": (
+        "Each run's adaptation side by side: `{primary}` with its 95% interval, the share of the model's "
+        "parameters it trained, what a deployment stores per task (an adapter beside one shared base model, "
+        "or a full model copy), training wall time and peak resident memory while training, and the change on "
+        "each other test set against the base model (negative: forgotten)."
+    ),
+    "other_tests": (
+        "Other test sets scored zero-shot after the run (`evaluate_also`: the general-knowledge set measures "
+        "catastrophic forgetting), each on its task's primary metric. The change against `{base}` is the mean "
+        "per-example difference with its paired-bootstrap 95% interval; `*` marks p < 0.05 (paired permutation test)."
+    ),
+    "stages": (
+        "Sequential fine-tuning: after each stage (rows), the score on the test set of that stage and of every "
+        "earlier one (columns, in training order); a falling column is what a later stage made the model forget."
+    ),
     "quality_cost": (
         "`{primary}` against the compute a run spent (training plus generating the test answers) and against "
         "its latency per example. Filled points are the Pareto front: no other run is both cheaper and better."
     ),
     "cost": (
-        "Measured in each run: trainable parameters (share of the model), adapter size on disk, training wall "
-        "time and throughput, prompt length (what demonstrations and passages cost), generation throughput, "
+        "Measured in each run: trainable parameters (share of the model), what a deployment stores per task "
+        "(adapter or full model copy, size on disk), training wall time, throughput and peak memory, prompt length (what demonstrations and passages cost), generation throughput, "
         "latency per example (wall time of its batch) and peak resident memory (with the resident memory at "
         "the run's start: the jobs of a sweep share one process, so a later job's peak includes what earlier "
         "jobs left)."

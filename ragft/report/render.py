@@ -24,6 +24,7 @@ from ragft.report import notes
 from ragft.report.plots import metrics_plot, quality_cost_plot
 from ragft.report.tables import (
     RunGroup,
+    base_group,
     baseline_table,
     category_table,
     comparisons,
@@ -35,7 +36,10 @@ from ragft.report.tables import (
     leaderboard,
     leakage_table,
     load_records,
+    methods_table,
+    other_tests_table,
     retrieval_table,
+    stage_tables,
 )
 
 N_EXAMPLES = 3
@@ -53,6 +57,12 @@ class Report:
     tables: dict[str, pd.DataFrame]
     examples: list[dict[str, Any]]
     figures: dict[str, bytes] = field(default_factory=dict)
+    stages: dict[str, pd.DataFrame] = field(default_factory=dict)  # per sequentially trained run
+
+    @property
+    def base_label(self) -> str:
+        base = base_group(self.groups)
+        return base.label if base else "the base model"
 
     @property
     def metric_names(self) -> set[str]:
@@ -78,7 +88,10 @@ class Report:
             "multi_seed": any(len(g.records) > 1 for g in self.groups),
             "examples": self.examples,
             "shown": {name: not frame.empty for name, frame in self.tables.items()},
-            "notes": {k: v.format(baseline=self.baseline, primary=self.primary) for k, v in notes.SECTIONS.items()},
+            "notes": {
+                k: v.format(baseline=self.baseline, primary=self.primary, base=self.base_label)
+                for k, v in notes.SECTIONS.items()
+            },
             "metric_notes": [text for name, text in notes.METRICS.items() if name in self.metric_names],
         }
 
@@ -126,6 +139,8 @@ def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Repor
     primary = primary_metric(groups)
     versus = comparisons(groups, baseline)
     tables = {
+        "methods": methods_table(groups, primary),
+        "other_tests": other_tests_table(groups),
         "leaderboard": leaderboard(groups, versus),
         "versus": baseline_table(versus),
         "fields": leaderboard(groups, per_field=True),
@@ -140,7 +155,7 @@ def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Repor
         "metrics": metrics_plot(groups, headline_metrics(groups)),
     }
     title = " vs ".join(Path(d).name for d in exp_dirs)
-    return Report(title, groups, baseline, primary, tables, example_rows(groups), figures)
+    return Report(title, groups, baseline, primary, tables, example_rows(groups), figures, stage_tables(groups))
 
 
 # --- Markdown ----------------------------------------------------------------------------------------
@@ -200,7 +215,12 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 def render_markdown(report: Report) -> str:
     tables = {name: markdown_table(frame, _index_name(name)) for name, frame in report.tables.items()}
     figures = {name: f"{name}.png" for name in report.figures}
-    return _environment(False).get_template("report.md.j2").render(**report.summary(), t=tables, figures=figures)
+    stages = {label: markdown_table(frame, "stage") for label, frame in report.stages.items()}
+    return (
+        _environment(False)
+        .get_template("report.md.j2")
+        .render(**report.summary(), t=tables, figures=figures, stages=stages)
+    )
 
 
 def render_html(report: Report) -> str:
@@ -210,7 +230,8 @@ def render_html(report: Report) -> str:
     summary = report.summary()
     summary["notes"] = {name: notes.inline_html(text) for name, text in summary["notes"].items()}
     summary["metric_notes"] = [notes.inline_html(text) for text in summary["metric_notes"]]
-    return _environment(True).get_template("report.html.j2").render(**summary, t=tables, figures=figures)
+    stages = {label: html_table(frame, "stage") for label, frame in report.stages.items()}
+    return _environment(True).get_template("report.html.j2").render(**summary, t=tables, figures=figures, stages=stages)
 
 
 def _index_name(table: str) -> str:

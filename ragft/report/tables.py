@@ -36,9 +36,10 @@ RETRIEVAL_COSTS = {
 }
 COST_COLUMNS = {
     "trainable": "trainable params",
-    "adapter": "stored adapter",
+    "adapter": "stored per task",
     "train_s": "train time (s)",
     "train_tokens_per_s": "train tokens/s",
+    "train_peak_rss_mb": "train peak RSS MB",
     "prompt_tokens_mean": "prompt tokens/example",
     "generation_tokens_per_s": "generated tokens/s",
     "latency": "latency p50 / p95 (s)",
@@ -116,6 +117,30 @@ class RunGroup:
     @property
     def leakage(self) -> dict[str, Any]:
         return self.records[0].get("leakage", {})
+
+    @property
+    def trains(self) -> bool:
+        return self.run.get("adaptation", "none") != "none"
+
+    @cached_property
+    def other_tests(self) -> dict[str, dict[str, Any]]:
+        """Scores on other test sets (`evaluate_also`): per-example means over the seeds, aggregated."""
+        merged: dict[str, dict[str, Any]] = {}
+        for name in dict.fromkeys(n for r in self.records for n in r.get("evaluate_also", {})):
+            runs = [r["evaluate_also"][name] for r in self.records if name in r.get("evaluate_also", {})]
+            per_example: dict[str, list[float]] = {}
+            for scored in runs:
+                for example, value in scored.get("per_example", {}).items():
+                    per_example.setdefault(example, []).append(value)
+            means = {example: float(np.mean(values)) for example, values in per_example.items()}
+            aggregate = mean_with_ci(list(means.values())) if len(runs) > 1 else runs[0]
+            merged[name] = {**runs[0], **aggregate, "per_example": means}
+        return merged
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """Sequential fine-tuning: per stage, the scores on its and every earlier stage's test set (first seed)."""
+        return self.records[0].get("stages", [])
 
 
 def load_records(exp_dir: Path) -> list[dict[str, Any]]:
@@ -301,9 +326,10 @@ def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
         reused = " (cached)" if c.get("adapter_reused") else ""
         rows[g.label] = {
             "trainable": f"{trained:,.0f} ({100 * trained / total:.2f}%)" if trained else "0",
-            "adapter": _size(c["adapter_bytes"]) if c.get("adapter_bytes") else "–",
+            "adapter": f"{_size(c['adapter_bytes'])} {c.get('stored', 'adapter')}" if c.get("adapter_bytes") else "–",
             "train_s": _figure(c, "train_s", ".0f") + reused if trained else "–",
             "train_tokens_per_s": _figure(c, "train_tokens_per_s", ".0f") if trained else "–",
+            "train_peak_rss_mb": _train_memory(c) if trained else "–",
             "prompt_tokens_mean": _figure(c, "prompt_tokens_mean", ".0f"),
             "generation_tokens_per_s": _figure(c, "generation_tokens_per_s", ".1f"),
             "latency": f"{_figure(c, 'latency_p50_s', '.2f')} / {_figure(c, 'latency_p95_s', '.2f')}",
@@ -313,9 +339,109 @@ def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename(columns=COST_COLUMNS)
 
 
+def _train_memory(cost: dict[str, Any]) -> str:
+    text = _figure(cost, "train_peak_rss_mb", ".0f")
+    return text + (f" (CUDA {cost['train_peak_cuda_mb']:.0f})" if "train_peak_cuda_mb" in cost else "")
+
+
 def compute_seconds(group: RunGroup) -> float:
     """Training (unless reused from the cache, then its recorded time) plus generation wall time."""
     return float(group.cost.get("train_s", 0.0)) + float(group.cost.get("generate_s", 0.0))
+
+
+# --- adaptation: methods side by side, other test sets (forgetting), sequential stages ------------------
+
+
+def base_group(groups: Sequence[RunGroup]) -> RunGroup | None:
+    """The reference for forgetting: a run of the untrained generator (zero-shot where there is one)."""
+    untrained = [g for g in groups if not g.trains]
+    return next((g for g in untrained if g.run.get("context") == "zero_shot"), untrained[0] if untrained else None)
+
+
+def other_test_names(groups: Sequence[RunGroup]) -> list[str]:
+    return list(dict.fromkeys(n for g in groups for n in g.other_tests))
+
+
+def _change(group: RunGroup, base: RunGroup | None, name: str) -> dict[str, float] | None:
+    """Paired difference from the base model on another test set's examples (None: nothing to compare)."""
+    if base is None or group is base or name not in base.other_tests:
+        return None
+    candidate, reference = group.other_tests[name]["per_example"], base.other_tests[name]["per_example"]
+    if not set(candidate) & set(reference):
+        return None
+    return paired_difference(candidate, reference)
+
+
+def _change_text(difference: dict[str, float] | None) -> str:
+    if difference is None:
+        return "–"
+    star = "*" if difference["p_value"] < SIGNIFICANCE else ""
+    return f"{difference['diff']:+.3f}{star} [{difference['ci_low']:+.3f}, {difference['ci_high']:+.3f}]"
+
+
+def other_tests_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
+    """Each run's score on the other test sets and its change against the base model (forgetting)."""
+    base = base_group(groups)
+    rows = {}
+    for g in groups:
+        row = {}
+        for name in other_test_names(groups):
+            scored = g.other_tests.get(name)
+            title = f"{name} {scored['metric']}" if scored else name
+            row[title] = with_ci(scored)
+            row[f"{name}: change vs base"] = _change_text(_change(g, base, name)) if scored else "–"
+        rows[g.label] = row
+    return pd.DataFrame.from_dict(rows, orient="index") if other_test_names(groups) else pd.DataFrame()
+
+
+def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
+    """The adaptation methods side by side: quality, trainable share, storage per task, training time and
+    memory, and the change on each other test set against the base model."""
+    if not any(g.trains for g in groups):
+        return pd.DataFrame()
+    base = base_group(groups)
+    rows = {}
+    for g in groups:
+        c = g.cost
+        total = c.get("total_params") or c.get("base_total_params") or 1
+        trained = c.get("trainable_params", 0)
+        row = {
+            "method": g.run.get("adaptation", "–"),
+            primary: with_ci(g.metrics.get(primary)),
+            "trainable": f"{100 * trained / total:.3g}%" if trained else "0",
+            "stored per task": f"{_size(c['adapter_bytes'])} {c.get('stored', '')}".strip()
+            if c.get("adapter_bytes")
+            else "–",
+            "train time (s)": _figure(c, "train_s", ".0f") if trained else "–",
+            "train peak RSS MB": _train_memory(c) if trained else "–",
+        }
+        for name in other_test_names(groups):
+            row[f"{name} change"] = _change_text(_change(g, base, name))
+        rows[g.label] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def stage_tables(groups: Sequence[RunGroup]) -> dict[str, pd.DataFrame]:
+    """Per sequentially trained run: after each stage (rows), the score on each stage's test set
+    (columns, in training order), each with the metric its task scores first."""
+    tables = {}
+    for g in groups:
+        if not g.stages:
+            continue
+        final = g.stages[-1]["scores"]
+        titles = {
+            s["stage"]: f"{s['stage']} ({final[s['stage']]['metric']})" if s["stage"] in final else s["stage"]
+            for s in g.stages
+        }
+        rows = {
+            f"after {i}: {stage['stage']}": {
+                title: f"{stage['scores'][name]['mean']:.3f}" if name in stage["scores"] else "–"
+                for name, title in titles.items()
+            }
+            for i, stage in enumerate(g.stages, start=1)
+        }
+        tables[g.label] = pd.DataFrame.from_dict(rows, orient="index").fillna("–")
+    return tables
 
 
 # --- retrieval and leakage ---------------------------------------------------------------------------

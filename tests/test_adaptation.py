@@ -1,0 +1,212 @@
+"""Adaptation beyond one method: the method experiment's arms, QLoRA's device check, the cost record,
+forgetting, multi-task mixes, sequential stages, instruction variants and validation data."""
+
+import json
+from collections import Counter
+from itertools import product
+
+import pytest
+import torch
+
+from ragft.adapt.plan import hold_out, instruction_choices, mix, training_stages
+from ragft.errors import ConfigError
+from ragft.pipeline import run_experiment_arm
+from tests.conftest import compose_config
+from tests.test_end_to_end import ragft, run_dirs
+from tests.test_errors import assert_nothing_written, run_expecting
+
+METHODS = ["none", "full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", "prompt"]
+
+
+def test_the_methods_experiment_composes_every_method_with_and_without_retrieval():
+    seen = set()
+    for method, context in product(METHODS, ["zero_shot", "rag"]):
+        cfg = compose_config("+exp=adaptation_methods", f"adaptation={method}", f"context={context}")
+        assert cfg.adaptation.name == method and "general_qa" in cfg.evaluate_also
+        seen.add((method, context))
+        if method not in ("none", "full"):
+            assert cfg.adaptation.method._target_.startswith("peft.")
+    assert len(seen) == 18
+    assert compose_config("adaptation=dora").adaptation.method.use_dora
+    ptuning = compose_config("adaptation=ptuning").adaptation.method
+    assert ptuning._target_ == "peft.PrefixTuningConfig" and not ptuning.prefix_projection  # deep prompts
+
+
+def test_qlora_fails_before_any_work_where_bitsandbytes_cannot_quantise(smoke_cfg, tmp_path, monkeypatch):
+    import bitsandbytes.functional
+
+    def unsupported(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise RuntimeError("no 4-bit kernel for this device")
+
+    monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit", unsupported)
+    cfg = smoke_cfg("adaptation=qlora")
+    run_expecting(ConfigError, r"adaptation.quantization.*cannot quantise to 4 bits.*no 4-bit kernel", cfg, tmp_path)
+
+
+def test_qlora_without_bitsandbytes_says_how_to_install_it(smoke_cfg, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes.functional", None)  # import fails
+    run_expecting(
+        ConfigError, r"QLoRA needs bitsandbytes.*pip install bitsandbytes", smoke_cfg("adaptation=qlora"), tmp_path
+    )
+
+
+def test_qlora_trains_adapters_on_a_4bit_base(smoke_cfg):
+    run_dir = run_experiment_arm(smoke_cfg("adaptation=qlora"))
+    config = (run_dir / "config.yaml").read_text()
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert "load_in_4bit: true" in config and cost["stored"] == "adapter" and cost["trainable_params"] > 0
+    # the 4-bit base counts the weights it packs, not its packed bytes
+    assert cost["total_params"] == pytest.approx(cost["base_total_params"] + cost["trainable_params"], rel=1e-6)
+
+
+def test_the_cost_record_has_every_field_with_sane_values(smoke_cfg):
+    run_dir = run_experiment_arm(smoke_cfg("adaptation=lora", "+task@evaluate_also.general_qa=general_qa"))
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert 0 < cost["trainable_params"] < 0.05 * cost["total_params"]
+    assert cost["total_params"] == cost["base_total_params"] + cost["trainable_params"]
+    assert cost["stored"] == "adapter" and 0 < cost["adapter_bytes"] < 4 * cost["base_total_params"]
+    assert cost["train_s"] > 0 and cost["train_tokens"] > 0 and cost["train_tokens_per_s"] > 0
+    assert cost["train_peak_rss_mb"] > 100 and cost["peak_rss_mb"] >= cost["train_peak_rss_mb"] * 0.5
+    assert cost["prompt_tokens_mean"] > 10 and cost["generation_tokens_per_s"] > 0
+    assert 0 < cost["latency_p50_s"] <= cost["latency_p95_s"]
+    assert set(cost["stage_s"]) >= {"load_generator", "train", "generate", "score", "evaluate_also"}
+    if torch.cuda.is_available():
+        assert cost["peak_cuda_mb"] > 0 and cost["train_peak_cuda_mb"] > 0
+
+    also = json.loads((run_dir / "evaluate_also.json").read_text())["general_qa"]
+    assert also["metric"] == "contains_reference" and also["n"] == 40 and len(also["per_example"]) == 40
+
+
+def test_the_methods_report_puts_quality_cost_and_forgetting_side_by_side(tmp_path):
+    results = tmp_path / "results"
+    ragft(
+        "ragft.run",
+        "+exp=adaptation_methods",
+        "+debug=smoke",
+        f"paths.results={results}",
+        "adaptation=none,full,lora,prompt",
+        "context=zero_shot",
+    )
+    report = (results / "adaptation_methods" / "report.md").read_text()
+    methods = report.split("## Methods side by side")[1].split("## Quality")[0]
+    rows = {line.split("|")[1].strip(): line for line in methods.splitlines() if line.startswith("| ")}
+    assert {"zero_shot", "full", "lora", "prompt"} <= set(rows)
+    assert "| 100% |" in rows["full"] and "full model" in rows["full"]
+    assert "adapter" in rows["lora"] and "general_qa change" in methods
+    assert "## Other test sets: forgetting" in report
+
+
+def test_sequential_stages_train_in_order_and_score_every_earlier_stage(tmp_path):
+    results = tmp_path / "results"
+    ragft("ragft.run", "+exp=sequential", "+debug=smoke", f"paths.results={results}", "adaptation=none,lora")
+    (lora,) = [d for d in run_dirs(results / "sequential") if d.name.startswith("lora")]
+    stages = json.loads((lora / "stages.json").read_text())
+    assert [s["stage"] for s in stages] == ["clinic_qa", "reports", "gastro_reports"]
+    assert [list(s["scores"]) for s in stages] == [
+        ["clinic_qa"],
+        ["clinic_qa", "reports"],
+        ["clinic_qa", "reports", "gastro_reports"],
+    ]
+    assert (
+        stages[1]["scores"]["reports"]["n"] == 20 and stages[0]["scores"]["clinic_qa"]["metric"] == "contains_reference"
+    )
+    cost = json.loads((lora / "cost.json").read_text())
+    assert cost["train_stages"] == 3 and cost["train_s"] == pytest.approx(sum(s["train_s"] for s in stages))
+    predictions = (lora / "predictions.jsonl").read_text().splitlines()
+    assert {json.loads(line)["category"] for line in predictions} == {"gastroenterology"}
+    report = (results / "sequential" / "report.md").read_text()
+    assert "## Sequential fine-tuning" in report and "after 3: gastro_reports" in report
+
+
+def test_multitask_mixes_tasks_by_weight_and_scores_each(tmp_path):
+    results = tmp_path / "results"
+    ragft("ragft.run", "+exp=multitask", "+debug=smoke", f"paths.results={results}")
+    runs = {d.name.rsplit("-", 1)[0]: d for d in run_dirs(results / "multitask")}
+    assert set(runs) == {"base", "lora_reports_only", "lora_reports_and_qa", "lora_qa_heavy"}
+    for label, examples in (("lora_reports_only", 12), ("lora_reports_and_qa", 96), ("lora_qa_heavy", 96)):
+        assert json.loads((runs[label] / "cost.json").read_text())["train_examples"] == examples
+    also = json.loads((runs["lora_qa_heavy"] / "evaluate_also.json").read_text())
+    assert set(also) == {"clinic_qa", "general_qa"}
+
+
+def test_training_stages_follow_the_config():
+    plain = training_stages(compose_config("adaptation=lora"))
+    assert [s.name for s in plain] == ["medical_reports"] and plain[0].sources[0].spec.name == "medical_reports"
+    mixed = training_stages(compose_config("+exp=multitask", "+multitask=qa_heavy"))
+    assert [(s.name, s.weight) for s in mixed[0].sources] == [("medical_reports", 1.0), ("clinic_qa", 3.0)]
+    sequential = training_stages(compose_config("+exp=sequential", "adaptation=lora"))
+    assert [s.name for s in sequential] == ["clinic_qa", "reports", "gastro_reports"]
+
+
+def test_mixing_weights_that_name_no_mixed_task_fail_before_any_work(smoke_cfg, tmp_path):
+    cfg = smoke_cfg("+exp=multitask", "+multitask=reports_and_qa", "+train_mix.weights.pubmedqa=1")
+    run_expecting(ConfigError, r"train_mix.weights.*not in train_mix.tasks: \['pubmedqa'\]", cfg, tmp_path)
+
+
+def test_mix_follows_the_weights_and_repeats_a_short_task():
+    parts = {"a": [f"a{i}" for i in range(10)], "b": [f"b{i}" for i in range(4)]}
+    mixed = mix(parts, {"a": 1, "b": 3}, size=20, seed=0)
+    counts = Counter(item[0] for item in mixed)
+    assert counts == {"a": 5, "b": 15}
+    assert max(Counter(x for x in mixed if x.startswith("b")).values()) == 4  # 15 of 4: each 3-4 times
+    assert mixed != sorted(mixed)  # shuffled
+    assert mix(parts, {"a": 1, "b": 3}, size=20, seed=0) == mixed  # seeded
+    assert len(mix(parts, {"a": 1, "b": 1}, size=None, seed=0)) == 14  # default size: all examples
+
+
+def test_hold_out_and_instruction_choices():
+    train, validation = hold_out(list(range(20)), 0.1, seed=0)
+    assert len(validation) == 2 and sorted(train + validation) == list(range(20))
+    with pytest.raises(ConfigError, match="training.validation.holdout"):
+        hold_out([1, 2], 1.5, seed=0)
+    assert Counter(instruction_choices(9, 3, seed=0)) == {0: 3, 1: 3, 2: 3}
+
+
+def test_instruction_mix_trains_on_every_phrasing_of_the_template(smoke_cfg):
+    from ragft.data import task_from_config
+    from ragft.models import load_generator
+    from ragft.pipeline import _features
+    from ragft.prompting import PromptTemplate, ZeroShot
+    from ragft.resources import RunResources
+
+    cfg = smoke_cfg("training.instruction_mix=true")
+    task = task_from_config(cfg.task)
+    template = PromptTemplate.from_config(cfg.task.template)
+    assert len(template.instructions) == 3
+    tokenizer = load_generator(cfg.generator).tokenizer
+    features = _features(
+        task.split("train"),
+        template,
+        ZeroShot(),
+        RunResources(task, cfg.embedder, cfg.retriever),
+        tokenizer,
+        cfg.training,
+    )
+    prompts = [tokenizer.decode(f["input_ids"]) for f in features]
+    for instruction in template.instructions:
+        assert any(instruction.splitlines()[0] in p for p in prompts)
+
+
+def test_validation_split_and_early_stopping_through_a_run(smoke_cfg):
+    cfg = smoke_cfg(
+        "adaptation=lora",
+        "training.validation.split=validation",
+        "training.validation.eval_steps=1",
+        "training.max_steps=3",
+        "task.limits.validation=4",
+    )
+    cost = json.loads((run_experiment_arm(cfg) / "cost.json").read_text())
+    assert cost["validation_examples"] == 4 and len(cost["eval_loss_history"]) == 3
+
+
+def test_a_validation_split_the_task_lacks_is_an_error(smoke_cfg, tmp_path):
+    cfg = smoke_cfg("task=clinic_qa", "adaptation=lora", "training.validation.split=dev")
+    run_expecting(ConfigError, r"training.validation.split.*no 'dev' examples", cfg, tmp_path)
+
+
+def test_an_unknown_category_filter_names_the_known_ones(smoke_cfg, tmp_path):
+    cfg = smoke_cfg("+task.data.categories=[cardiology,astrology]")
+    run_expecting(ConfigError, r"task.data.categories.*\['astrology'\].*Choose from", cfg, tmp_path)
+    assert_nothing_written(tmp_path / "results")
