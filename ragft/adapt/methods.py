@@ -140,7 +140,7 @@ def require_4bit_support(device: torch.device) -> None:
         raise ConfigError(
             "adaptation.quantization",
             f"bitsandbytes cannot quantise to 4 bits on this {device.type} device ({type(err).__name__}: {err}).",
-            "QLoRA needs a device bitsandbytes supports (a CUDA GPU, or a CPU with bitsandbytes >= 0.48); "
+            "QLoRA needs a device bitsandbytes supports (a CUDA GPU, or a CPU with bitsandbytes >= 0.50); "
             "otherwise use adaptation=lora.",
         ) from None
 
