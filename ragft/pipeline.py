@@ -114,7 +114,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
                     cfg, task, builder, template, evaluation, timer, other_tests
                 )
             cost.update(memory.record(), stage_s=timer.seconds)
-            if "train_peak_cuda_mb" in cost:  # training measured (and reset) the CUDA peak on its own
+            if "train_peak_cuda_mb" in cost and not cost.get("adapter_reused"):  # training reset the CUDA peak
                 cost["peak_cuda_mb"] = max(cost.get("peak_cuda_mb", 0.0), cost["train_peak_cuda_mb"])
             writer.write_json("run.json", _run_info(cfg, arm, run_dir.name, started))
             writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
