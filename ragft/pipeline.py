@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ragft.adapt.methods import require_4bit_support
+from ragft.adapt.methods import check_adaptation, require_4bit_support
 from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix, training_stages
 from ragft.adapt.sft import build_features, load_adapted, train_adapter
 from ragft.cache import content_key, file_digest
@@ -61,16 +61,23 @@ def run_key(cfg: DictConfig) -> str:
     """Hash of everything that can change a run's results: the resolved config with data files named by
     their content (not their path), training settings only where the arm trains, no output locations."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("task", "train_task"):
-        if cfg.get(key) is None:
-            continue
-        container[key]["data"]["path"] = _content_of(cfg[key].data.path)
-        if cfg[key].get("corpus"):
-            container[key]["corpus"]["path"] = _content_of(cfg[key].corpus.path)
+    for node in _task_nodes(container):
+        node["data"]["path"] = _content_of(node["data"]["path"])
+        if node.get("corpus"):
+            node["corpus"]["path"] = _content_of(node["corpus"]["path"])
     unused = ("training", "train_task", "train_mix", "sequence") if cfg.adaptation.method is None else ()
     if "training" in container:
         container["training"].pop("logging_steps", None)
     return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY + unused})
+
+
+def _task_nodes(container: dict) -> list[dict]:
+    """Every task config in a resolved config: the run's, `train_task`, and those of `train_mix`,
+    `sequence` and `evaluate_also`."""
+    nodes = [container.get("task"), container.get("train_task")]
+    nodes += list(((container.get("train_mix") or {}).get("tasks") or {}).values())
+    nodes += list((container.get("sequence") or {}).values()) + list((container.get("evaluate_also") or {}).values())
+    return [n for n in nodes if isinstance(n, dict) and isinstance(n.get("data"), dict)]
 
 
 def _content_of(path: str) -> str:
@@ -101,6 +108,8 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     evaluation = EvaluationModels(cfg.evaluation)
     check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)  # ... and so do metric settings
     other_tests = _other_test_sets(cfg)  # ... and the other test sets a run scores
+    if cfg.adaptation.method is not None:  # ... and adaptation settings that cannot work together
+        check_adaptation(cfg.adaptation, cfg.training, n_stages=len(training_stages(cfg)))
     if cfg.adaptation.get("quantization") is not None:
         require_4bit_support(best_device())  # ... and QLoRA where bitsandbytes cannot quantise
     leakage = check_leakage(task, cfg.leakage)  # ... and leaks, where leakage.fail is set
@@ -235,7 +244,7 @@ def _adapt(
     """Train every stage in turn, each from the previous stage's saved weights, and return the adapted
     generator, the training cost (summed over stages) and, per stage, the scores on the test sets of it
     and every earlier stage (the last stage's own score is the run's and is added by the caller)."""
-    training = OmegaConf.merge(cfg.training, cfg.adaptation.get("training") or {})
+    training = cfg.training
     stages = training_stages(cfg)
     saved, records, history = None, [], []
     for i, stage in enumerate(stages):
@@ -249,36 +258,43 @@ def _adapt(
             log.info("stage %d/%d (%s) trained in %.0f s", i + 1, len(stages), stage.name, record.stats["train_s"])
             history.append({"stage": stage.name, "train_s": record.stats["train_s"], "scores": {}})
         if i < len(stages) - 1:
-            _score_stages(cfg, stages[: i + 1], saved, other_tests, evaluation, history[-1])
-    generator = load_adapted(_load_base(cfg), cfg.adaptation.method, saved, merge=cfg.adaptation.merge_for_inference)
+            _score_stages(cfg, stages[: i + 1], _adapted(cfg, saved), other_tests, evaluation, history[-1])
+    generator = _adapted(cfg, saved)
     if len(stages) > 1:
-        for earlier in stages[:-1]:
-            test = other_tests[f"stage:{earlier.name}"]
-            history[-1]["scores"][earlier.name] = test.score(generator, cfg.generation.batch_size, cfg.seed, evaluation)
+        _score_stages(cfg, stages[:-1], generator, other_tests, evaluation, history[-1])
     return generator, _summed_training(records), history
+
+
+def _adapted(cfg: DictConfig, saved: Path) -> Generator:
+    """A fresh base with the saved training applied, as it is served."""
+    return load_adapted(_load_base(cfg), cfg.adaptation.method, saved, merge=cfg.adaptation.merge_for_inference)
 
 
 def _score_stages(
     cfg: DictConfig,
     stages: Sequence[Stage],
-    saved: Path,
+    generator: Generator,
     other_tests: dict[str, TestSet],
     evaluation: EvaluationModels,
     into: dict,
 ) -> None:
-    """Score the training so far on the test sets of `stages`."""
-    generator = load_adapted(_load_base(cfg), cfg.adaptation.method, saved, merge=cfg.adaptation.merge_for_inference)
+    """Score `generator` (the training so far) on the test sets of `stages`, zero-shot."""
     for stage in stages:
         test = other_tests[f"stage:{stage.name}"]
         into["scores"][stage.name] = test.score(generator, cfg.generation.batch_size, cfg.seed, evaluation)
 
 
 def _summed_training(records: list[dict]) -> dict:
-    """The last stage's record, with time, tokens and examples summed over every stage."""
+    """The last stage's record, with time, tokens, examples and steps summed over every stage, peak
+    memory the highest of any stage, and `adapter_reused` only where every stage was reused."""
     stats = dict(records[-1])
     if len(records) > 1:
         for key in ("train_s", "train_tokens", "train_examples", "train_steps"):
             stats[key] = sum(r[key] for r in records)
+        for key in ("train_peak_rss_mb", "train_peak_cuda_mb"):
+            if key in stats:
+                stats[key] = max(r.get(key, 0.0) for r in records)
+        stats["adapter_reused"] = all(r["adapter_reused"] for r in records)
         stats["train_tokens_per_s"] = stats["train_tokens"] / stats["train_s"]
         stats["train_stages"] = len(records)
     return stats

@@ -19,14 +19,13 @@ METHODS = ["none", "full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", 
 
 
 def test_the_methods_experiment_composes_every_method_with_and_without_retrieval():
-    seen = set()
+    sweep = compose_config("+exp=adaptation_methods", with_hydra=True).hydra.sweeper.params
+    assert sweep.adaptation.split(",") == METHODS and sweep.context.split(",") == ["zero_shot", "rag"]
     for method, context in product(METHODS, ["zero_shot", "rag"]):
         cfg = compose_config("+exp=adaptation_methods", f"adaptation={method}", f"context={context}")
         assert cfg.adaptation.name == method and "general_qa" in cfg.evaluate_also
-        seen.add((method, context))
         if method not in ("none", "full"):
             assert cfg.adaptation.method._target_.startswith("peft.")
-    assert len(seen) == 18
     assert compose_config("adaptation=dora").adaptation.method.use_dora
     ptuning = compose_config("adaptation=ptuning").adaptation.method
     assert ptuning._target_ == "peft.PrefixTuningConfig" and not ptuning.prefix_projection  # deep prompts
@@ -150,6 +149,9 @@ def test_mix_follows_the_weights_and_repeats_a_short_task():
     mixed = mix(parts, {"a": 1, "b": 3}, size=20, seed=0)
     counts = Counter(item[0] for item in mixed)
     assert counts == {"a": 5, "b": 15}
+    three = mix({"a": parts["a"], "b": parts["b"], "c": ["c"] * 5}, {"a": 1, "b": 1, "c": 1}, size=100, seed=0)
+    assert len(three) == 100  # shares rounded to add up to the size
+    assert len(mix({"a": parts["a"]}, {"a": 1}, size=4, seed=0)) == 4
     assert max(Counter(x for x in mixed if x.startswith("b")).values()) == 4  # 15 of 4: each 3-4 times
     assert mixed != sorted(mixed)  # shuffled
     assert mix(parts, {"a": 1, "b": 3}, size=20, seed=0) == mixed  # seeded
@@ -194,11 +196,14 @@ def test_validation_split_and_early_stopping_through_a_run(smoke_cfg):
         "adaptation=lora",
         "training.validation.split=validation",
         "training.validation.eval_steps=1",
-        "training.max_steps=3",
+        "training.validation.early_stopping_patience=1",
+        "training.learning_rate=0.0",  # the validation loss cannot improve: stop after 1 + 1 evaluations
+        "training.max_steps=5",
         "task.limits.validation=4",
     )
     cost = json.loads((run_experiment_arm(cfg) / "cost.json").read_text())
-    assert cost["validation_examples"] == 4 and len(cost["eval_loss_history"]) == 3
+    assert cost["validation_examples"] == 4 and len(cost["eval_loss_history"]) == 2
+    assert cost["stopped_early"] and cost["train_steps"] == 2
 
 
 def test_a_validation_split_the_task_lacks_is_an_error(smoke_cfg, tmp_path):

@@ -45,8 +45,8 @@ METHODS = ["full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", "prompt"
 
 
 def method_training(cfg, **overrides):  # noqa: ANN001, ANN003
-    """The `training` section with the adaptation's own overrides, as the pipeline merges them."""
-    return OmegaConf.merge(cfg.training, cfg.adaptation.get("training") or {}, overrides)
+    """The `training` section (its learning rate is the adaptation's own default)."""
+    return OmegaConf.merge(cfg.training, overrides)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -106,18 +106,28 @@ def test_saved_training_reloads_to_identical_outputs(smoke_cfg, tmp_path, method
             torch.testing.assert_close(merged(**batch).logits, trained, rtol=1e-4, atol=1e-4)
 
 
-def test_methods_without_weights_to_merge_into_say_so(smoke_cfg, tmp_path):
-    from ragft.adapt.sft import load_adapted
+def test_methods_without_weights_to_merge_into_say_so_before_any_work(smoke_cfg, tmp_path):
+    from tests.test_errors import run_expecting
 
-    cfg = smoke_cfg("adaptation=prompt", "training.max_steps=1")
-    generator = load_generator(cfg.generator)
-    features = build_features(generator.tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
-    record = train_adapter(generator, cfg.adaptation.method, method_training(cfg), features)
-    with pytest.raises(ConfigError, match=r"adaptation.merge_for_inference.*virtual tokens"):
-        load_adapted(load_generator(cfg.generator), cfg.adaptation.method, record.adapter_dir, merge=True)
+    for method, reason in (("prompt", "virtual tokens"), ("qlora", "4-bit base")):
+        cfg = smoke_cfg(f"adaptation={method}", "adaptation.merge_for_inference=true")
+        run_expecting(ConfigError, rf"adaptation.merge_for_inference.*{reason}", cfg, tmp_path)
 
 
-def test_early_stopping_stops_when_the_validation_loss_stalls_and_keeps_the_best(smoke_cfg, generator, features):
+def test_training_settings_that_cannot_work_together_fail_before_any_work(smoke_cfg, tmp_path):
+    from tests.test_errors import run_expecting
+
+    patience = smoke_cfg("adaptation=lora", "training.validation.early_stopping_patience=2")
+    run_expecting(ConfigError, r"training.validation.*need validation data", patience, tmp_path)
+    both = smoke_cfg("adaptation=lora", "training.validation.split=validation", "training.validation.holdout=0.1")
+    run_expecting(ConfigError, r"training.validation.*either split or holdout", both, tmp_path)
+    prefix = smoke_cfg(
+        "adaptation=prefix", "training.validation.holdout=0.2", "training.validation.early_stopping_patience=1"
+    )
+    run_expecting(ConfigError, r"prefix_projection.*cannot resume.*ptuning", prefix, tmp_path)
+
+
+def test_early_stopping_stops_when_the_validation_loss_stalls(smoke_cfg, generator, features):
     cfg = smoke_cfg(
         "arm=lora",
         "training.max_steps=10",

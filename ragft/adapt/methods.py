@@ -2,7 +2,8 @@
 
 `adaptation.method` in each conf/adaptation/*.yaml is either any peft config (LoRA, DoRA, IA3, prefix
 tuning, prompt tuning, P-tuning v2 deep prompts, ...), which `as_method` wraps in `PeftAdapter`, or an
-object with the same four operations, such as `FullFineTuning`. A new method is one config file.
+object with the same `stored` attribute and `prepare` / `save` / `load` operations, such as
+`FullFineTuning`. A new method is one config file.
 """
 
 from __future__ import annotations
@@ -62,25 +63,38 @@ class PeftAdapter:
         model = PeftModel.from_pretrained(base, str(saved))
         if not merge:
             return model
-        if self.config.is_prompt_learning:
-            raise ConfigError(
-                "adaptation.merge_for_inference",
-                f"{self.config.peft_type.value} adds virtual tokens; there are no weights to merge them into.",
-                "Set adaptation.merge_for_inference=false.",
-            )
-        if is_quantized(base):
-            raise ConfigError(
-                "adaptation.merge_for_inference",
-                "merging into a 4-bit base would round the adapter's update away.",
-                "Set adaptation.merge_for_inference=false for QLoRA.",
-            )
+        problem = merge_problem(self.config, is_quantized(base))
+        if problem:
+            raise problem
         return model.merge_and_unload()
 
 
+def merge_problem(config: Any, quantized: bool) -> ConfigError | None:
+    """Why an adapter cannot be merged into its base for serving, if it cannot."""
+    if config is not None and config.is_prompt_learning:
+        return ConfigError(
+            "adaptation.merge_for_inference",
+            f"{config.peft_type.value} adds virtual tokens; there are no weights to merge them into.",
+            "Set adaptation.merge_for_inference=false.",
+        )
+    if quantized:
+        return ConfigError(
+            "adaptation.merge_for_inference",
+            "merging into a 4-bit base would round the adapter's update away.",
+            "Set adaptation.merge_for_inference=false for QLoRA.",
+        )
+    return None
+
+
 class FullFineTuning:
-    """Every weight trains; a deployment stores a full copy of the model per task."""
+    """Every weight trains (in fp32, so that small updates are not rounded away in bf16: the Trainer's
+    autocast computes in bf16 where the device has it); a deployment stores a full copy of the model per
+    task, in the dtype the base was served in."""
 
     stored = "full model"
+
+    def __init__(self) -> None:
+        self.serving_dtype: torch.dtype | None = None
 
     def prepare(self, model: Any, start_from: Path | None) -> Any:
         if is_quantized(model):
@@ -91,12 +105,14 @@ class FullFineTuning:
             )
         if start_from is not None:
             model = self.load(model, start_from, merge=False)
+        self.serving_dtype = model.dtype
+        model = model.float()
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         return model
 
     def save(self, model: Any, out: Path) -> None:
-        model.save_pretrained(out)
+        model.to(self.serving_dtype or model.dtype).save_pretrained(out)
 
     def load(self, base: Any, saved: Path, merge: bool) -> Any:
         from transformers import AutoModelForCausalLM
@@ -110,13 +126,45 @@ def as_method(spec: Any) -> AdaptationMethod:
 
     if isinstance(spec, PeftConfig):
         return PeftAdapter(spec)
-    if all(callable(getattr(spec, op, None)) for op in ("prepare", "save", "load")):
+    if isinstance(getattr(spec, "stored", None), str) and all(
+        callable(getattr(spec, op, None)) for op in ("prepare", "save", "load")
+    ):
         return spec
     raise ConfigError(
         "adaptation.method",
         f"{type(spec).__name__} is neither a peft config nor an adaptation method.",
         "Use a peft config (_target_: peft.LoraConfig, ...) or ragft.adapt.methods.FullFineTuning.",
     )
+
+
+def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
+    """Fail before any work on adaptation and training settings that cannot work together."""
+    from hydra.utils import instantiate
+
+    validation = training.validation
+    if (validation.get("early_stopping_patience") or validation.get("eval_steps")) and not (
+        validation.get("split") or validation.get("holdout")
+    ):
+        raise ConfigError(
+            "training.validation",
+            "early_stopping_patience / eval_steps need validation data, and none is set.",
+            "Set training.validation.split (e.g. validation) or training.validation.holdout (e.g. 0.1).",
+        )
+    if validation.get("split") and validation.get("holdout"):
+        raise ConfigError("training.validation", "set either split or holdout, not both.", "Null one of them.")
+    method = as_method(instantiate(adaptation.method, _convert_="all"))
+    config = getattr(method, "config", None)
+    if adaptation.get("merge_for_inference"):
+        problem = merge_problem(config, adaptation.get("quantization") is not None)
+        if problem:
+            raise problem
+    if getattr(config, "prefix_projection", False) and (n_stages > 1 or validation.get("early_stopping_patience")):
+        raise ConfigError(
+            "adaptation.method.prefix_projection",
+            "a prefix saved from its MLP is stored as the prefixes alone, so training cannot resume from it "
+            "(a later stage, or early stopping's best checkpoint).",
+            "Use adaptation=ptuning (prefixes learned directly), or no sequence / early stopping.",
+        )
 
 
 # --- 4-bit base models (QLoRA) -------------------------------------------------------------------

@@ -77,26 +77,36 @@ def _own_sources(cfg: DictConfig) -> tuple[Source, ...]:
 
 def mix(parts: Mapping[str, Sequence[Any]], weights: Mapping[str, float], size: int | None, seed: int) -> list[Any]:
     """Examples from each part in proportion to its weight: `size` in all (default: every part's
-    examples summed). A part asked for more than it holds is repeated (each example as evenly as
-    possible), and the result is shuffled."""
-    if len(parts) == 1:
+    examples summed), shares rounded so that they add up to `size` (largest remainders). A part asked
+    for more than it holds is repeated (each example as evenly as possible); the result is shuffled."""
+    if len(parts) == 1 and not size:
         return list(next(iter(parts.values())))
     total = int(size) if size else sum(len(p) for p in parts.values())
-    weight_sum = sum(weights[name] for name in parts)
+    wanted = _shares({name: weights[name] for name in parts}, total)
     rng = random.Random(seed)
     mixed: list[Any] = []
     for name, items in parts.items():
         if not items:
             raise ConfigError(f"train_mix.tasks.{name}", "has no training examples.")
-        wanted = round(total * weights[name] / weight_sum)
         order = list(items)
         rng.shuffle(order)
-        repeats, extra = divmod(wanted, len(order))
+        repeats, extra = divmod(wanted[name], len(order))
         if repeats:
-            log.info("train_mix: %s repeated %d time(s) to give %d of %d examples", name, repeats, wanted, total)
+            log.info("train_mix: %s repeated %d time(s) to give %d of %d examples", name, repeats, wanted[name], total)
         mixed += order * repeats + order[:extra]
-    rng.shuffle(mixed)
+    if len(parts) > 1:
+        rng.shuffle(mixed)
     return mixed
+
+
+def _shares(weights: Mapping[str, float], total: int) -> dict[str, int]:
+    """`total` split in proportion to `weights`, whole numbers that add up to `total`."""
+    weight_sum = sum(weights.values())
+    exact = {name: total * w / weight_sum for name, w in weights.items()}
+    shares = {name: int(value) for name, value in exact.items()}
+    for name in sorted(exact, key=lambda n: exact[n] - shares[n], reverse=True)[: total - sum(shares.values())]:
+        shares[name] += 1
+    return shares
 
 
 def hold_out(items: Sequence[Any], share: float, seed: int) -> tuple[list[Any], list[Any]]:

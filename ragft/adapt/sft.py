@@ -232,7 +232,7 @@ def train_adapter(
             "train_steps": result.global_step,
             "train_loss": result.training_loss,
             "loss_history": [h["loss"] for h in history if "loss" in h],
-            **{f"train_{k}": v for k, v in memory.record().items() if k != "rss_at_start_mb"},
+            **{f"train_{k}": v for k, v in memory.record().items()},  # peak, and resident memory at its start
         }
         if validation:
             planned = trainer.state.max_steps

@@ -39,7 +39,7 @@ COST_COLUMNS = {
     "adapter": "stored per task",
     "train_s": "train time (s)",
     "train_tokens_per_s": "train tokens/s",
-    "train_peak_rss_mb": "train peak RSS MB",
+    "train_peak_rss_mb": "train peak RSS (at start) MB",
     "prompt_tokens_mean": "prompt tokens/example",
     "generation_tokens_per_s": "generated tokens/s",
     "latency": "latency p50 / p95 (s)",
@@ -340,7 +340,11 @@ def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
 
 
 def _train_memory(cost: dict[str, Any]) -> str:
+    """Peak resident memory while training, with the resident memory when training began (a sweep's jobs
+    share one process) and the CUDA peak where there is one."""
     text = _figure(cost, "train_peak_rss_mb", ".0f")
+    if "train_rss_at_start_mb" in cost:
+        text += f" ({cost['train_rss_at_start_mb']:.0f})"
     return text + (f" (CUDA {cost['train_peak_cuda_mb']:.0f})" if "train_peak_cuda_mb" in cost else "")
 
 
@@ -382,22 +386,24 @@ def _change_text(difference: dict[str, float] | None) -> str:
 def other_tests_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
     """Each run's score on the other test sets and its change against the base model (forgetting)."""
     base = base_group(groups)
+    names = other_test_names(groups)
+    metric = {n: next(g.other_tests[n]["metric"] for g in groups if n in g.other_tests) for n in names}
     rows = {}
     for g in groups:
         row = {}
-        for name in other_test_names(groups):
+        for name in names:
             scored = g.other_tests.get(name)
-            title = f"{name} {scored['metric']}" if scored else name
-            row[title] = with_ci(scored)
+            row[f"{name} {metric[name]}"] = with_ci(scored)
             row[f"{name}: change vs base"] = _change_text(_change(g, base, name)) if scored else "–"
         rows[g.label] = row
-    return pd.DataFrame.from_dict(rows, orient="index") if other_test_names(groups) else pd.DataFrame()
+    return pd.DataFrame.from_dict(rows, orient="index") if names else pd.DataFrame()
 
 
 def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
     """The adaptation methods side by side: quality, trainable share, storage per task, training time and
-    memory, and the change on each other test set against the base model."""
-    if not any(g.trains for g in groups):
+    memory, and the change on each other test set against the base model. Shown where runs compare
+    several adaptation methods."""
+    if len({g.run.get("adaptation") for g in groups if g.trains}) < 2:
         return pd.DataFrame()
     base = base_group(groups)
     rows = {}
@@ -413,7 +419,7 @@ def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
             if c.get("adapter_bytes")
             else "–",
             "train time (s)": _figure(c, "train_s", ".0f") if trained else "–",
-            "train peak RSS MB": _train_memory(c) if trained else "–",
+            "train peak RSS (at start) MB": _train_memory(c) if trained else "–",
         }
         for name in other_test_names(groups):
             row[f"{name} change"] = _change_text(_change(g, base, name))
