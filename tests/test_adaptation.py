@@ -124,7 +124,7 @@ def test_multitask_mixes_tasks_by_weight_and_scores_each(tmp_path):
     ragft("ragft.run", "+exp=multitask", "+debug=smoke", f"paths.results={results}")
     runs = {d.name.rsplit("-", 1)[0]: d for d in run_dirs(results / "multitask")}
     assert set(runs) == {"base", "lora_reports_only", "lora_reports_and_qa", "lora_qa_heavy"}
-    for label, examples in (("lora_reports_only", 12), ("lora_reports_and_qa", 96), ("lora_qa_heavy", 96)):
+    for label, examples in (("lora_reports_only", 12), ("lora_reports_and_qa", 48), ("lora_qa_heavy", 48)):
         assert json.loads((runs[label] / "cost.json").read_text())["train_examples"] == examples
     also = json.loads((runs["lora_qa_heavy"] / "evaluate_also.json").read_text())
     assert set(also) == {"clinic_qa", "general_qa"}
