@@ -109,7 +109,7 @@ def test_sequential_stages_train_in_order_and_score_every_earlier_stage(tmp_path
         ["clinic_qa", "reports", "gastro_reports"],
     ]
     assert (
-        stages[1]["scores"]["reports"]["n"] == 20 and stages[0]["scores"]["clinic_qa"]["metric"] == "contains_reference"
+        stages[1]["scores"]["reports"]["n"] == 10 and stages[0]["scores"]["clinic_qa"]["metric"] == "contains_reference"
     )
     cost = json.loads((lora / "cost.json").read_text())
     assert cost["train_stages"] == 3 and cost["train_s"] == pytest.approx(sum(s["train_s"] for s in stages))
