@@ -125,7 +125,7 @@ def _trainer_class() -> type:
     return ResponseOnlyTrainer
 
 
-def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, validates: bool) -> Any:
+def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, validates: bool = False) -> Any:
     """HF TrainingArguments from the `training` config; with validation data, the validation loss is
     logged (each epoch or every `validation.eval_steps`) and early stopping keeps the best weights."""
     from transformers import TrainingArguments

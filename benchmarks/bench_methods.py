@@ -1,0 +1,84 @@
+"""Training throughput and memory of each adaptation method against LoRA, in the same run.
+
+    python benchmarks/bench_methods.py --methods lora qlora full --examples 16 --steps 2
+
+Every method trains the same medical_reports features (batch 8, its own default learning rate) for
+the same number of steps through ragft's training path (`train_adapter`, a throw-away artefact
+cache), after one untimed warm-up step of LoRA. Prints tokens/s, seconds per step and the peak
+resident memory while training for each, and each method's throughput as a ratio to LoRA's. Run on an
+otherwise idle machine: methods run one after the other, LoRA first and again last, so a drift in
+machine load shows as a difference between the two LoRA rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
+def features_for(cfg, generator, examples: int) -> list:  # noqa: ANN001
+    from ragft.adapt.sft import build_features
+    from ragft.data import load_task
+    from ragft.pipeline import prompts_for
+    from ragft.prompting import PromptTemplate, ZeroShot
+
+    train = load_task(cfg.task.name, cfg.task.data, None, {"train": examples}).split("train")
+    prompts = prompts_for(
+        PromptTemplate.from_config(cfg.task.template), train, ZeroShot().build(train, None), generator.tokenizer
+    )
+    return build_features(
+        generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length
+    )
+
+
+def train(method: str, steps: int, examples: int) -> dict:
+    from ragft.adapt.sft import train_adapter
+    from ragft.models import load_generator
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(
+            "config", overrides=[f"adaptation={method}", f"training.max_steps={steps}", "training.warmup_steps=0"]
+        )
+    generator = load_generator(cfg.generator, cfg.adaptation.get("quantization"))
+    stats = train_adapter(generator, cfg.adaptation.method, cfg.training, features_for(cfg, generator, examples)).stats
+    return {
+        "tokens/s": stats["train_tokens_per_s"],
+        "s/step": stats["train_s"] / stats["train_steps"],
+        "peak RSS MB": stats["train_peak_rss_mb"],
+        "trainable": stats["trainable_params"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=["qlora", "full", "dora", "ia3", "prefix", "ptuning", "prompt"])
+    parser.add_argument("--examples", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args()
+    OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
+    os.environ["RAGFT_CACHE"] = tempfile.mkdtemp(prefix="ragft-bench-")  # nothing reused: every method trains
+    models = os.path.join(os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "~/.cache")), "ragft", "models")
+    if os.path.isdir(models):
+        os.symlink(models, os.path.join(os.environ["RAGFT_CACHE"], "models"))  # the converted GGUF, not re-converted
+    train("lora", 1, 8)  # warm-up: first-call allocations and kernel selection
+    order = ["lora", *[m for m in args.methods if m != "lora"], "lora"]
+    rows = [(m, train(m, args.steps, args.examples)) for m in order]
+    baseline = (rows[0][1]["tokens/s"] + rows[-1][1]["tokens/s"]) / 2
+    print(f"{'method':8s} {'tokens/s':>9s} {'s/step':>7s} {'peak RSS MB':>12s} {'trainable':>12s} {'vs LoRA':>8s}")
+    for name, r in rows:
+        print(
+            f"{name:8s} {r['tokens/s']:9.1f} {r['s/step']:7.1f} {r['peak RSS MB']:12.0f} {r['trainable']:12,d}"
+            f" {r['tokens/s'] / baseline:7.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
