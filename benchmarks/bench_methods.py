@@ -53,6 +53,7 @@ def train(method: str, steps: int, examples: int) -> dict:
         "tokens/s": stats["train_tokens_per_s"],
         "s/step": stats["train_s"] / stats["train_steps"],
         "peak RSS MB": stats["train_peak_rss_mb"],
+        "start RSS MB": stats["train_rss_at_start_mb"],
         "trainable": stats["trainable_params"],
     }
 
@@ -72,10 +73,13 @@ def main() -> None:
     order = ["lora", *[m for m in args.methods if m != "lora"], "lora"]
     rows = [(m, train(m, args.steps, args.examples)) for m in order]
     baseline = (rows[0][1]["tokens/s"] + rows[-1][1]["tokens/s"]) / 2
-    print(f"{'method':8s} {'tokens/s':>9s} {'s/step':>7s} {'peak RSS MB':>12s} {'trainable':>12s} {'vs LoRA':>8s}")
+    print(
+        f"{'method':8s} {'tokens/s':>9s} {'s/step':>7s} {'peak (start) RSS MB':>20s} {'trainable':>12s} {'vs LoRA':>8s}"
+    )
     for name, r in rows:
         print(
-            f"{name:8s} {r['tokens/s']:9.1f} {r['s/step']:7.1f} {r['peak RSS MB']:12.0f} {r['trainable']:12,d}"
+            f"{name:8s} {r['tokens/s']:9.1f} {r['s/step']:7.1f} {r['peak RSS MB']:12.0f} ({r['start RSS MB']:5.0f})"
+            f" {r['trainable']:12,d}"
             f" {r['tokens/s'] / baseline:7.2f}x"
         )
 
