@@ -20,7 +20,8 @@ METHODS = ["none", "full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", 
 
 def test_the_methods_experiment_composes_every_method_with_and_without_retrieval():
     sweep = compose_config("+exp=adaptation_methods", with_hydra=True).hydra.sweeper.params
-    assert sweep.adaptation.split(",") == METHODS and sweep.context.split(",") == ["zero_shot", "rag"]
+    swept = [m for m in METHODS if m != "qlora"]  # QLoRA's slow CPU arm runs on its own command
+    assert sweep.adaptation.split(",") == swept and sweep.context.split(",") == ["zero_shot", "rag"]
     for method, context in product(METHODS, ["zero_shot", "rag"]):
         cfg = compose_config("+exp=adaptation_methods", f"adaptation={method}", f"context={context}")
         assert cfg.adaptation.name == method and "general_qa" in cfg.evaluate_also
