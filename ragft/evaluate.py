@@ -53,6 +53,11 @@ def answer(
     ]
 
 
+def scores_by_example(predictions: Sequence[Prediction], name: str) -> dict[str, float]:
+    """Example id -> its `name` score, for the examples that have one (paired comparisons later)."""
+    return {p.example.id: p.scores[name] for p in predictions if name in p.scores}
+
+
 def primary_metric(spec: DictConfig) -> str:
     """The task's `primary_metric`, else its first quality metric."""
     chosen = spec.get("primary_metric")
@@ -96,5 +101,5 @@ class TestSet:
             desc=f"scoring {self.name} ({len(self.examples)} examples)",
         )
         scores = score_predictions(predictions, {self.metric: self.spec.metrics[self.metric]}, seed, models)
-        per_example = {p.example.id: p.scores[self.metric] for p in predictions if self.metric in p.scores}
+        per_example = scores_by_example(predictions, self.metric)
         return {"task": self.spec.name, "metric": self.metric, **scores[self.metric], "per_example": per_example}

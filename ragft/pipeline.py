@@ -27,7 +27,7 @@ from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import task_from_config
 from ragft.errors import ConfigError, build
-from ragft.evaluate import TestSet, answer, primary_metric
+from ragft.evaluate import TestSet, answer, primary_metric, scores_by_example
 from ragft.generation import check_fits, encode
 from ragft.leakage import check_leakage
 from ragft.metrics import check_metrics, score_predictions
@@ -200,7 +200,7 @@ def _execute(
         metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed, models=evaluation)
     if "stages" in extras:  # the last stage's own test set is the run's
         own = primary_metric(cfg.task)
-        per_example = {p.example.id: p.scores[own] for p in predictions if own in p.scores}
+        per_example = scores_by_example(predictions, own)
         extras["stages"][-1]["scores"][cfg.task.name] = {
             "task": cfg.task.name,
             "metric": own,

@@ -326,7 +326,7 @@ def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
         reused = " (cached)" if c.get("adapter_reused") else ""
         rows[g.label] = {
             "trainable": f"{trained:,.0f} ({100 * trained / total:.2f}%)" if trained else "0",
-            "adapter": f"{_size(c['adapter_bytes'])} {c.get('stored', 'adapter')}" if c.get("adapter_bytes") else "–",
+            "adapter": _stored(c),
             "train_s": _figure(c, "train_s", ".0f") + reused if trained else "–",
             "train_tokens_per_s": _figure(c, "train_tokens_per_s", ".0f") if trained else "–",
             "train_peak_rss_mb": _train_memory(c) if trained else "–",
@@ -337,6 +337,11 @@ def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
             + (f" ({c['rss_at_start_mb']:.0f})" if "rss_at_start_mb" in c else ""),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename(columns=COST_COLUMNS)
+
+
+def _stored(cost: dict[str, Any]) -> str:
+    """What a deployment stores for the run's task: its size and kind (adapter or full model)."""
+    return f"{_size(cost['adapter_bytes'])} {cost.get('stored', 'adapter')}" if cost.get("adapter_bytes") else "–"
 
 
 def _train_memory(cost: dict[str, Any]) -> str:
@@ -415,9 +420,7 @@ def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
             "method": g.run.get("adaptation", "–"),
             primary: with_ci(g.metrics.get(primary)),
             "trainable": f"{100 * trained / total:.3g}%" if trained else "0",
-            "stored per task": f"{_size(c['adapter_bytes'])} {c.get('stored', '')}".strip()
-            if c.get("adapter_bytes")
-            else "–",
+            "stored per task": _stored(c),
             "train time (s)": _figure(c, "train_s", ".0f") if trained else "–",
             "train peak RSS (at start) MB": _train_memory(c) if trained else "–",
         }
