@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from ragft.data import task_from_config
 from ragft.generation import encode, generate
-from ragft.metrics import METRICS, check_metrics, score_predictions
+from ragft.metrics import check_metrics, primary_metric, score_predictions
 from ragft.models import Generator
 from ragft.prompting import PromptTemplate
 from ragft.retrieval.base import document_ranking
@@ -56,15 +56,6 @@ def answer(
 def scores_by_example(predictions: Sequence[Prediction], name: str) -> dict[str, float]:
     """Example id -> its `name` score, for the examples that have one (paired comparisons later)."""
     return {p.example.id: p.scores[name] for p in predictions if name in p.scores}
-
-
-def primary_metric(spec: DictConfig) -> str:
-    """The task's `primary_metric`, else its first quality metric."""
-    chosen = spec.get("primary_metric")
-    if chosen:
-        return str(chosen)
-    quality = [name for name in spec.metrics if name in METRICS and METRICS[name].group == "quality"]
-    return quality[0] if quality else next(iter(spec.metrics))
 
 
 @dataclass

@@ -289,6 +289,17 @@ def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Ex
             raise ConfigError(key, f"does not fit example '{example.id}': {err!r}.") from None
 
 
+def primary_metric(task: Mapping[str, Any]) -> str:
+    """The task's `primary_metric`, else its first quality metric, else its first metric: the score a
+    run's other test sets, its stages and its report lead with."""
+    chosen = task.get("primary_metric")
+    if chosen:
+        return str(chosen)
+    selected = list(task.get("metrics") or {})
+    quality = [name for name in selected if name in METRICS and METRICS[name].group == "quality"]
+    return (quality or selected)[0]
+
+
 def score_predictions(
     predictions: Sequence[Prediction],
     selection: Mapping[str, Mapping[str, Any] | None],

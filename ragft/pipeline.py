@@ -27,10 +27,10 @@ from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import task_from_config
 from ragft.errors import ConfigError, build
-from ragft.evaluate import TestSet, answer, primary_metric, scores_by_example
+from ragft.evaluate import TestSet, answer, scores_by_example
 from ragft.generation import check_fits, encode
 from ragft.leakage import check_leakage
-from ragft.metrics import check_metrics, score_predictions
+from ragft.metrics import check_metrics, primary_metric, score_predictions
 from ragft.model_metrics import EvaluationModels
 from ragft.models import Generator, best_device, load_generator
 from ragft.prompting import ContextBuilder, PromptTemplate
@@ -223,11 +223,12 @@ def _load_base(cfg: DictConfig) -> Generator:
 
 
 def _other_test_sets(cfg: DictConfig) -> dict[str, TestSet]:
-    """`evaluate_also`'s test sets and, for sequential fine-tuning, each earlier stage's: loaded (and
-    their metrics checked) before any work."""
+    """`evaluate_also`'s test sets and, for sequential fine-tuning, each stage's: loaded (and their
+    metrics checked) before any work."""
     tests = {name: TestSet.load(name, spec) for name, spec in (cfg.get("evaluate_also") or {}).items()}
-    if cfg.adaptation.method is not None:
-        for stage in training_stages(cfg)[:-1]:
+    stages = training_stages(cfg) if cfg.adaptation.method is not None else []
+    if len(stages) > 1:
+        for stage in stages:
             tests[f"stage:{stage.name}"] = TestSet.load(stage.name, stage.test_task.spec)
     return tests
 
@@ -242,11 +243,15 @@ def _adapt(
     evaluation: EvaluationModels,
 ) -> tuple[Generator, dict, list[dict]]:
     """Train every stage in turn, each from the previous stage's saved weights, and return the adapted
-    generator, the training cost (summed over stages) and, per stage, the scores on the test sets of it
+    generator, the training cost (summed over stages) and, for a sequence, the untrained model's scores
+    on every stage's test set (`stage` None) followed by, per stage, the scores on the test sets of it
     and every earlier stage (the last stage's own score is the run's and is added by the caller)."""
     training = cfg.training
     stages = training_stages(cfg)
     saved, records, history = None, [], []
+    if len(stages) > 1:  # the reference row: what the base model scores on each stage before any training
+        history.append({"stage": None, "train_s": 0.0, "scores": {}})
+        _score_stages(cfg, stages, generator, other_tests, evaluation, history[-1])
     for i, stage in enumerate(stages):
         if i > 0:  # training changed the base in place: start the next stage from a fresh one
             generator = _load_base(cfg)

@@ -36,8 +36,10 @@ SECTIONS = {
         "per-example difference with its paired-bootstrap 95% interval; `*` marks p < 0.05 (paired permutation test)."
     ),
     "stages": (
-        "Sequential fine-tuning: after each stage (rows), the score on the test set of that stage and of every "
-        "earlier one (columns, in training order); a falling column is what a later stage made the model forget."
+        "Sequential fine-tuning: before training (the untrained model, zero-shot) and after each stage (rows), "
+        "the score on the test set of that stage and of every earlier one (columns, in training order); a "
+        "column that rises above its first row is what a stage taught, one that later falls is what a later "
+        "stage made the model forget."
     ),
     "quality_cost": (
         "`{primary}` against the compute a run spent (training plus generating the test answers) and against "

@@ -19,6 +19,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from ragft.metrics import primary_metric as task_primary_metric
 from ragft.record import write_table
 from ragft.report import notes
 from ragft.report.plots import metrics_plot, quality_cost_plot
@@ -43,7 +44,6 @@ from ragft.report.tables import (
 )
 
 N_EXAMPLES = 3
-PRIMARY_METRICS = ("field_accuracy", "accuracy", "exact_match", "token_f1", "rouge_l")
 
 
 @dataclass
@@ -103,12 +103,11 @@ def _category_field(groups: Sequence[RunGroup]) -> str:
 
 
 def primary_metric(groups: Sequence[RunGroup]) -> str:
-    """The task config's `primary_metric` where the runs have it, else the first of PRIMARY_METRICS."""
+    """The metric the runs' task leads with (`metrics.primary_metric`) where the runs scored it, else the
+    first metric they scored."""
     names = {n for g in groups for n in g.metrics}
-    chosen = groups[0].task_config.get("primary_metric")
-    if chosen in names:
-        return chosen
-    return next((m for m in PRIMARY_METRICS if m in names), sorted(names)[0])
+    chosen = task_primary_metric(groups[0].task_config) if groups[0].task_config.get("metrics") else None
+    return chosen if chosen in names else sorted(names)[0]
 
 
 def example_rows(groups: Sequence[RunGroup], n: int = N_EXAMPLES) -> list[dict[str, Any]]:

@@ -431,23 +431,25 @@ def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
 
 
 def stage_tables(groups: Sequence[RunGroup]) -> dict[str, pd.DataFrame]:
-    """Per sequentially trained run: after each stage (rows), the score on each stage's test set
-    (columns, in training order), each with the metric its task scores first."""
+    """Per sequentially trained run: before training (where recorded) and after each stage (rows), the
+    score on each stage's test set (columns, in training order), each with the metric its task scores first."""
     tables = {}
     for g in groups:
         if not g.stages:
             continue
-        final = g.stages[-1]["scores"]
+        trained = [s for s in g.stages if s["stage"] is not None]
+        final = trained[-1]["scores"]
         titles = {
             s["stage"]: f"{s['stage']} ({final[s['stage']]['metric']})" if s["stage"] in final else s["stage"]
-            for s in g.stages
+            for s in trained
         }
+        labels = iter(f"after {i}: {s['stage']}" for i, s in enumerate(trained, start=1))
         rows = {
-            f"after {i}: {stage['stage']}": {
+            "before training" if stage["stage"] is None else next(labels): {
                 title: f"{stage['scores'][name]['mean']:.3f}" if name in stage["scores"] else "–"
                 for name, title in titles.items()
             }
-            for i, stage in enumerate(g.stages, start=1)
+            for stage in g.stages
         }
         tables[g.label] = pd.DataFrame.from_dict(rows, orient="index").fillna("–")
     return tables
