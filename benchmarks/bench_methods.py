@@ -3,7 +3,7 @@
     python benchmarks/bench_methods.py --methods lora qlora full --examples 16 --steps 2
 
 Every method trains the same medical_reports features (batch 8, its own default learning rate) for
-the same number of steps through ragft's training path (`train_adapter`, a throw-away artefact
+the same number of steps through ragft's training path (`train_adapter`, each in an empty artefact
 cache), after one untimed warm-up step of LoRA. Prints tokens/s, seconds per step and the peak
 resident memory while training for each, and each method's throughput as a ratio to LoRA's. Run on an
 otherwise idle machine: methods run one after the other, LoRA first and again last, so a drift in
@@ -39,9 +39,20 @@ def features_for(cfg, generator, examples: int) -> list:  # noqa: ANN001
     )
 
 
+def empty_cache() -> None:
+    """Point ragft at an empty artefact cache, so that the next training really trains (the second LoRA
+    row must not be the first one's cache hit), sharing only the converted GGUF generator."""
+    os.environ["RAGFT_CACHE"] = tempfile.mkdtemp(prefix="ragft-bench-")
+    models = os.path.join(os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "~/.cache")), "ragft", "models")
+    if os.path.isdir(models):
+        os.symlink(models, os.path.join(os.environ["RAGFT_CACHE"], "models"))
+
+
 def train(method: str, steps: int, examples: int) -> dict:
     from ragft.adapt.sft import train_adapter
     from ragft.models import load_generator
+
+    empty_cache()
 
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(
@@ -65,10 +76,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
     OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
-    os.environ["RAGFT_CACHE"] = tempfile.mkdtemp(prefix="ragft-bench-")  # nothing reused: every method trains
-    models = os.path.join(os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "~/.cache")), "ragft", "models")
-    if os.path.isdir(models):
-        os.symlink(models, os.path.join(os.environ["RAGFT_CACHE"], "models"))  # the converted GGUF, not re-converted
     train("lora", 1, 8)  # warm-up: first-call allocations and kernel selection
     order = ["lora", *[m for m in args.methods if m != "lora"], "lora"]
     rows = [(m, train(m, args.steps, args.examples)) for m in order]

@@ -53,9 +53,11 @@ def answer(
     ]
 
 
-def scores_by_example(predictions: Sequence[Prediction], name: str) -> dict[str, float]:
-    """Example id -> its `name` score, for the examples that have one (paired comparisons later)."""
-    return {p.example.id: p.scores[name] for p in predictions if name in p.scores}
+def task_score(task: str, metric: str, scores: dict[str, Any], predictions: Sequence[Prediction]) -> dict[str, Any]:
+    """How a run records a task's score as a stage or another test set: its primary `metric`'s summary
+    (mean, interval, n) and each example's score (id -> score, for paired comparisons later)."""
+    per_example = {p.example.id: p.scores[metric] for p in predictions if metric in p.scores}
+    return {"task": task, "metric": metric, **scores[metric], "per_example": per_example}
 
 
 @dataclass
@@ -92,5 +94,4 @@ class TestSet:
             desc=f"scoring {self.name} ({len(self.examples)} examples)",
         )
         scores = score_predictions(predictions, {self.metric: self.spec.metrics[self.metric]}, seed, models)
-        per_example = scores_by_example(predictions, self.metric)
-        return {"task": self.spec.name, "metric": self.metric, **scores[self.metric], "per_example": per_example}
+        return task_score(self.spec.name, self.metric, scores, predictions)

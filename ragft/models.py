@@ -3,6 +3,7 @@ how they are loaded onto the best available device. Nothing here reaches the net
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 from collections.abc import Callable
@@ -210,6 +211,14 @@ class Generator:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def release(self) -> None:
+        """Drop the model's weights and hand their memory back (a model trained in place, once what it
+        learned is saved and will be served from a fresh load)."""
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def load_generator(cfg: DictConfig, quantization: DictConfig | None = None) -> Generator:

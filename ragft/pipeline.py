@@ -27,7 +27,7 @@ from ragft.cache import content_key, file_digest
 from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
 from ragft.data import task_from_config
 from ragft.errors import ConfigError, build
-from ragft.evaluate import TestSet, answer, scores_by_example
+from ragft.evaluate import TestSet, answer, task_score
 from ragft.generation import check_fits, encode
 from ragft.leakage import check_leakage
 from ragft.metrics import check_metrics, primary_metric, score_predictions
@@ -110,6 +110,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     other_tests = _other_test_sets(cfg)  # ... and the other test sets a run scores
     if cfg.adaptation.method is not None:  # ... and adaptation settings that cannot work together
         check_adaptation(cfg.adaptation, cfg.training, n_stages=len(training_stages(cfg)))
+        _check_training_data(cfg, task)  # ... and training data a stage could not use
     if cfg.adaptation.get("quantization") is not None:
         require_4bit_support(best_device())  # ... and QLoRA where bitsandbytes cannot quantise
     leakage = check_leakage(task, cfg.leakage)  # ... and leaks, where leakage.fail is set
@@ -199,14 +200,8 @@ def _execute(
     with timer.stage("score"):
         metrics = score_predictions(predictions, cfg.task.metrics, seed=cfg.seed, models=evaluation)
     if "stages" in extras:  # the last stage's own test set is the run's
-        own = primary_metric(cfg.task)
-        per_example = scores_by_example(predictions, own)
-        extras["stages"][-1]["scores"][cfg.task.name] = {
-            "task": cfg.task.name,
-            "metric": own,
-            **metrics[own],
-            "per_example": per_example,
-        }
+        own = task_score(cfg.task.name, primary_metric(cfg.task), metrics, predictions)
+        extras["stages"][-1]["scores"][cfg.task.name] = own
     with timer.stage("evaluate_also"):
         also = {
             name: other_tests[name].score(generator, cfg.generation.batch_size, cfg.seed, evaluation)
@@ -257,6 +252,7 @@ def _adapt(
             generator = _load_base(cfg)
         features, validation = _stage_features(cfg, training, stage, builder, generator.tokenizer, task, resources)
         record = train_adapter(generator, cfg.adaptation.method, training, features, validation, start_from=saved)
+        generator.release()  # what serves is reloaded from the saved weights: two copies would skew peak memory
         saved = record.adapter_dir
         records.append(record.stats)
         if len(stages) > 1:
@@ -331,9 +327,25 @@ def _stage_features(
         elif training.validation.get("holdout"):
             parts[source.name], held = hold_out(parts[source.name], training.validation.holdout, training.seed)
             validation += held
-    weights = {s.name: s.weight for s in stage.sources}
-    mixed = mix(parts, weights, (cfg.get("train_mix") or {}).get("size"), training.seed)
+    mixed = mix(parts, {s.name: s.weight for s in stage.sources}, stage.size, training.seed)
     return mixed, validation or None
+
+
+def _check_training_data(cfg: DictConfig, run_task: Any) -> None:
+    """Fail before any work on training data a stage could not use: a source task that does not load,
+    a validation split it lacks, a held-out share that leaves nothing to train on, an empty mix part
+    (the features themselves are built stage by stage, later)."""
+    validation = cfg.training.validation
+    for stage in training_stages(cfg):
+        parts = {}
+        for source in stage.sources:
+            task = run_task if source.spec == cfg.task else task_from_config(source.spec)
+            parts[source.name] = task.split("train")
+            if validation.get("split"):
+                _validation_split(task, validation.split)
+            elif validation.get("holdout"):
+                parts[source.name], _ = hold_out(parts[source.name], validation.holdout, cfg.training.seed)
+        mix(parts, {s.name: s.weight for s in stage.sources}, stage.size, cfg.training.seed)
 
 
 def _source_data(cfg: DictConfig, source: Source, run_task: Any, run_resources: RunResources) -> tuple[Any, Any]:

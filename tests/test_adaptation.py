@@ -8,6 +8,7 @@ from itertools import product
 import pytest
 import torch
 
+from ragft import pipeline
 from ragft.adapt.plan import hold_out, instruction_choices, mix, training_stages
 from ragft.errors import ConfigError
 from ragft.pipeline import run_experiment_arm
@@ -138,6 +139,27 @@ def test_training_stages_follow_the_config():
     assert [(s.name, s.weight) for s in mixed[0].sources] == [("medical_reports", 1.0), ("clinic_qa", 3.0)]
     sequential = training_stages(compose_config("+exp=sequential", "adaptation=lora"))
     assert [s.name for s in sequential] == ["clinic_qa", "reports", "gastro_reports"]
+    assert [s.test_task.spec.name for s in sequential] == ["clinic_qa", "medical_reports", "medical_reports"]
+    readme = compose_config(  # the README's multi-task command
+        "adaptation=lora",
+        "+task@train_mix.tasks.medical_reports=medical_reports",
+        "+task@train_mix.tasks.clinic_qa=clinic_qa",
+        "+train_mix.weights.clinic_qa=3",
+        "train_mix.size=96",
+    )
+    (own,) = training_stages(readme)
+    assert [(s.name, s.weight) for s in own.sources] == [("medical_reports", 1.0), ("clinic_qa", 3.0)]
+    assert own.size == 96 and own.test_task.name == "medical_reports"
+    staged_mix = training_stages(compose_config("+exp=sequential", "+train_mix.size=96"))
+    assert [s.size for s in staged_mix] == [None, None, 96]  # the mix size sizes the run's own stage only
+
+
+def test_training_data_a_stage_cannot_use_fails_before_any_work(smoke_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "_execute", lambda *args: pytest.fail("work started before the error"))
+    cfg = smoke_cfg("+exp=sequential", "adaptation=lora", "training.validation.split=dev")
+    run_expecting(ConfigError, r"training.validation.split.*task 'clinic_qa' has no 'dev' examples", cfg, tmp_path)
+    cfg = smoke_cfg("adaptation=lora", "training.validation.holdout=0.99")
+    run_expecting(ConfigError, r"training.validation.holdout.*leaves no training example", cfg, tmp_path)
 
 
 def test_mixing_weights_that_name_no_mixed_task_fail_before_any_work(smoke_cfg, tmp_path):
@@ -205,11 +227,6 @@ def test_validation_split_and_early_stopping_through_a_run(smoke_cfg):
     cost = json.loads((run_experiment_arm(cfg) / "cost.json").read_text())
     assert cost["validation_examples"] == 4 and len(cost["eval_loss_history"]) == 2
     assert cost["stopped_early"] and cost["train_steps"] == 2
-
-
-def test_a_validation_split_the_task_lacks_is_an_error(smoke_cfg, tmp_path):
-    cfg = smoke_cfg("task=clinic_qa", "adaptation=lora", "training.validation.split=dev")
-    run_expecting(ConfigError, r"training.validation.split.*no 'dev' examples", cfg, tmp_path)
 
 
 def test_an_unknown_category_filter_names_the_known_ones(smoke_cfg, tmp_path):

@@ -69,6 +69,14 @@ class PeftAdapter:
         return model.merge_and_unload()
 
 
+def _full_on_4bit() -> ConfigError:
+    return ConfigError(
+        "adaptation",
+        "full fine-tuning cannot train a quantised base model.",
+        "Remove adaptation.quantization, or use qlora to train adapters on a 4-bit base.",
+    )
+
+
 def merge_problem(config: Any, quantized: bool) -> ConfigError | None:
     """Why an adapter cannot be merged into its base for serving, if it cannot."""
     if config is not None and config.is_prompt_learning:
@@ -98,11 +106,7 @@ class FullFineTuning:
 
     def prepare(self, model: Any, start_from: Path | None) -> Any:
         if is_quantized(model):
-            raise ConfigError(
-                "adaptation",
-                "full fine-tuning cannot train a quantised base model.",
-                "Remove adaptation.quantization, or use qlora to train adapters on a 4-bit base.",
-            )
+            raise _full_on_4bit()
         if start_from is not None:
             model = self.load(model, start_from, merge=False)
         self.serving_dtype = model.dtype
@@ -153,6 +157,8 @@ def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
     if validation.get("split") and validation.get("holdout"):
         raise ConfigError("training.validation", "set either split or holdout, not both.", "Null one of them.")
     method = as_method(instantiate(adaptation.method, _convert_="all"))
+    if isinstance(method, FullFineTuning) and adaptation.get("quantization") is not None:
+        raise _full_on_4bit()
     config = getattr(method, "config", None)
     if adaptation.get("merge_for_inference"):
         problem = merge_problem(config, adaptation.get("quantization") is not None)

@@ -32,17 +32,19 @@ class Source:
 class Stage:
     name: str
     sources: tuple[Source, ...]
-
-    @property
-    def test_task(self) -> Source:
-        """The task whose test set measures this stage (its first source)."""
-        return self.sources[0]
+    test_task: Source  # the task whose test set measures this stage
+    size: int | None = None  # examples in the stage's mix; None = its sources' train splits summed
 
 
 def training_stages(cfg: DictConfig) -> list[Stage]:
-    """`sequence`'s stages in order, then the run's own stage (last: the run's test set measures it)."""
-    stages = [Stage(name, (Source(name, spec),)) for name, spec in (cfg.get("sequence") or {}).items()]
-    stages.append(Stage(cfg.task.name, _own_sources(cfg)))
+    """`sequence`'s stages in order, then the run's own stage (last: the run's test set measures it,
+    and `train_mix.size` sizes its mix)."""
+    stages = []
+    for name, spec in (cfg.get("sequence") or {}).items():
+        source = Source(name, spec)
+        stages.append(Stage(name, (source,), test_task=source))
+    size = (cfg.get("train_mix") or {}).get("size")
+    stages.append(Stage(cfg.task.name, _own_sources(cfg), Source(cfg.task.name, cfg.task), size))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ConfigError(
