@@ -33,7 +33,8 @@ SECTIONS = {
     "other_tests": (
         "Other test sets scored zero-shot after the run (`evaluate_also`: the general-knowledge set measures "
         "catastrophic forgetting), each on its task's primary metric. The change against `{base}` is the mean "
-        "per-example difference with its paired-bootstrap 95% interval; `*` marks p < 0.05 (paired permutation test)."
+        "per-example difference with its paired-bootstrap 95% interval; `*` marks p < 0.05 (paired permutation test). "
+        "A QLoRA run's change includes the 4-bit quantisation of its base, not only what training changed."
     ),
     "stages": (
         "Sequential fine-tuning: before training (the untrained model, zero-shot) and after each stage (rows), "
