@@ -4,17 +4,20 @@
 
 Every method trains the same medical_reports features (batch 8, its own default learning rate) for
 the same number of steps through ragft's training path (`train_adapter`, each in an empty artefact
-cache), after one untimed warm-up step of LoRA. Prints tokens/s, seconds per step and the peak
-resident memory while training for each, and each method's throughput as a ratio to LoRA's. Run on an
-otherwise idle machine: methods run one after the other, LoRA first and again last, so a drift in
-machine load shows as a difference between the two LoRA rows.
+cache), each method in a fresh process after one untimed warm-up step of its own. Prints tokens/s,
+seconds per step and the peak resident memory while training (with the memory when training began)
+for each, and each method's throughput as a ratio to LoRA's. Run on an otherwise idle machine: methods
+run one after the other, LoRA first and again last, so a drift in machine load shows as a difference
+between the two LoRA rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -49,17 +52,24 @@ def empty_cache() -> None:
 
 
 def train(method: str, steps: int, examples: int) -> dict:
+    """One method's timed training, after an untimed one-step warm-up of the same method (first-call
+    allocations), in the calling process."""
     from ragft.adapt.sft import train_adapter
     from ragft.models import load_generator
 
-    empty_cache()
-
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "config", overrides=[f"adaptation={method}", f"training.max_steps={steps}", "training.warmup_steps=0"]
-        )
-    generator = load_generator(cfg.generator, cfg.adaptation.get("quantization"))
-    stats = train_adapter(generator, cfg.adaptation.method, cfg.training, features_for(cfg, generator, examples)).stats
+    OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
+    runs = []
+    for n_steps, n_examples in ((1, 8), (steps, examples)):
+        empty_cache()
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[f"adaptation={method}", f"training.max_steps={n_steps}", "training.warmup_steps=0"],
+            )
+        generator = load_generator(cfg.generator, cfg.adaptation.get("quantization"))
+        features = features_for(cfg, generator, n_examples)
+        runs.append(train_adapter(generator, cfg.adaptation.method, cfg.training, features).stats)
+    stats = runs[-1]
     return {
         "tokens/s": stats["train_tokens_per_s"],
         "s/step": stats["train_s"] / stats["train_steps"],
@@ -69,16 +79,21 @@ def train(method: str, steps: int, examples: int) -> dict:
     }
 
 
+def in_own_process(method: str, steps: int, examples: int) -> dict:
+    """`train` in a fresh process, so that each method's peak memory is its own, not a high-water mark
+    left by the method before it."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(train, method, steps, examples).result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["qlora", "full", "dora", "ia3", "prefix", "ptuning", "prompt"])
     parser.add_argument("--examples", type=int, default=16)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
-    OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
-    train("lora", 1, 8)  # warm-up: first-call allocations and kernel selection
     order = ["lora", *[m for m in args.methods if m != "lora"], "lora"]
-    rows = [(m, train(m, args.steps, args.examples)) for m in order]
+    rows = [(m, in_own_process(m, args.steps, args.examples)) for m in order]
     baseline = (rows[0][1]["tokens/s"] + rows[-1][1]["tokens/s"]) / 2
     print(
         f"{'method':8s} {'tokens/s':>9s} {'s/step':>7s} {'peak (start) RSS MB':>20s} {'trainable':>12s} {'vs LoRA':>8s}"
