@@ -1,11 +1,12 @@
 """Batched greedy generation: prompts sorted by length so a batch carries little padding, each
-batch stopping as soon as all of its rows have finished."""
+batch stopping as soon as all of its rows have finished (models with virtual tokens: one prompt at a time)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -49,9 +50,14 @@ def generate(
     batch_size: int = 8,
     desc: str = "generating",
 ) -> list[Generation]:
-    """Greedy answers to the `encoded` prompts, in their order; latency is the wall time of the example's batch."""
+    """Greedy answers to the `encoded` prompts, in their order; latency is the wall time of the example's
+    batch. A model with virtual tokens (peft prefix, P-tuning v2, prompt tuning) decodes one example at
+    a time through `decode_with_virtual_tokens`."""
     tokenizer, model = generator.tokenizer, generator.model
     check_fits([len(e) for e in encoded], ids, max_new_tokens, generator.max_context)
+    decode = _decode
+    if has_virtual_tokens(model):
+        decode, batch_size = decode_with_virtual_tokens, 1
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     results: list[Generation | None] = [None] * len(encoded)
     eos = stop_token_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)
@@ -62,25 +68,60 @@ def generate(
                 {"input_ids": [encoded[i] for i in rows]}, return_tensors="pt", padding_side="left"
             ).to(generator.device)
             began = time.perf_counter()
-            output = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                eos_token_id=eos,
-                pad_token_id=tokenizer.pad_token_id,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-            )
+            new_tokens = decode(model, batch, max_new_tokens, eos, tokenizer.pad_token_id)
             elapsed = time.perf_counter() - began
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, tokens in zip(rows, new_tokens):
-                kept = _until_eos(tokens.tolist(), eos)
+                kept = _until_eos(tokens, eos)
                 text = tokenizer.decode(kept, skip_special_tokens=True).strip()
                 results[row] = Generation(text, len(encoded[row]), len(kept), elapsed)
             progress.update(len(rows))
     return results  # type: ignore[return-value]
+
+
+def _decode(model: Any, batch: Any, max_new_tokens: int, eos: list[int], pad_token_id: int) -> list[list[int]]:
+    """The new tokens of each row: transformers' greedy `generate` (KV cache, stops when every row ended)."""
+    output = model.generate(
+        **batch,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos,
+        pad_token_id=pad_token_id,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    return output[:, batch["input_ids"].shape[1] :].tolist()
+
+
+def has_virtual_tokens(model: Any) -> bool:
+    """A peft prompt-learning model: prefixes or soft prompts in front of every input."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
+def decode_with_virtual_tokens(
+    model: Any, batch: Any, max_new_tokens: int, eos: list[int], pad_token_id: int
+) -> list[list[int]]:
+    """Greedy decoding of one unpadded prompt for a prompt-learning peft model. The prompt goes through
+    peft's forward pass, which puts the virtual tokens (or per-layer prefixes) in front of it exactly as in
+    training; each next token then runs on the base model against that pass's KV cache. (With peft 0.21
+    and transformers 5, peft's own `generate` answers the same whatever the learned prefixes hold: they
+    do not reach the model.)"""
+    if batch["input_ids"].shape[0] != 1:
+        raise ValueError("decode_with_virtual_tokens decodes one prompt at a time (padding would shift positions).")
+    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=True)
+    base = model.get_base_model()
+    tokens: list[int] = []
+    for _ in range(max_new_tokens):
+        token = output.logits[:, -1].argmax(-1, keepdim=True)
+        tokens.append(int(token))
+        if tokens[-1] in eos:
+            break
+        cache = output.past_key_values
+        mask = torch.ones(1, cache.get_seq_length() + 1, dtype=torch.long, device=token.device)
+        output = base(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True)
+    return [tokens]
 
 
 def stop_token_ids(*ids: int | Sequence[int] | None) -> list[int]:

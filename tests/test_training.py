@@ -106,6 +106,45 @@ def test_saved_training_reloads_to_identical_outputs(smoke_cfg, tmp_path, method
             torch.testing.assert_close(merged(**batch).logits, trained, rtol=1e-4, atol=1e-4)
 
 
+def _with_moved_virtual_tokens(cfg, seed: int):  # noqa: ANN001
+    """The tiny generator with the method's virtual tokens, every trainable weight moved (training's stand-in)."""
+    from hydra.utils import instantiate
+
+    from ragft.adapt.methods import as_method
+
+    generator = load_generator(cfg.generator)
+    model = as_method(instantiate(cfg.adaptation.method, _convert_="all")).prepare(generator.model, None)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter))
+    generator.model = model.eval()
+    return generator
+
+
+@pytest.mark.parametrize("method", ["prefix", "ptuning", "prompt"])
+def test_virtual_tokens_reach_every_generated_token(smoke_cfg, method):
+    from ragft.generation import encode, generate
+
+    cfg = smoke_cfg(f"adaptation={method}")
+    generator = _with_moved_virtual_tokens(cfg, seed=0)
+    encoded = encode(generator, PROMPTS)
+    answers = [g.text for g in generate(generator, encoded, ["a", "b", "c"], max_new_tokens=6)]
+    expected = []  # the slow reference: the whole sequence through peft's forward pass for every new token
+    for prompt in encoded:
+        ids = torch.tensor([prompt])
+        with torch.no_grad():
+            for _ in range(6):
+                logits = generator.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+                ids = torch.cat([ids, logits[:, -1:].argmax(-1)], dim=1)
+        expected.append(generator.tokenizer.decode(ids[0, len(prompt) :], skip_special_tokens=True).strip())
+    assert answers == expected
+    if method != "prompt":  # other prefixes, other answers (the tiny model's soft prompt sways no argmax)
+        other = _with_moved_virtual_tokens(cfg, seed=1)
+        assert [g.text for g in generate(other, encoded, ["a", "b", "c"], max_new_tokens=6)] != answers
+
+
 def test_methods_without_weights_to_merge_into_say_so_before_any_work(smoke_cfg, tmp_path):
     from tests.test_errors import run_expecting
 
