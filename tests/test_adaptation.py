@@ -21,7 +21,14 @@ METHODS = ["none", "full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", 
 
 def test_the_methods_experiment_composes_every_method_with_and_without_retrieval():
     sweep = compose_config("+exp=adaptation_methods", with_hydra=True).hydra.sweeper.params
-    assert sorted(sweep.adaptation.split(",")) == sorted(METHODS) and sweep.context.split(",") == ["zero_shot", "rag"]
+    swept = sweep.adaptation.split(",")
+    assert sorted(swept) == sorted([*METHODS, "base_4bit"]) and sweep.context.split(",") == ["zero_shot", "rag"]
+    assert swept[-2:] == ["base_4bit", "qlora"]  # the two that need 4-bit support: last, so the rest report first
+    base_4bit = compose_config("adaptation=base_4bit").adaptation
+    assert (
+        base_4bit.method is None
+        and base_4bit.quantization == compose_config("adaptation=qlora").adaptation.quantization
+    )
     for method, context in product(METHODS, ["zero_shot", "rag"]):
         cfg = compose_config("+exp=adaptation_methods", f"adaptation={method}", f"context={context}")
         assert cfg.adaptation.name == method and "general_qa" in cfg.evaluate_also
@@ -139,7 +146,7 @@ def test_training_stages_follow_the_config():
     assert [(s.name, s.weight) for s in mixed[0].sources] == [("medical_reports", 1.0), ("clinic_qa", 3.0)]
     sequential = training_stages(compose_config("+exp=sequential", "adaptation=lora"))
     assert [s.name for s in sequential] == ["clinic_qa", "reports", "gastro_reports"]
-    assert [s.test_task.spec.name for s in sequential] == ["clinic_qa", "medical_reports", "medical_reports"]
+    assert [s.test_task.spec.name for s in sequential] == ["clinic_qa", "medical_reports", "gastro_reports"]
     readme = compose_config(  # the README's multi-task command
         "adaptation=lora",
         "+task@train_mix.tasks.medical_reports=medical_reports",

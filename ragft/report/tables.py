@@ -120,7 +120,8 @@ class RunGroup:
 
     @property
     def trains(self) -> bool:
-        return self.run.get("adaptation", "none") != "none"
+        """Whether the run trained the generator (an untrained base, 4-bit or not, trains nothing)."""
+        return bool(self.cost.get("trainable_params"))
 
     @cached_property
     def other_tests(self) -> dict[str, dict[str, Any]]:
@@ -362,9 +363,11 @@ def compute_seconds(group: RunGroup) -> float:
 
 
 def base_group(groups: Sequence[RunGroup]) -> RunGroup | None:
-    """The reference for forgetting: a run of the untrained generator (zero-shot where there is one)."""
+    """The reference for forgetting: a run of the untrained generator as configured (`adaptation=none`,
+    zero-shot, where there is one; not `base_4bit`, which is QLoRA's own reference)."""
     untrained = [g for g in groups if not g.trains]
-    return next((g for g in untrained if g.run.get("context") == "zero_shot"), untrained[0] if untrained else None)
+    ranked = sorted(untrained, key=lambda g: (g.run.get("adaptation") != "none", g.run.get("context") != "zero_shot"))
+    return ranked[0] if ranked else None
 
 
 def other_test_names(groups: Sequence[RunGroup]) -> list[str]:
