@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,12 +43,11 @@ def features_for(cfg, generator, examples: int) -> list:  # noqa: ANN001
     )
 
 
-def empty_cache() -> None:
+def empty_cache(models: Path) -> None:
     """Point ragft at an empty artefact cache, so that the next training really trains (the second LoRA
-    row must not be the first one's cache hit), sharing only the converted GGUF generator."""
+    row must not be the first one's cache hit), sharing only `models` (the converted GGUF generator)."""
     os.environ["RAGFT_CACHE"] = tempfile.mkdtemp(prefix="ragft-bench-")
-    models = os.path.join(os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "~/.cache")), "ragft", "models")
-    if os.path.isdir(models):
+    if models.is_dir():
         os.symlink(models, os.path.join(os.environ["RAGFT_CACHE"], "models"))
 
 
@@ -55,12 +55,14 @@ def train(method: str, steps: int, examples: int) -> dict:
     """One method's timed training, after an untimed one-step warm-up of the same method (first-call
     allocations), in the calling process."""
     from ragft.adapt.sft import train_adapter
+    from ragft.cache import cache_root
     from ragft.models import load_generator
 
     OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
+    models = cache_root() / "models"  # the user's cache, before empty_cache points elsewhere
     runs = []
     for n_steps, n_examples in ((1, 8), (steps, examples)):
-        empty_cache()
+        empty_cache(models)
         with initialize_config_dir(config_dir=CONF, version_base="1.3"):
             cfg = compose(
                 "config",

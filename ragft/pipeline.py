@@ -339,7 +339,7 @@ def _check_training_data(cfg: DictConfig, run_task: Any) -> None:
     for stage in training_stages(cfg):
         parts = {}
         for source in stage.sources:
-            task = run_task if source.spec == cfg.task else task_from_config(source.spec)
+            task = _source_task(cfg, source, run_task)
             parts[source.name] = task.split("train")
             if validation.get("split"):
                 _validation_split(task, validation.split)
@@ -351,10 +351,15 @@ def _check_training_data(cfg: DictConfig, run_task: Any) -> None:
 def _source_data(cfg: DictConfig, source: Source, run_task: Any, run_resources: RunResources) -> tuple[Any, Any]:
     """A training source's task and the resources its contexts draw on (its own corpus: an adapter
     trained on protocol version 1 reads version-1 passages while training)."""
-    if source.spec == cfg.task:
+    task = _source_task(cfg, source, run_task)
+    if task is run_task:
         return run_task, run_resources
-    task = task_from_config(source.spec)
     return task, RunResources(task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
+
+
+def _source_task(cfg: DictConfig, source: Source, run_task: Any) -> Any:
+    """A training source's task data: the run's own, already loaded, or its task config's."""
+    return run_task if source.spec == cfg.task else task_from_config(source.spec)
 
 
 def _validation_split(task: Any, split: str) -> list[Example]:
