@@ -21,12 +21,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ragft.data import task_from_config
-from ragft.generation import encode, generate
-from ragft.models import load_generator
-from ragft.pipeline import prompts_for
-from ragft.prompting import PromptTemplate
-from ragft.resources import RunResources
+from ragft.context.sources import RunResources
+from ragft.context.template import PromptTemplate
+from ragft.data.loading import task_from_config
+from ragft.models.generation import encode, generate
+from ragft.models.loading import load_generator
+from ragft.recipe import prompts_for
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 

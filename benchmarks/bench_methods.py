@@ -30,9 +30,10 @@ CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 def features_for(cfg, generator, examples: int) -> list:  # noqa: ANN001
     from ragft.adapt.sft import build_features
-    from ragft.data import load_task
-    from ragft.pipeline import prompts_for
-    from ragft.prompting import PromptTemplate, ZeroShot
+    from ragft.context.shots import ZeroShot
+    from ragft.context.template import PromptTemplate
+    from ragft.data.loading import load_task
+    from ragft.recipe import prompts_for
 
     train = load_task(cfg.task.name, cfg.task.data, None, {"train": examples}).split("train")
     prompts = prompts_for(
@@ -55,8 +56,8 @@ def train(method: str, steps: int, examples: int) -> dict:
     """One method's timed training, after an untimed one-step warm-up of the same method (first-call
     allocations), in the calling process."""
     from ragft.adapt.sft import train_adapter
-    from ragft.cache import cache_root
-    from ragft.models import load_generator
+    from ragft.models.loading import load_generator
+    from ragft.record.cache import cache_root
 
     OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
     models = cache_root() / "models"  # the user's cache, before empty_cache points elsewhere

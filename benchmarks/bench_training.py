@@ -24,10 +24,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ragft.adapt import sft
-from ragft.data import load_task
-from ragft.models import load_generator
-from ragft.pipeline import prompts_for
-from ragft.prompting import PromptTemplate, ZeroShot
+from ragft.context.shots import ZeroShot
+from ragft.context.template import PromptTemplate
+from ragft.data.loading import load_task
+from ragft.models.loading import load_generator
+from ragft.recipe import prompts_for
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 

@@ -20,9 +20,9 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from ragft.cache import content_key
 from ragft.cli import run_job
 from ragft.errors import ConfigError
+from ragft.record.cache import content_key
 
 log = logging.getLogger("ragft")
 
@@ -31,10 +31,10 @@ RECORD_KEYS = ("task", "embedder", "retriever", "chunking", "retrieval_eval")
 
 def evaluate_retriever(cfg: DictConfig) -> dict[str, Any]:
     """Build the configured retriever over the task's corpus and score its rankings on one split."""
-    from ragft.data import task_from_config
-    from ragft.metrics import score_predictions
-    from ragft.resources import RunResources
-    from ragft.retrieval import RagContext
+    from ragft.context.rag import RagContext
+    from ragft.context.sources import RunResources
+    from ragft.data.loading import task_from_config
+    from ragft.eval.registry import score_predictions
     from ragft.types import Prediction
 
     settings = cfg.retrieval_eval

@@ -11,7 +11,7 @@ from ragft.cli import run_job
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from ragft.pipeline import run_experiment_arm
+    from ragft.recipe import run_experiment_arm
 
     run_job(run_experiment_arm, cfg)
 

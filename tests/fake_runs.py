@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from ragft.cache import content_key
-from ragft.metrics import mean_with_ci
+from ragft.eval.registry import mean_with_ci
+from ragft.record.cache import content_key
 
 XSS = "<script>document.title='XSS'</script><img src=x onerror=\"document.title='XSS'\">"
 

@@ -8,10 +8,10 @@ from itertools import product
 import pytest
 import torch
 
-from ragft import pipeline
+from ragft import recipe as pipeline
 from ragft.adapt.plan import hold_out, instruction_choices, mix, training_stages
 from ragft.errors import ConfigError
-from ragft.pipeline import run_experiment_arm
+from ragft.recipe import run_experiment_arm
 from tests.conftest import compose_config
 from tests.test_end_to_end import ragft, run_dirs
 from tests.test_errors import assert_nothing_written, run_expecting
@@ -197,11 +197,12 @@ def test_hold_out_and_instruction_choices():
 
 
 def test_instruction_mix_trains_on_every_phrasing_of_the_template(smoke_cfg):
-    from ragft.data import task_from_config
-    from ragft.models import load_generator
-    from ragft.pipeline import _features
-    from ragft.prompting import PromptTemplate, ZeroShot
-    from ragft.resources import RunResources
+    from ragft.context.shots import ZeroShot
+    from ragft.context.sources import RunResources
+    from ragft.context.template import PromptTemplate
+    from ragft.data.loading import task_from_config
+    from ragft.models.loading import load_generator
+    from ragft.recipe import _features
 
     cfg = smoke_cfg("training.instruction_mix=true")
     task = task_from_config(cfg.task)

@@ -4,10 +4,10 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from ragft.context.sources import build_retriever
 from ragft.errors import ConfigError
-from ragft.metrics import resolve_metrics
-from ragft.pipeline import arm_label
-from ragft.resources import build_retriever
+from ragft.eval.registry import resolve_metrics
+from ragft.config.identity import arm_label
 from tests.conftest import CONF, compose_config
 
 ARMS = {  # arm: adaptation, context, retriever, the arm's label
@@ -79,7 +79,7 @@ def test_every_retriever_instantiates(retriever):
 @pytest.mark.parametrize(("override", "key"), [("context.builder.p_gold=2", "context.builder.p_gold"),
                                                 ("context.builder.top_k=0", "context.builder.top_k")])  # fmt: skip
 def test_a_bad_context_setting_is_a_config_error_not_a_traceback(override, key, smoke_cfg):
-    from ragft.pipeline import run_experiment_arm
+    from ragft.recipe import run_experiment_arm
 
     with pytest.raises(ConfigError, match=key):
         run_experiment_arm(smoke_cfg("arm=raft", override))
@@ -117,7 +117,7 @@ def test_unknown_group_options_list_the_available_ones(override, group):
 
 
 def test_run_identity_covers_what_changes_results_and_nothing_else():
-    from ragft.pipeline import run_key
+    from ragft.config.identity import run_key
 
     assert run_key(compose_config("arm=zero_shot")) == run_key(compose_config("arm=zero_shot", "training.epochs=9"))
     assert run_key(compose_config("arm=zero_shot")) == run_key(compose_config("arm=zero_shot", "paths.results=/x"))
@@ -128,7 +128,7 @@ def test_run_identity_covers_what_changes_results_and_nothing_else():
 def test_run_identity_follows_data_content_not_its_location(tmp_path):
     import shutil
 
-    from ragft.pipeline import run_key
+    from ragft.config.identity import run_key
     from tests.conftest import ROOT
 
     shutil.copytree(ROOT / "corpora", tmp_path / "corpora")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ragft.data import load_examples, load_task
+from ragft.data.loading import load_examples, load_task
 from ragft.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa"
     reason=f"PubMedQA not found at {PUBMEDQA} (the task reads it from a user-given folder)",
 )
 def test_pubmedqa_runs_from_a_local_folder(smoke_cfg):
-    from ragft.pipeline import run_experiment_arm
+    from ragft.recipe import run_experiment_arm
 
     cfg = smoke_cfg("task=pubmedqa", f"task.dir={PUBMEDQA}", "arm=rag", "task.limits.train=8", "task.limits.test=6")
     run_dir = run_experiment_arm(cfg)

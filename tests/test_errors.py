@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ragft.errors import ConfigError, DataError, RagftError
-from ragft.pipeline import run_experiment_arm
+from ragft.recipe import run_experiment_arm
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = ROOT / "corpora" / "clinic" / "notes.jsonl"

@@ -4,9 +4,9 @@ on v1 while being tested on v2, and the stale v1 index."""
 import json
 
 from ragft.adapt.plan import training_stages
-from ragft.data import task_from_config
-from ragft.pipeline import _source_data
-from ragft.resources import RunResources
+from ragft.context.sources import RunResources
+from ragft.data.loading import task_from_config
+from ragft.recipe import _source_data
 from tests.conftest import compose_config
 from tests.test_end_to_end import run_dirs
 

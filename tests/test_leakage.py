@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from ragft.data.leakage import LeakageError, check_leakage, corpus_test_overlap, ngrams, train_test_overlap
 from ragft.errors import ConfigError
-from ragft.leakage import LeakageError, check_leakage, corpus_test_overlap, ngrams, train_test_overlap
 from ragft.types import Example, Passage, TaskData
 
 SETTINGS = {"ngram": 3, "near_threshold": 0.8, "min_reference_words": 8, "fail": False}
@@ -78,7 +78,7 @@ def test_check_leakage_records_or_fails_as_configured():
 
 
 def test_a_run_with_leakage_fail_stops_before_writing_anything(smoke_cfg, tmp_path):
-    from ragft.pipeline import run_experiment_arm
+    from ragft.recipe import run_experiment_arm
 
     cfg = smoke_cfg("leakage.fail=true", "leakage.near_threshold=0.05")  # the notes share phrasing: all "leak"
     with pytest.raises(LeakageError):

@@ -2,19 +2,9 @@ import numpy as np
 import pytest
 
 from ragft.errors import ConfigError
-from ragft.metrics import (
-    METRICS,
-    accuracy,
-    bleu,
-    chrf,
-    exact_match,
-    field_accuracy,
-    mean_with_ci,
-    recall_at_k,
-    report_sections,
-    score_predictions,
-    token_f1,
-)
+from ragft.eval.ranking import recall_at_k
+from ragft.eval.registry import METRICS, mean_with_ci, score_predictions
+from ragft.eval.text import accuracy, bleu, chrf, exact_match, field_accuracy, report_sections, token_f1
 from ragft.types import Example, Prediction
 
 SECTIONS = {"age": "PATIENT", "sex": "PATIENT", "drug": "TREATMENT", "dose": "TREATMENT", "follow_up": "FOLLOW-UP"}
@@ -147,7 +137,7 @@ def test_unknown_metric_is_a_config_error_listing_the_known_ones():
 
 
 def test_non_finite_scores_are_left_out_and_each_score_keeps_its_metrics_direction(monkeypatch, caplog):
-    from ragft.metrics import Metric
+    from ragft.eval.registry import Metric
 
     scores = iter([{"loss": float("nan")}, {"loss": 2.0}])
     monkeypatch.setitem(METRICS, "toy_loss", Metric("toy_loss", lambda p: next(scores), higher_is_better=False))
@@ -159,14 +149,14 @@ def test_non_finite_scores_are_left_out_and_each_score_keeps_its_metrics_directi
 
 
 def test_a_task_must_select_a_metric():
-    from ragft.metrics import check_metrics
+    from ragft.eval.registry import check_metrics
 
     with pytest.raises(ConfigError, match="task.metrics"):
         check_metrics({}, Example(id="x", input="", reference=""))
 
 
 def test_contains_reference_accepts_the_answer_inside_a_sentence_only_as_whole_words():
-    from ragft.metrics import contains_reference
+    from ragft.eval.text import contains_reference
 
     def score(output: str, reference: str) -> float:
         return contains_reference(pred(output, reference))["contains_reference"]

@@ -4,8 +4,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from ragft.errors import ConfigError
-from ragft.metrics import check_metrics, groundedness, score_predictions
-from ragft.model_metrics import EvaluationModels, _grade
+from ragft.eval.model import EvaluationModels, _grade
+from ragft.eval.registry import check_metrics, score_predictions
+from ragft.eval.text import groundedness
 from ragft.types import Example, Prediction
 from tests.conftest import compose_config
 
@@ -119,8 +120,8 @@ def test_embedding_similarity_needs_an_embedder():
 
 
 def test_the_judge_sees_the_rubric_filled_in_and_its_replies_become_grades(tiny_models, monkeypatch):
-    import ragft.generation
-    from ragft.generation import Generation
+    import ragft.models.generation
+    from ragft.models.generation import Generation
 
     seen = {}
 
@@ -128,7 +129,7 @@ def test_the_judge_sees_the_rubric_filled_in_and_its_replies_become_grades(tiny_
         seen["prompts"] = [generator.tokenizer.decode(e) for e in encoded]
         return [Generation(text, 0, 0, 0.0) for text in ("5", "Grade: 2", "none")]
 
-    monkeypatch.setattr(ragft.generation, "generate", judge_replies)
+    monkeypatch.setattr(ragft.models.generation, "generate", judge_replies)
     predictions = [answer(f"output {i}", reference=f"reference {i}") for i in range(3)]
     rubric = "Q: {input} | R: {reference} | A: {output}"
     score_predictions(predictions, {"llm_judge": {"rubric": rubric}}, models=tiny_models)

@@ -3,8 +3,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from ragft.context.shots import FewShot, RandomShots, SimilarShots, ZeroShot
+from ragft.context.template import PromptTemplate
 from ragft.errors import ConfigError
-from ragft.prompting import FewShot, PromptTemplate, RandomShots, SimilarShots, ZeroShot
 from ragft.types import Context, Example, Passage
 
 TEMPLATE = PromptTemplate(
@@ -61,7 +62,7 @@ def test_render_without_a_chat_template_joins_the_messages():
 def test_render_uses_the_tokenizers_chat_template(smoke_cfg):
     from transformers import AutoTokenizer
 
-    from ragft.models import resolve_source
+    from ragft.models.sources import resolve_source
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_source(smoke_cfg().generator.source, "generator.source"))
     prompt = TEMPLATE.render(example(1), Context(), tokenizer)

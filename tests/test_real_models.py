@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ragft.pipeline import run_experiment_arm
+from ragft.recipe import run_experiment_arm
 from tests.conftest import compose_config
 
 

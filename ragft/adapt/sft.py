@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.adapt.methods import as_method
-from ragft.cache import cached_dir, content_key, dir_bytes
-from ragft.cost import PeakMemory, parameter_counts
 from ragft.errors import ConfigError
-from ragft.models import Generator, compute_dtype
+from ragft.models.loading import Generator, compute_dtype
+from ragft.record.cache import cached_dir, content_key, dir_bytes
+from ragft.record.cost import PeakMemory, parameter_counts
 
 log = logging.getLogger(__name__)
 IGNORE = -100

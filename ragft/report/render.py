@@ -19,8 +19,8 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from ragft.metrics import primary_metric as task_primary_metric
-from ragft.record import write_table
+from ragft.eval.registry import primary_metric as task_primary_metric
+from ragft.record.run import write_table
 from ragft.report import notes
 from ragft.report.plots import metrics_plot, quality_cost_plot
 from ragft.report.tables import (

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ragft.cache import content_key
-from ragft.leakage import describe_pairs
-from ragft.metrics import mean_with_ci
-from ragft.record import finished_runs, read_run
-from ragft.stats import paired_difference
+from ragft.data.leakage import describe_pairs
+from ragft.eval.registry import mean_with_ci
+from ragft.eval.stats import paired_difference
+from ragft.record.cache import content_key
+from ragft.record.run import finished_runs, read_run
 
 ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
 SIGNIFICANCE = 0.05

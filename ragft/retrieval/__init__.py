@@ -1,9 +1,8 @@
-"""Retrieval: embeddings, retrievers (dense FAISS, BM25, hybrid, reranked), chunking, retriever
-fine-tuning, and the context builders that put passages in prompts."""
+"""Retrieval: embeddings, retrievers (dense FAISS, BM25, hybrid, reranked), chunking and retriever
+fine-tuning."""
 
 from ragft.retrieval.base import Retriever, document_ranking, reciprocal_rank_fusion
 from ragft.retrieval.bm25 import BM25Retriever
-from ragft.retrieval.context import RaftContext, RagContext
 from ragft.retrieval.dense import DenseRetriever
 from ragft.retrieval.embeddings import embed_texts
 from ragft.retrieval.hybrid import HybridRetriever
@@ -13,8 +12,6 @@ __all__ = [
     "BM25Retriever",
     "DenseRetriever",
     "HybridRetriever",
-    "RaftContext",
-    "RagContext",
     "RerankedRetriever",
     "Retriever",
     "document_ranking",

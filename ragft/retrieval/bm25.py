@@ -8,7 +8,7 @@ from typing import Any
 
 import bm25s
 
-from ragft.cache import cached_dir, content_key, dir_bytes
+from ragft.record.cache import cached_dir, content_key, dir_bytes
 from ragft.retrieval.base import require_corpus
 from ragft.types import Passage
 

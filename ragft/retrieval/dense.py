@@ -12,8 +12,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ragft.cache import cached_dir, content_key, dir_bytes
 from ragft.errors import ConfigError
+from ragft.record.cache import cached_dir, content_key, dir_bytes
 from ragft.retrieval.base import require_corpus
 from ragft.retrieval.embeddings import embed_texts
 from ragft.types import Passage

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ragft.cache import cached_dir, content_key
+from ragft.record.cache import cached_dir, content_key
 
 STREAM_ABOVE = 4096  # texts: above this, embed in chunks into a memory-mapped file with a progress bar
 STREAM_CHUNK = 1024

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ragft.cache import cached_dir, content_key
 from ragft.errors import ConfigError
+from ragft.record.cache import cached_dir, content_key
 from ragft.types import Example, Passage
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def _cached_finetune(
 ) -> tuple[str, dict[str, Any]]:
     """What both fine-tunings share: check the settings, build the training pairs, and train into the
     artefact cache (keyed by base model, data, settings, device and dtype) unless a copy is there."""
-    from ragft.models import best_device, compute_dtype
+    from ragft.models.loading import best_device, compute_dtype
 
     if not isinstance(settings, Mapping) or set(settings) - set(defaults):
         raise ConfigError(config_key, f"expects a mapping with keys from {sorted(defaults)}, got {settings!r}.")
@@ -105,7 +105,7 @@ def training_arguments(arguments_class: Any, params: Mapping[str, Any], out: Pat
     """The sentence-transformers trainer arguments both fine-tunings share (bf16 where the device has it)."""
     import torch
 
-    from ragft.models import compute_dtype
+    from ragft.models.loading import compute_dtype
 
     return arguments_class(
         output_dir=str(out / "trainer"),
@@ -135,7 +135,7 @@ def _train(
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from ragft.models import best_device
+    from ragft.models.loading import best_device
 
     started = time.perf_counter()
     device = best_device()
@@ -191,7 +191,7 @@ def _train_reranker(
     from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from ragft.models import best_device
+    from ragft.models.loading import best_device
 
     started = time.perf_counter()
     device = best_device()

@@ -33,7 +33,8 @@ class RerankedRetriever:
         self.stats: dict[str, float] = {}
 
     def build(self, passages: Sequence[Passage], resources: Any) -> None:
-        from ragft.models import load_cross_encoder, resolve_source
+        from ragft.models.loading import load_cross_encoder
+        from ragft.models.sources import resolve_source
 
         self.first_stage.build(passages, resources)
         settings, train_stats = dict(self.reranker_cfg), {}

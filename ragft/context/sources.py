@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.errors import build
-from ragft.models import load_embedder
+from ragft.models.loading import load_embedder
 from ragft.retrieval import embed_texts
 from ragft.types import Example, Passage, TaskData
 

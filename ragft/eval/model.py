@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ragft.errors import ConfigError
-from ragft.metrics import register_metric
+from ragft.eval.registry import register_metric
 from ragft.types import Prediction
 
 JUDGE_SYSTEM = "You are a strict grader of answers."
@@ -35,14 +35,14 @@ class EvaluationModels:
 
     @cached_property
     def embedder(self) -> Any:
-        from ragft.models import load_embedder
+        from ragft.models.loading import load_embedder
 
         why = "embedding_similarity needs an embedder."
         return load_embedder(self._model_config("embedder", why, "embedder@evaluation.embedder=minilm"))
 
     @cached_property
     def judge(self) -> Any:
-        from ragft.models import load_generator
+        from ragft.models.loading import load_generator
 
         why = "llm_judge needs a judge model, and none is configured (it is off by default)."
         return load_generator(self._model_config("judge", why, "generator@evaluation.judge=smollm2"))
@@ -81,8 +81,8 @@ def llm_judge(
     greedy reply; `llm_judge_parsed` records whether there was one, and unparsed replies get no grade
     (so `llm_judge`'s n can be smaller than the test set).
     """
-    from ragft.generation import encode, generate
-    from ragft.prompting import chat_prompt
+    from ragft.context.template import chat_prompt
+    from ragft.models.generation import encode, generate
 
     _check_rubric(rubric)
     judge = models.judge

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from ragft.data.text import normalize_answer
 from ragft.errors import ConfigError, RagftError
-from ragft.metrics import normalize_answer
 from ragft.types import TaskData
 
 MAX_LISTED = 10

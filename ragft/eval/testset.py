@@ -14,11 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ragft.data import task_from_config
-from ragft.generation import encode, generate
-from ragft.metrics import check_metrics, primary_metric, score_predictions
-from ragft.models import Generator
-from ragft.prompting import PromptTemplate
+from ragft.context.template import PromptTemplate
+from ragft.data.loading import task_from_config
+from ragft.eval.registry import check_metrics, primary_metric, score_predictions
+from ragft.models.generation import encode, generate
+from ragft.models.loading import Generator
 from ragft.retrieval.base import document_ranking
 from ragft.types import Context, Example, Prediction
 

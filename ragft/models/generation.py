@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ragft.errors import ConfigError
-from ragft.models import Generator
+from ragft.models.loading import Generator
 
 
 @dataclass

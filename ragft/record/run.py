@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
-from ragft.cache import publish, staging_dir
+from ragft.record.cache import publish, staging_dir
 from ragft.types import Prediction
 
 RUN_FILES = ("run.json", "config.yaml", "metrics.json", "cost.json", "predictions.jsonl")

@@ -7,13 +7,9 @@ decides what a prompt carries, the adaptation decides whether the generator is t
 from __future__ import annotations
 
 import logging
-import platform
-import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -23,65 +19,24 @@ from omegaconf import DictConfig, OmegaConf
 from ragft.adapt.methods import check_adaptation, require_4bit_support
 from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix, training_stages
 from ragft.adapt.sft import build_features, load_adapted, train_adapter
-from ragft.cache import content_key, file_digest
-from ragft.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
-from ragft.data import task_from_config
+from ragft.config.identity import arm_label, run_key
+from ragft.context.shots import ContextBuilder
+from ragft.context.sources import RunResources
+from ragft.context.template import PromptTemplate
+from ragft.data.leakage import check_leakage
+from ragft.data.loading import task_from_config
 from ragft.errors import ConfigError, build
-from ragft.evaluate import TestSet, answer, task_score
-from ragft.generation import check_fits, encode
-from ragft.leakage import check_leakage
-from ragft.metrics import check_metrics, primary_metric, score_predictions
-from ragft.model_metrics import EvaluationModels
-from ragft.models import Generator, best_device, load_generator
-from ragft.prompting import ContextBuilder, PromptTemplate
-from ragft.record import RunWriter, is_finished, write_table
-from ragft.resources import RunResources
+from ragft.eval.model import EvaluationModels
+from ragft.eval.registry import check_metrics, primary_metric, score_predictions
+from ragft.eval.testset import TestSet, answer, task_score
+from ragft.models.generation import check_fits, encode
+from ragft.models.loading import Generator, best_device, load_generator
+from ragft.record.cost import PeakMemory, StageTimer, generation_cost, parameter_counts
+from ragft.record.provenance import run_info
+from ragft.record.run import RunWriter, is_finished, write_table
 from ragft.types import Context, Example, Prediction
 
 log = logging.getLogger(__name__)
-
-# Config sections that change where results go or how they are shown, not what they are.
-NOT_IN_RUN_KEY = ("paths", "exp_name", "arm", "run_label", "leakage", "retrieval_eval")
-
-
-def arm_label(adaptation: str, context: str, retriever: str = "") -> str:
-    """zero_shot, few_shot, rag, lora, lora_rag, lora_few_shot, ... from the two axes, prefixed by the
-    retriever's label where the context retrieves with a non-default retriever (bm25_rag,
-    ft_retriever_lora_rag)."""
-    if adaptation == "none":
-        label = context
-    elif context == "zero_shot":
-        label = adaptation
-    else:
-        label = f"{adaptation}_{context}"
-    return f"{retriever}_{label}" if retriever else label
-
-
-def run_key(cfg: DictConfig) -> str:
-    """Hash of everything that can change a run's results: the resolved config with data files named by
-    their content (not their path), training settings only where the arm trains, no output locations."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for node in _task_nodes(container):
-        node["data"]["path"] = _content_of(node["data"]["path"])
-        if node.get("corpus"):
-            node["corpus"]["path"] = _content_of(node["corpus"]["path"])
-    unused = ("training", "train_task", "train_mix", "sequence") if cfg.adaptation.method is None else ()
-    if "training" in container:
-        container["training"].pop("logging_steps", None)
-    return content_key({k: v for k, v in container.items() if k not in NOT_IN_RUN_KEY + unused})
-
-
-def _task_nodes(container: dict) -> list[dict]:
-    """Every task config in a resolved config: the run's, `train_task`, and those of `train_mix`,
-    `sequence` and `evaluate_also`."""
-    nodes = [container.get("task"), container.get("train_task")]
-    nodes += list(((container.get("train_mix") or {}).get("tasks") or {}).values())
-    nodes += list((container.get("sequence") or {}).values()) + list((container.get("evaluate_also") or {}).values())
-    return [n for n in nodes if isinstance(n, dict) and isinstance(n.get("data"), dict)]
-
-
-def _content_of(path: str) -> str:
-    return f"sha256:{file_digest(path)}" if Path(path).is_file() else str(path)
 
 
 def prompts_for(
@@ -126,7 +81,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
             cost.update(memory.record(), stage_s=timer.seconds)
             if "train_peak_cuda_mb" in cost and not cost.get("adapter_reused"):  # training reset the CUDA peak
                 cost["peak_cuda_mb"] = max(cost.get("peak_cuda_mb", 0.0), cost["train_peak_cuda_mb"])
-            writer.write_json("run.json", _run_info(cfg, arm, run_dir.name, started))
+            writer.write_json("run.json", run_info(cfg, arm, run_dir.name, started))
             writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             writer.write_json("metrics.json", metrics)
             writer.write_json("cost.json", cost)
@@ -405,47 +360,3 @@ def _log_to(path: Path) -> Iterator[None]:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
-
-
-def _run_info(cfg: DictConfig, arm: str, run_id: str, started: datetime) -> dict[str, Any]:
-    return {
-        "exp": cfg.exp_name,
-        "arm": arm,
-        "run_id": run_id,
-        "task": cfg.task.name,
-        "generator": cfg.generator.name,
-        "adaptation": cfg.adaptation.name,
-        "context": cfg.context.name,
-        "retriever": cfg.retriever.name,
-        "embedder": cfg.embedder.name,
-        "seed": cfg.seed,
-        "status": "finished",
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": time.time() - started.timestamp(),
-        "git_sha": _git_sha(),
-        "python": platform.python_version(),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu")},
-    }
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"

@@ -1,0 +1,1 @@
+"""Models: where they come from (packaged, local, tiny test models), loading them, and generating answers."""

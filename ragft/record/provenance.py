@@ -1,0 +1,58 @@
+"""Where and with what a run ran: timestamps, git commit, Python, device and library versions."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+
+def run_info(cfg: DictConfig, arm: str, run_id: str, started: datetime) -> dict[str, Any]:
+    return {
+        "exp": cfg.exp_name,
+        "arm": arm,
+        "run_id": run_id,
+        "task": cfg.task.name,
+        "generator": cfg.generator.name,
+        "adaptation": cfg.adaptation.name,
+        "context": cfg.context.name,
+        "retriever": cfg.retriever.name,
+        "embedder": cfg.embedder.name,
+        "seed": cfg.seed,
+        "status": "finished",
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": time.time() - started.timestamp(),
+        "git_sha": _git_sha(),
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu")},
+    }
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
