@@ -11,7 +11,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from ragft.adapt.methods import as_method
 from ragft.errors import ConfigError
 from ragft.models.loading import Generator, compute_dtype
 from ragft.record.cache import cached_dir, content_key, dir_bytes
-from ragft.record.cost import PeakMemory, parameter_counts
+from ragft.record.cost import MemoryCost, PeakMemory, TrainingCost, parameter_counts
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -31,8 +31,10 @@ IGNORE = -100
 
 @dataclass
 class TrainingRecord:
+    """Where a training's saved weights are, and what it cost."""
+
     adapter_dir: Path
-    stats: dict[str, Any]
+    cost: TrainingCost
 
 
 def build_features(
@@ -185,9 +187,6 @@ def train_adapter(
     The generator's model is modified in place (adapters injected, or weights trained): load the
     result with `load_adapted` onto a freshly loaded base.
     """
-    from hydra.utils import instantiate
-
-    patience = training.validation.get("early_stopping_patience") if validation else None
     key = content_key(
         "adapter",
         generator.path,
@@ -199,60 +198,76 @@ def train_adapter(
         validation or [],
         start_from.name if start_from else None,
     )
-
-    def train(out: Path) -> None:
-        torch.manual_seed(training.seed)
-        adaptation = as_method(instantiate(method, _convert_="all"))
-        model = adaptation.prepare(generator.model, start_from)
-        counts = parameter_counts(model)
-        callbacks = [_early_stopping(patience)] if patience else []
-        with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
-            trainer = _trainer_class()(
-                model=model,
-                args=training_arguments(training, scratch, generator.device, validates=bool(validation)),
-                train_dataset=_dataset(features),
-                eval_dataset=_dataset(validation) if validation else None,
-                data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
-                callbacks=callbacks,
-            )
-            start = time.perf_counter()
-            result = trainer.train()
-            train_s = time.perf_counter() - start
-        adaptation.save(trainer.model, out)
-        tokens = trainer.state.num_input_tokens_seen  # non-padding tokens actually trained on
-        history = trainer.state.log_history
-        eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
-        stats = {
-            **counts,
-            "stored": adaptation.stored,
-            "train_s": train_s,
-            "train_tokens": int(tokens),
-            "train_tokens_per_s": tokens / train_s,
-            "train_examples": len(features),
-            "train_steps": result.global_step,
-            "train_loss": result.training_loss,
-            "loss_history": [h["loss"] for h in history if "loss" in h],
-            **{f"train_{k}": v for k, v in memory.record().items()},  # peak, and resident memory at its start
-        }
-        if validation:
-            planned = trainer.state.max_steps
-            stats.update(
-                validation_examples=len(validation),
-                eval_loss_history=eval_losses,
-                best_eval_loss=min(eval_losses) if eval_losses else None,
-                stopped_early=bool(patience) and result.global_step < planned,
-            )
-        (out / "train_stats.json").write_text(json.dumps(stats, indent=2))
-
-    saved_dir, trained_now = cached_dir("adapters", key, train)
-    stats = json.loads((saved_dir / "train_stats.json").read_text())
-    stats.update(
-        {
-            "adapter_bytes": dir_bytes(saved_dir) - (saved_dir / "train_stats.json").stat().st_size,
-            "adapter_reused": not trained_now,
-        }
+    saved_dir, trained_now = cached_dir(
+        "adapters", key, lambda out: _train(generator, method, training, features, validation, start_from, out)
     )
-    return TrainingRecord(adapter_dir=saved_dir, stats=stats)
+    stats_file = saved_dir / "train_stats.json"
+    cost = TrainingCost.from_dict(json.loads(stats_file.read_text()))
+    cost.adapter_bytes = dir_bytes(saved_dir) - stats_file.stat().st_size
+    cost.adapter_reused = not trained_now
+    return TrainingRecord(adapter_dir=saved_dir, cost=cost)
+
+
+def _train(
+    generator: Generator,
+    method: DictConfig,
+    training: DictConfig,
+    features: list[dict[str, list[int]]],
+    validation: list[dict[str, list[int]]] | None,
+    start_from: Path | None,
+    out: Path,
+) -> None:
+    """One training run with the HF Trainer; the trained weights and their cost are saved in `out`."""
+    from hydra.utils import instantiate
+
+    torch.manual_seed(training.seed)
+    patience = training.validation.get("early_stopping_patience") if validation else None
+    adaptation = as_method(instantiate(method, _convert_="all"))
+    model = adaptation.prepare(generator.model, start_from)
+    counts = parameter_counts(model)
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+        trainer = _trainer_class()(
+            model=model,
+            args=training_arguments(training, scratch, generator.device, validates=bool(validation)),
+            train_dataset=_dataset(features),
+            eval_dataset=_dataset(validation) if validation else None,
+            data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
+            callbacks=[_early_stopping(patience)] if patience else [],
+        )
+        start = time.perf_counter()
+        result = trainer.train()
+        train_s = time.perf_counter() - start
+    adaptation.save(trainer.model, out)
+    cost = _training_cost(trainer, result, train_s, len(features), memory.record(), adaptation.stored, counts)
+    if validation:
+        _add_validation(cost, trainer, result, len(validation), stopped_early_possible=bool(patience))
+    (out / "train_stats.json").write_text(json.dumps(asdict(cost), indent=2))
+
+
+def _training_cost(
+    trainer: Any, result: Any, train_s: float, examples: int, memory: MemoryCost, stored: str, counts: dict[str, int]
+) -> TrainingCost:
+    tokens = int(trainer.state.num_input_tokens_seen)  # non-padding tokens actually trained on
+    return TrainingCost(
+        **counts,
+        stored=stored,
+        train_s=train_s,
+        train_tokens=tokens,
+        train_tokens_per_s=tokens / train_s,
+        train_examples=examples,
+        train_steps=result.global_step,
+        train_loss=result.training_loss,
+        loss_history=[h["loss"] for h in trainer.state.log_history if "loss" in h],
+        memory=memory,  # peak, and resident memory at its start
+    )
+
+
+def _add_validation(cost: TrainingCost, trainer: Any, result: Any, examples: int, stopped_early_possible: bool) -> None:
+    eval_losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    cost.validation_examples = examples
+    cost.eval_loss_history = eval_losses
+    cost.best_eval_loss = min(eval_losses) if eval_losses else None
+    cost.stopped_early = stopped_early_possible and result.global_step < trainer.state.max_steps
 
 
 def _early_stopping(patience: int) -> Any:

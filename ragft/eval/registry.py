@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 
 from ragft.errors import ConfigError
+from ragft.record.run import Scores, Summary
 from ragft.types import Example, Prediction
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def score_predictions(
     selection: Mapping[str, Mapping[str, Any] | None],
     seed: int = 0,
     models: Any = None,
-) -> dict[str, dict[str, float]]:
+) -> Scores:
     """Score every prediction in place and return each score's mean, bootstrap 95% CI, n and direction
     and group (those of the metric that produced it). A score that is not a finite number is left out, with a
     warning: the example then counts as not scored by it."""
@@ -122,11 +123,11 @@ def score_predictions(
             prediction.scores.update(finite)
             producer.update(dict.fromkeys(finite, metric))
     return {
-        name: {
+        name: Summary(
             **mean_with_ci([p.scores[name] for p in predictions if name in p.scores], seed),
-            "higher_is_better": metric.higher_is_better,
-            "group": metric.group,
-        }
+            higher_is_better=metric.higher_is_better,
+            group=metric.group,
+        )
         for name, metric in producer.items()
     }
 

@@ -19,6 +19,7 @@ from ragft.data.loading import task_from_config
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
 from ragft.models.generation import encode, generate
 from ragft.models.loading import Generator
+from ragft.record.run import Scores, TaskScore
 from ragft.retrieval.base import document_ranking
 from ragft.types import Context, Example, Prediction
 
@@ -53,11 +54,11 @@ def answer(
     ]
 
 
-def task_score(task: str, metric: str, scores: dict[str, Any], predictions: Sequence[Prediction]) -> dict[str, Any]:
+def task_score(task: str, metric: str, scores: Scores, predictions: Sequence[Prediction]) -> TaskScore:
     """How a run records a task's score as a stage or another test set: its primary `metric`'s summary
     (mean, interval, n) and each example's score (id -> score, for paired comparisons later)."""
     per_example = {p.example.id: p.scores[metric] for p in predictions if metric in p.scores}
-    return {"task": task, "metric": metric, **scores[metric], "per_example": per_example}
+    return TaskScore(task, metric, scores[metric], per_example)
 
 
 @dataclass
@@ -80,7 +81,7 @@ class TestSet:
         check_metrics({metric: spec.metrics[metric]}, examples[0])
         return cls(name, spec, examples, PromptTemplate.from_config(spec.template), metric)
 
-    def score(self, generator: Generator, batch_size: int, seed: int, models: Any = None) -> dict[str, Any]:
+    def score(self, generator: Generator, batch_size: int, seed: int, models: Any = None) -> TaskScore:
         contexts = [Context()] * len(self.examples)
         prompts = [self.template.render(e, c, generator.tokenizer) for e, c in zip(self.examples, contexts)]
         predictions = answer(

@@ -1,4 +1,5 @@
-"""Measured cost of a run: wall time per stage, peak memory, parameters, tokens and latency."""
+"""Measured cost of a run, typed: parameters, training, retrieval, generation, memory and stage times,
+and the instruments that measure them (peak memory, stage timer, parameter counts)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -13,12 +15,202 @@ import psutil
 import torch
 
 
-class PeakMemory:
-    """Samples this process's resident memory in a background thread; records the peak (and CUDA's).
+@dataclass
+class MemoryCost:
+    """Peak resident memory of a stretch of work, and what was resident when it began (in a sweep the
+    jobs share one process, so a later job's peak includes what earlier jobs left allocated)."""
 
-    The resident memory at the start is recorded too: in a sweep, the jobs share one process, so a
-    later job's peak includes what earlier jobs left allocated.
-    """
+    peak_rss_mb: float = 0.0
+    rss_at_start_mb: float = 0.0
+    peak_cuda_mb: float | None = None
+
+
+@dataclass
+class TrainingCost:
+    """What training the generator cost; summed over stages where a run trains several."""
+
+    total_params: int = 0
+    trainable_params: int = 0
+    stored: str = ""  # what a deployment stores per task ("adapter", "full model", ...)
+    adapter_bytes: int = 0
+    adapter_reused: bool = False
+    train_s: float = 0.0
+    train_tokens: int = 0
+    train_tokens_per_s: float = 0.0
+    train_examples: int = 0
+    train_steps: int = 0
+    train_loss: float | None = None
+    train_stages: int = 1
+    memory: MemoryCost = field(default_factory=MemoryCost)
+    loss_history: list[float] = field(default_factory=list)
+    validation_examples: int | None = None
+    eval_loss_history: list[float] | None = None
+    best_eval_loss: float | None = None
+    stopped_early: bool | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingCost:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and k != "memory"}
+        return cls(**values, memory=MemoryCost(**data.get("memory", {})))
+
+    @classmethod
+    def summed(cls, stages: Sequence[TrainingCost]) -> TrainingCost:
+        """The last stage's record with time, tokens, examples and steps summed over every stage, peak
+        memory the highest of any stage, and `adapter_reused` only where every stage was reused."""
+        last = stages[-1]
+        if len(stages) == 1:
+            return last
+        train_s = sum(s.train_s for s in stages)
+        tokens = sum(s.train_tokens for s in stages)
+        peaks = [s.memory for s in stages]
+        cuda = [m.peak_cuda_mb for m in peaks if m.peak_cuda_mb is not None]
+        return TrainingCost(
+            **{
+                **asdict(last),
+                "train_s": train_s,
+                "train_tokens": tokens,
+                "train_tokens_per_s": tokens / train_s if train_s else 0.0,
+                "train_examples": sum(s.train_examples for s in stages),
+                "train_steps": sum(s.train_steps for s in stages),
+                "train_stages": len(stages),
+                "adapter_reused": all(s.adapter_reused for s in stages),
+                "memory": MemoryCost(
+                    peak_rss_mb=max(m.peak_rss_mb for m in peaks),
+                    rss_at_start_mb=last.memory.rss_at_start_mb,
+                    peak_cuda_mb=max(cuda) if cuda else None,
+                ),
+            }
+        )
+
+
+@dataclass
+class RetrievalCost:
+    """What the retriever cost to set up: fine-tuning its models, embedding and indexing the corpus."""
+
+    corpus_passages: int = 0
+    embed_corpus_s: float = 0.0
+    index_build_s: float = 0.0
+    index_bytes: int = 0
+    index_reused: bool = False
+    retriever_train_s: float | None = None
+    retriever_train_examples: int | None = None
+    retriever_train_pairs: int | None = None
+    retriever_train_loss: float | None = None
+    retriever_reused: bool | None = None
+    reranked_pairs: int | None = None  # query-passage pairs the cross-encoder scored
+
+    @classmethod
+    def combined(cls, parts: Sequence[RetrievalCost]) -> RetrievalCost:
+        """Several retrievers over one corpus (hybrid, reranked): times and sizes add up."""
+
+        def total(name: str) -> Any:
+            values = [getattr(p, name) for p in parts if getattr(p, name) is not None]
+            return sum(values) if values else None
+
+        return cls(
+            corpus_passages=max((p.corpus_passages for p in parts), default=0),
+            embed_corpus_s=total("embed_corpus_s") or 0.0,
+            index_build_s=total("index_build_s") or 0.0,
+            index_bytes=total("index_bytes") or 0,
+            index_reused=all(p.index_reused for p in parts),
+            retriever_train_s=total("retriever_train_s"),
+            retriever_train_examples=total("retriever_train_examples"),
+            retriever_train_pairs=total("retriever_train_pairs"),
+            retriever_train_loss=next((p.retriever_train_loss for p in parts if p.retriever_train_loss), None),
+            retriever_reused=None if total("retriever_train_s") is None else all(p.retriever_reused for p in parts),
+            reranked_pairs=total("reranked_pairs"),
+        )
+
+
+@dataclass
+class GenerationCost:
+    """Answering the test set: prompt length per example, throughput at the configured batch size, and
+    per-example latency (the wall time of the example's batch)."""
+
+    batch_size: int = 0
+    prompt_tokens_mean: float = 0.0
+    prompt_tokens_max: int = 0
+    output_tokens_mean: float = 0.0
+    generate_s: float = 0.0
+    generation_tokens_per_s: float = 0.0
+    latency_p50_s: float = 0.0
+    latency_p95_s: float = 0.0
+
+    @classmethod
+    def measured(
+        cls,
+        batch_size: int,
+        prompt_tokens: Sequence[int],
+        output_tokens: Sequence[int],
+        latencies: Sequence[float],
+        generate_s: float,
+    ) -> GenerationCost:
+        return cls(
+            batch_size=batch_size,
+            prompt_tokens_mean=float(np.mean(prompt_tokens)),
+            prompt_tokens_max=int(np.max(prompt_tokens)),
+            output_tokens_mean=float(np.mean(output_tokens)),
+            generate_s=generate_s,
+            generation_tokens_per_s=float(np.sum(output_tokens) / generate_s) if generate_s else 0.0,
+            latency_p50_s=float(np.percentile(latencies, 50)),
+            latency_p95_s=float(np.percentile(latencies, 95)),
+        )
+
+
+@dataclass
+class Cost:
+    """Everything a run's cost record holds, measured in the run (reused artefacts say so)."""
+
+    base_total_params: int = 0
+    training: TrainingCost | None = None  # None: the arm trains nothing
+    retrieval: RetrievalCost | None = None  # None: the arm retrieves nothing
+    generation: GenerationCost = field(default_factory=GenerationCost)
+    memory: MemoryCost = field(default_factory=MemoryCost)
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def trainable_params(self) -> int:
+        return self.training.trainable_params if self.training else 0
+
+    @property
+    def peak_cuda_mb(self) -> float | None:
+        """The run's CUDA peak; training resets the counter, so its own peak counts unless it was reused."""
+        peaks = [self.memory.peak_cuda_mb]
+        if self.training and not self.training.adapter_reused:
+            peaks.append(self.training.memory.peak_cuda_mb)
+        measured = [p for p in peaks if p is not None]
+        return max(measured) if measured else None
+
+    def flat(self) -> dict[str, Any]:
+        """One flat mapping of every scalar figure (the experiment table's `cost_*` columns)."""
+        row: dict[str, Any] = {"base_total_params": self.base_total_params, "trainable_params": self.trainable_params}
+        row.update({f"generation_{k}" if k == "batch_size" else k: v for k, v in asdict(self.generation).items()})
+        row.update(asdict(self.memory), peak_cuda_mb=self.peak_cuda_mb)
+        if self.training:
+            row.update({k: v for k, v in asdict(self.training).items() if not isinstance(v, (list, dict))})
+            row.update({f"train_{k}": v for k, v in asdict(self.training.memory).items()})
+        else:
+            row.update(adapter_bytes=0, train_s=0.0)
+        if self.retrieval:
+            row.update(asdict(self.retrieval))
+        row.update({f"stage_{k}_s": v for k, v in self.stage_s.items()})
+        return {k: v for k, v in row.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cost:
+        return cls(
+            base_total_params=data.get("base_total_params", 0),
+            training=TrainingCost.from_dict(data["training"]) if data.get("training") else None,
+            retrieval=RetrievalCost(**data["retrieval"]) if data.get("retrieval") else None,
+            generation=GenerationCost(**data.get("generation", {})),
+            memory=MemoryCost(**data.get("memory", {})),
+            stage_s=dict(data.get("stage_s", {})),
+        )
+
+
+class PeakMemory:
+    """Samples this process's resident memory in a background thread; records the peak (and CUDA's)."""
 
     def __init__(self, interval_s: float = 0.1) -> None:
         self.interval_s = interval_s
@@ -43,11 +235,9 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
 
-    def record(self) -> dict[str, float]:
-        out = {"peak_rss_mb": self.peak_rss / 2**20, "rss_at_start_mb": self.start_rss / 2**20}
-        if torch.cuda.is_available():
-            out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        return out
+    def record(self) -> MemoryCost:
+        cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        return MemoryCost(peak_rss_mb=self.peak_rss / 2**20, rss_at_start_mb=self.start_rss / 2**20, peak_cuda_mb=cuda)
 
 
 class StageTimer:
@@ -55,14 +245,14 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.current: str | None = None  # the stage running now (where a failure happened)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        start, outer, self.current = time.perf_counter(), self.current, name
+        yield
+        self.current = outer  # left as it is when the stage raises, so the failure names it
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def parameter_counts(model: Any) -> dict[str, int]:
@@ -75,18 +265,3 @@ def parameter_counts(model: Any) -> dict[str, int]:
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total_params": int(total), "trainable_params": int(trainable)}
-
-
-def generation_cost(
-    prompt_tokens: Sequence[int], output_tokens: Sequence[int], latencies: Sequence[float], generate_s: float
-) -> dict[str, float]:
-    """Prompt length per example, generation throughput and per-example latency percentiles."""
-    return {
-        "prompt_tokens_mean": float(np.mean(prompt_tokens)),
-        "prompt_tokens_max": int(np.max(prompt_tokens)),
-        "output_tokens_mean": float(np.mean(output_tokens)),
-        "generate_s": generate_s,
-        "generation_tokens_per_s": float(np.sum(output_tokens) / generate_s) if generate_s else 0.0,
-        "latency_p50_s": float(np.percentile(latencies, 50)),
-        "latency_p95_s": float(np.percentile(latencies, 95)),
-    }

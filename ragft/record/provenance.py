@@ -11,22 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 
-def run_info(cfg: DictConfig, arm: str, run_id: str, started: datetime) -> dict[str, Any]:
+def started_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def finished_at(started: datetime) -> dict[str, Any]:
+    """When the run started and finished, and what it ran with."""
     return {
-        "exp": cfg.exp_name,
-        "arm": arm,
-        "run_id": run_id,
-        "task": cfg.task.name,
-        "generator": cfg.generator.name,
-        "adaptation": cfg.adaptation.name,
-        "context": cfg.context.name,
-        "retriever": cfg.retriever.name,
-        "embedder": cfg.embedder.name,
-        "seed": cfg.seed,
-        "status": "finished",
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": time.time() - started.timestamp(),

@@ -1,48 +1,179 @@
-"""Run records: one folder per run, written atomically, and the experiment table gathered from them."""
+"""The run record: what one run was, what it scored and what it cost, typed, with a schema version.
+
+This module alone writes and reads a run's folder: `record.json` (the `RunRecord`), `predictions.jsonl`
+(one row per test example), `config.yaml` (the resolved config, for a person re-running it) and
+`run.log`. A folder is written in a hidden staging folder and moved into place in one rename, so a
+reader sees a whole record or none. A run that failed is recorded too (status `failed`, the stage and
+the error) and is run again by the next identical job.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-from filelock import FileLock
+from typing import Any, Literal
 
 from ragft.record.cache import publish, staging_dir
+from ragft.record.cost import Cost
 from ragft.types import Prediction
 
-RUN_FILES = ("run.json", "config.yaml", "metrics.json", "cost.json", "predictions.jsonl")
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+RECORD_FILE = "record.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+Status = Literal["finished", "failed"]
 
 
-def is_finished(run_dir: Path) -> bool:
-    return all((run_dir / name).is_file() for name in RUN_FILES)
+@dataclass(frozen=True)
+class Summary:
+    """A score's mean over the test examples with its 95% bootstrap interval."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    higher_is_better: bool = True
+    group: str = "quality"  # "retrieval": judges the retriever, not the answer
+    seed_sd: float | None = None  # several seeds: the standard deviation of their means
+
+
+Scores = dict[str, Summary]
+
+
+@dataclass
+class TaskScore:
+    """A generator's primary score on a task's test set: another test set (`evaluate_also`) or a stage's."""
+
+    task: str
+    metric: str
+    summary: Summary
+    per_example: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskScore:
+        return cls(data["task"], data["metric"], Summary(**data["summary"]), dict(data.get("per_example", {})))
+
+
+@dataclass
+class StageScores:
+    """Sequential fine-tuning: after a stage (None: before any training), the scores on the test sets
+    of it and every earlier stage."""
+
+    stage: str | None
+    train_s: float
+    scores: dict[str, TaskScore] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageScores:
+        scores = {name: TaskScore.from_dict(s) for name, s in data.get("scores", {}).items()}
+        return cls(data["stage"], data["train_s"], scores)
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run is: its experiment, label, content key and the choices that made it."""
+
+    exp: str
+    arm: str
+    key: str  # hash of everything that can change the results
+    group_key: str  # the key without the seed: runs that differ only in their seed share it
+    task: str
+    primary_metric: str
+    generator: str
+    adaptation: str
+    context: str
+    retriever: str | None
+    seed: int
+    settings: dict[str, Any] = field(default_factory=dict)  # the result-relevant config, flattened
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.arm}-{self.key}"
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    stage: str
+    error: str  # exception type
+    message: str
+
+
+@dataclass
+class RunRecord:
+    identity: RunIdentity
+    status: Status
+    provenance: dict[str, Any]
+    scores: Scores = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
+    leakage: dict[str, Any] = field(default_factory=dict)
+    other_tests: dict[str, TaskScore] = field(default_factory=dict)
+    stages: list[StageScores] = field(default_factory=list)
+    failure: RunFailure | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"record schema {data.get('schema_version')}, this ragft reads {SCHEMA_VERSION}")
+        return cls(
+            identity=RunIdentity(**data["identity"]),
+            status=data["status"],
+            provenance=dict(data["provenance"]),
+            scores={name: Summary(**s) for name, s in data["scores"].items()},
+            cost=Cost.from_dict(data["cost"]),
+            leakage=dict(data["leakage"]),
+            other_tests={name: TaskScore.from_dict(s) for name, s in data["other_tests"].items()},
+            stages=[StageScores.from_dict(s) for s in data["stages"]],
+            failure=RunFailure(**data["failure"]) if data.get("failure") else None,
+        )
+
+    def table_row(self) -> dict[str, Any]:
+        """One flat row of the experiment table: identity, status, each score's mean and interval, each
+        cost figure (`cost_*`), leak rates and the scores on other test sets."""
+        ident = self.identity
+        row: dict[str, Any] = {k: v for k, v in asdict(ident).items() if k != "settings"}
+        row.update(run_id=ident.run_id, status=self.status)
+        row.update({k: v for k, v in self.provenance.items() if not isinstance(v, (dict, list))})
+        if self.failure:
+            row.update(failed_stage=self.failure.stage, error=f"{self.failure.error}: {self.failure.message}")
+        for name, summary in self.scores.items():
+            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = summary.mean, summary.ci_low, summary.ci_high
+        if self.status == "finished":
+            row.update({f"cost_{k}": v for k, v in self.cost.flat().items()})
+        row.update({f"leak_{check}_rate": summary["rate"] for check, summary in self.leakage.items()})
+        row.update({f"also_{name}_{s.metric}": s.summary.mean for name, s in self.other_tests.items()})
+        return row
 
 
 class RunWriter:
-    """Collects a run's files in a hidden staging folder; `commit` moves it into place in one rename."""
+    """Collects a run's files in a hidden staging folder; `commit` moves it into place in one rename
+    (replacing a failed record of the same run)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         self.staging = staging_dir(run_dir)
 
-    def write_json(self, name: str, data: Any) -> None:
-        (self.staging / name).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-
     def write_text(self, name: str, text: str) -> None:
         (self.staging / name).write_text(text, encoding="utf-8")
 
     def write_predictions(self, predictions: Iterable[Prediction]) -> None:
-        with (self.staging / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        with (self.staging / PREDICTIONS_FILE).open("w", encoding="utf-8") as handle:
             for prediction in predictions:
                 handle.write(json.dumps(prediction.record(), ensure_ascii=False) + "\n")
 
-    def commit(self) -> None:
-        if self.run_dir.exists():  # an unfinished folder left by hand; a finished one is never rewritten
+    def commit(self, record: RunRecord) -> None:
+        text = json.dumps(record.to_dict(), indent=2, default=str, allow_nan=True) + "\n"
+        (self.staging / RECORD_FILE).write_text(text, encoding="utf-8")
+        if self.run_dir.exists():  # a failed (or hand-made) record; a finished one is never rewritten
             shutil.rmtree(self.run_dir)
         publish(self.staging, self.run_dir)
 
@@ -50,42 +181,45 @@ class RunWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def read_run(run_dir: Path) -> dict[str, Any]:
-    def load(name: str) -> Any:
-        return json.loads((run_dir / name).read_text(encoding="utf-8"))
-
-    record = {"run": load("run.json"), "metrics": load("metrics.json"), "cost": load("cost.json")}
-    for optional, empty in (("leakage", {}), ("evaluate_also", {}), ("stages", [])):
-        record[optional] = load(f"{optional}.json") if (run_dir / f"{optional}.json").is_file() else empty
-    return record
+def read_record(run_dir: Path) -> RunRecord:
+    return RunRecord.from_dict(json.loads((run_dir / RECORD_FILE).read_text(encoding="utf-8")))
 
 
-def finished_runs(exp_dir: Path) -> list[Path]:
-    return sorted(p for p in exp_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and is_finished(p))
+def read_predictions(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / PREDICTIONS_FILE
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
 
 
-def table_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One flat row: run identity, each metric's mean and CI, each cost figure."""
-    row = {k: v for k, v in record["run"].items() if not isinstance(v, (dict, list))}
-    for name, agg in record["metrics"].items():
-        row[name] = agg["mean"]
-        row[f"{name}_ci_low"] = agg["ci_low"]
-        row[f"{name}_ci_high"] = agg["ci_high"]
-    row.update({f"cost_{k}": v for k, v in record["cost"].items() if not isinstance(v, (dict, list))})
-    row.update({f"leak_{check}_rate": summary["rate"] for check, summary in record.get("leakage", {}).items()})
-    row.update({f"also_{name}_{s['metric']}": s["mean"] for name, s in record.get("evaluate_also", {}).items()})
-    return row
+def status(run_dir: Path) -> Status | None:
+    """The recorded status of the run in `run_dir`, or None where there is no readable record."""
+    try:
+        return read_record(run_dir).status
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
-def write_table(exp_dir: Path) -> pd.DataFrame:
-    """Gather every finished run of the experiment into runs.csv and runs.parquet (one row per run)."""
-    with FileLock(str(exp_dir / ".table.lock")):
-        rows = [table_row(read_run(run_dir)) for run_dir in finished_runs(exp_dir)]
-        table = pd.DataFrame(rows)
-        if not table.empty:
-            table = table.sort_values(["arm", "run_id"]).reset_index(drop=True)
-        for name, write in (("runs.csv", table.to_csv), ("runs.parquet", table.to_parquet)):
-            tmp = exp_dir / f".{name}.tmp"
-            write(tmp, index=False)
-            os.replace(tmp, exp_dir / name)
-    return table
+def is_finished(run_dir: Path) -> bool:
+    return status(run_dir) == "finished"
+
+
+def run_dirs(exp_dir: Path) -> Iterator[Path]:
+    """Every run folder of an experiment that holds a record (finished or failed), by name."""
+    if exp_dir.is_dir():
+        yield from sorted(
+            p for p in exp_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / RECORD_FILE).is_file()
+        )
+
+
+def read_records(exp_dir: Path) -> list[RunRecord]:
+    """Every readable record of an experiment; one that cannot be read is skipped with a warning that
+    names its file (it never stops the table or the report)."""
+    records = []
+    for run_dir in run_dirs(exp_dir):
+        try:
+            records.append(read_record(run_dir))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("skipping %s: unreadable record (%s); re-run its arm to replace it", run_dir / RECORD_FILE, err)
+    return records

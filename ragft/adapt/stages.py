@@ -1,0 +1,148 @@
+"""Training an arm's generator in its stages, each from the previous stage's saved weights.
+
+The recipe hands over typed pieces, not the config: the adaptation and training settings, the plan
+(`ragft.adapt.plan.training_stages`), a loader of the base model, the context builder and where a
+task's contexts come from. What comes back is the adapted generator as it is served, the training cost
+summed over the stages and, for a sequence of stages, the scores on every stage's test set after each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix
+from ragft.adapt.sft import build_features, load_adapted, train_adapter
+from ragft.context.template import PromptTemplate
+from ragft.data.loading import task_from_config
+from ragft.errors import ConfigError
+from ragft.models.loading import Generator
+from ragft.record.cost import TrainingCost
+from ragft.record.run import StageScores, TaskScore
+from ragft.types import Example, TaskData
+
+log = logging.getLogger(__name__)
+
+# Scores a generator zero-shot on the named stages' test sets (stage name -> score).
+StageScorer = Callable[[Generator, Sequence[str]], dict[str, TaskScore]]
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """Everything a run's training needs, each piece its own."""
+
+    method: DictConfig  # adaptation.method: a peft config or a `FullFineTuning` node
+    merge_for_inference: bool
+    training: DictConfig
+    stages: Sequence[Stage]
+    run_task: TaskData
+    load_base: Callable[[], Generator]  # a fresh base model, as the run loads it (4-bit for QLoRA)
+    builder: Any  # the arm's context builder: training prompts carry the arm's own context
+    sources_for: Callable[[TaskData], Any]  # the context sources of a task (the run's own are reused)
+
+    def check_data(self) -> None:
+        """Fail before any work on training data a stage could not use: a source task that does not
+        load, a validation split it lacks, a held-out share that leaves nothing to train on, an empty
+        mix part (the features themselves are built stage by stage, later)."""
+        validation = self.training.validation
+        for stage in self.stages:
+            parts = {}
+            for source in stage.sources:
+                task = self._task(source)
+                parts[source.name] = task.split("train")
+                if validation.get("split"):
+                    validation_split(task, validation.split)
+                elif validation.get("holdout"):
+                    parts[source.name], _ = hold_out(parts[source.name], validation.holdout, self.training.seed)
+            mix(parts, {s.name: s.weight for s in stage.sources}, stage.size, self.training.seed)
+
+    def train(
+        self, generator: Generator, score_stages: StageScorer
+    ) -> tuple[Generator, TrainingCost, list[StageScores]]:
+        """Train every stage in turn and return the adapted generator, the summed training cost and, for
+        a sequence, the untrained model's scores on every stage's test set (`stage` None) followed by,
+        per stage, the scores on the test sets of it and every earlier stage (the last stage's own
+        score is the run's and is added by the caller)."""
+        sequence = len(self.stages) > 1
+        saved: Path | None = None
+        costs: list[TrainingCost] = []
+        history = [StageScores(None, 0.0, score_stages(generator, self._names()))] if sequence else []
+        for i, stage in enumerate(self.stages):
+            if i > 0:  # training changed the base in place: start the next stage from a fresh one
+                generator = self.load_base()
+            features, validation = self.stage_features(stage, generator.tokenizer)
+            record = train_adapter(generator, self.method, self.training, features, validation, start_from=saved)
+            generator.release()  # what serves is reloaded from the saved weights: two copies would skew peak memory
+            saved = record.adapter_dir
+            costs.append(record.cost)
+            if sequence:
+                log.info("stage %d/%d (%s) trained in %.0f s", i + 1, len(self.stages), stage.name, record.cost.train_s)
+                history.append(StageScores(stage.name, record.cost.train_s))
+            if i < len(self.stages) - 1:
+                history[-1].scores.update(score_stages(self.adapted(saved), self._names(i + 1)))
+        assert saved is not None
+        generator = self.adapted(saved)
+        if sequence:
+            history[-1].scores.update(score_stages(generator, self._names(len(self.stages) - 1)))
+        return generator, TrainingCost.summed(costs), history
+
+    def adapted(self, saved: Path) -> Generator:
+        """A fresh base with the saved training applied, as it is served."""
+        return load_adapted(self.load_base(), self.method, saved, merge=self.merge_for_inference)
+
+    def stage_features(self, stage: Stage, tokenizer: Any) -> tuple[list[dict], list[dict] | None]:
+        """The stage's training features, its sources mixed by weight, and its validation features (the
+        sources' `training.validation.split`, or a held-out share of the training features), if any."""
+        parts: dict[str, list[dict]] = {}
+        validation: list[dict] = []
+        settings = self.training.validation
+        for source in stage.sources:
+            task = self._task(source)
+            sources = self.sources_for(task)
+            template = PromptTemplate.from_config(source.spec.template)
+            parts[source.name] = self.features(task.split("train"), template, sources, tokenizer)
+            if settings.get("split"):
+                examples = validation_split(task, settings.split)
+                validation += self.features(examples, template, sources, tokenizer)
+            elif settings.get("holdout"):
+                parts[source.name], held = hold_out(parts[source.name], settings.holdout, self.training.seed)
+                validation += held
+        mixed = mix(parts, {s.name: s.weight for s in stage.sources}, stage.size, self.training.seed)
+        return mixed, validation or None
+
+    def features(
+        self, examples: Sequence[Example], template: PromptTemplate, sources: Any, tokenizer: Any
+    ) -> list[dict]:
+        """Training features, each prompt built with the arm's own context (so lora_rag trains with
+        retrieved passages) without the example itself, and with one of the template's phrasings where
+        `training.instruction_mix` is set."""
+        contexts = self.builder.build(examples, sources, exclude_self=True)
+        templates = [template] * len(examples)
+        if self.training.get("instruction_mix"):
+            choices = instruction_choices(len(examples), len(template.instructions), self.training.seed)
+            templates = [template.with_instruction(template.instructions[c]) for c in choices]
+        prompts = [t.render(e, c, tokenizer) for t, e, c in zip(templates, examples, contexts)]
+        references, ids = [e.reference for e in examples], [e.id for e in examples]
+        return build_features(tokenizer, prompts, references, ids, self.training.max_length)
+
+    def _task(self, source: Source) -> TaskData:
+        """A training source's task data: the run's own, already loaded, or its task config's."""
+        return self.run_task if source.spec == self.stages[-1].test_task.spec else task_from_config(source.spec)
+
+    def _names(self, upto: int | None = None) -> list[str]:
+        return [s.name for s in self.stages[:upto]]
+
+
+def validation_split(task: TaskData, split: str) -> list[Example]:
+    if not task.splits.get(split):
+        raise ConfigError(
+            "training.validation.split",
+            f"task '{task.name}' has no '{split}' examples (splits: {sorted(task.splits)}).",
+            "Name one of its splits, or hold out a share of train with training.validation.holdout.",
+        )
+    return task.split(split)
