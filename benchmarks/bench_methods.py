@@ -71,14 +71,14 @@ def train(method: str, steps: int, examples: int) -> dict:
             )
         generator = load_generator(cfg.generator, cfg.adaptation.get("quantization"))
         features = features_for(cfg, generator, n_examples)
-        runs.append(train_adapter(generator, cfg.adaptation.method, cfg.training, features).stats)
-    stats = runs[-1]
+        runs.append(train_adapter(generator, cfg.adaptation.method, cfg.training, features).cost)
+    cost = runs[-1]
     return {
-        "tokens/s": stats["train_tokens_per_s"],
-        "s/step": stats["train_s"] / stats["train_steps"],
-        "peak RSS MB": stats["train_peak_rss_mb"],
-        "start RSS MB": stats["train_rss_at_start_mb"],
-        "trainable": stats["trainable_params"],
+        "tokens/s": cost.train_tokens_per_s,
+        "s/step": cost.train_s / cost.train_steps,
+        "peak RSS MB": cost.memory.peak_rss_mb,
+        "start RSS MB": cost.memory.rss_at_start_mb,
+        "trainable": cost.trainable_params,
     }
 
 

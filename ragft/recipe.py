@@ -19,11 +19,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ragft.adapt.methods import check_adaptation, require_4bit_support
+from ragft.adapt.methods import check_adaptation
 from ragft.adapt.plan import training_stages
 from ragft.adapt.stages import Adaptation
-from ragft.config.identity import arm_label, run_key
-from ragft.context.sources import RunResources
+from ragft.config.identity import run_identity
+from ragft.config.schema import validate
+from ragft.context.sources import ContextSources
 from ragft.context.template import PromptTemplate
 from ragft.data.leakage import check_leakage
 from ragft.data.loading import task_from_config
@@ -33,17 +34,18 @@ from ragft.eval.registry import check_metrics, primary_metric, score_predictions
 from ragft.eval.testset import TestSet, answer, task_score
 from ragft.models.generation import check_fits, encode
 from ragft.models.loading import Generator, best_device, load_generator
+from ragft.models.quantization import require_4bit_support
+from ragft.plugins import load_plugins
 from ragft.record.cost import (
     Cost,
     GenerationCost,
     PeakMemory,
-    RetrievalCost,
     StageTimer,
     TrainingCost,
     parameter_counts,
 )
 from ragft.record.provenance import finished_at, started_now
-from ragft.record.run import RunFailure, RunIdentity, RunRecord, RunWriter, Scores, StageScores, TaskScore, is_finished
+from ragft.record.run import RunFailure, RunRecord, RunWriter, Scores, StageScores, TaskScore, is_finished
 from ragft.record.table import write_table
 from ragft.types import Example, Prediction, TaskData
 
@@ -58,7 +60,7 @@ class Arm:
     test: list[Example]
     template: PromptTemplate
     builder: Any  # a context builder (ragft.context)
-    sources: _Sources
+    sources: ContextSources
     load_base: Any  # () -> Generator: the generator as configured (4-bit for QLoRA)
     adaptation: Adaptation | None
     metrics: DictConfig  # task.metrics
@@ -93,7 +95,9 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     A reused run keeps the records of when it ran, its leakage check included. A run that fails after
     its checks is recorded as failed (stage and error) and raised again; the next identical job re-runs it.
     """
-    identity = _identity(cfg)
+    load_plugins(cfg.get("plugins"))  # a user's metrics register before anything looks them up
+    validate(cfg)
+    identity = run_identity(cfg, primary_metric(cfg.task))
     run_dir = Path(cfg.paths.results) / cfg.exp_name / identity.run_id
     if is_finished(run_dir):
         log.info("%s: finished run with this config exists at %s; reusing it", identity.arm, run_dir)
@@ -135,9 +139,9 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
     with timer.stage("build_context"):
         contexts = arm.builder.build(arm.test, arm.sources)
         prompts = [arm.template.render(e, c, generator.tokenizer) for e, c in zip(arm.test, contexts)]
+        encoded = encode(generator, prompts)  # a prompt too long for the model fails here, before any training
+        check_fits([len(e) for e in encoded], [e.id for e in arm.test], arm.max_new_tokens, generator.max_context)
     retrieval = arm.sources.cost()  # the test contexts' retrieval, before training reuses the retriever
-    encoded = encode(generator, prompts)  # a prompt too long for the model fails here, before any training
-    check_fits([len(e) for e in encoded], [e.id for e in arm.test], arm.max_new_tokens, generator.max_context)
     training: TrainingCost | None = None
     stages: list[StageScores] = []
     if arm.adaptation is not None:
@@ -171,7 +175,8 @@ def prepare(cfg: DictConfig) -> Arm:
     builder = build(cfg.context.builder, "context.builder")
     evaluation = EvaluationModels(cfg.evaluation)
     check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)
-    sources = _Sources(task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
+    sources = ContextSources.from_config(task, cfg.get("retriever"), cfg.get("chunking"))
+    builder.check(sources)  # e.g. a RAG context without a retriever fails here, before any work
     adaptation = _adaptation(cfg, task, builder, sources)
     if cfg.adaptation.get("quantization") is not None:
         require_4bit_support(best_device())
@@ -194,15 +199,17 @@ def prepare(cfg: DictConfig) -> Arm:
     )
 
 
-def _adaptation(cfg: DictConfig, task: TaskData, builder: Any, sources: _Sources) -> Adaptation | None:
+def _adaptation(cfg: DictConfig, task: TaskData, builder: Any, sources: ContextSources) -> Adaptation | None:
     """The arm's training, its settings and data checked; None where the arm trains nothing."""
     if cfg.adaptation.method is None:
         return None
     stages = training_stages(cfg)
     check_adaptation(cfg.adaptation, cfg.training, n_stages=len(stages))
 
-    def sources_for(other: TaskData) -> _Sources:  # a task's own corpus: v1 passages for a v1 adapter
-        return sources if other is task else _Sources(other, cfg.embedder, cfg.retriever, cfg.get("chunking"))
+    def sources_for(other: TaskData) -> ContextSources:  # a task's own corpus: v1 passages for a v1 adapter
+        if other is task:
+            return sources
+        return ContextSources.from_config(other, cfg.get("retriever"), cfg.get("chunking"))
 
     adaptation = Adaptation(
         method=cfg.adaptation.method,
@@ -238,29 +245,3 @@ def _log_to(path: Path) -> Iterator[None]:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
-
-
-def _identity(cfg: DictConfig) -> RunIdentity:  # interim, until the config package's identity lands
-    retriever_label = cfg.retriever.get("label", "") if cfg.context.get("retrieves") else ""
-    arm = cfg.get("run_label") or arm_label(cfg.adaptation.name, cfg.context.name, retriever_label)
-    key = run_key(cfg)
-    return RunIdentity(
-        exp=cfg.exp_name,
-        arm=arm,
-        key=key,
-        group_key=key,
-        task=cfg.task.name,
-        primary_metric=primary_metric(cfg.task),
-        generator=cfg.generator.name,
-        adaptation=cfg.adaptation.name,
-        context=cfg.context.name,
-        retriever=cfg.retriever.name if cfg.context.get("retrieves") else None,
-        seed=cfg.seed,
-    )
-
-
-class _Sources(RunResources):  # interim, until the context package's sources land
-    def cost(self) -> RetrievalCost | None:
-        stats = self.stats()
-        known = RetrievalCost.__dataclass_fields__
-        return RetrievalCost(**{k: v for k, v in stats.items() if k in known}) if stats else None

@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pandas as pd
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.cli import run_job
 from ragft.errors import ConfigError
 from ragft.record.cache import content_key
+from ragft.types import Example, TaskData
 
 log = logging.getLogger("ragft")
 
@@ -32,13 +35,43 @@ RECORD_KEYS = ("task", "embedder", "retriever", "chunking", "retrieval_eval")
 def evaluate_retriever(cfg: DictConfig) -> dict[str, Any]:
     """Build the configured retriever over the task's corpus and score its rankings on one split."""
     from ragft.context.rag import RagContext
-    from ragft.context.sources import RunResources
+    from ragft.context.sources import ContextSources
     from ragft.data.loading import task_from_config
     from ragft.eval.registry import score_predictions
     from ragft.types import Prediction
 
     settings = cfg.retrieval_eval
     task = task_from_config(cfg.task)
+    examples = _scored_examples(task, settings)
+    sources = ContextSources.from_config(task, cfg.get("retriever"), cfg.get("chunking"))
+    start = time.perf_counter()
+    sources.retriever()  # load the models, fine-tune if configured, embed and index the corpus
+    built = time.perf_counter()
+    contexts = RagContext(top_k=1, depth=settings.depth).build(examples, sources)
+    searched = time.perf_counter()
+    predictions = [Prediction(example=e, prompt="", output="", ranking=c.ranking) for e, c in zip(examples, contexts)]
+    metrics = score_predictions(predictions, {"ranking": {"ks": list(settings.ks), "ndcg_k": settings.depth}})
+    cost = sources.cost()
+    assert cost is not None  # built above
+    return {
+        "retriever": retriever_name(cfg),
+        "embedder": cfg.embedder.name,
+        "chunking": OmegaConf.to_container(cfg.chunking) if cfg.get("chunking") else None,
+        "task": task.name,
+        "split": settings.split,
+        "queries": len(examples),
+        "passages": len(sources.passages()),
+        "setup_s": built - start,  # loading models, fine-tuning (unless cached), embedding, indexing
+        "search_ms_per_query": 1000 * (searched - built) / len(examples),  # one batch, query embedding included
+        "index_bytes": cost.index_bytes,
+        "index_reused": cost.index_reused,
+        **({"retriever_train_s": cost.retriever_train_s} if cost.retriever_train_s is not None else {}),
+        "metrics": {name: asdict(summary) for name, summary in metrics.items()},
+    }
+
+
+def _scored_examples(task: TaskData, settings: DictConfig) -> list[Example]:
+    """The examples of `retrieval_eval.split` that have gold passages; the settings checked."""
     if settings.split not in task.splits:
         raise ConfigError(
             "retrieval_eval.split", f"'{settings.split}' is not a split of the task: {sorted(task.splits)}."
@@ -55,27 +88,16 @@ def evaluate_retriever(cfg: DictConfig) -> dict[str, Any]:
             "retrieval_eval",
             f"needs depth >= 1 and every k in ks between 1 and depth; got {settings.depth}, {list(settings.ks)}.",
         )
-    resources = RunResources(task, cfg.embedder, cfg.retriever, cfg.get("chunking"))
-    start = time.perf_counter()
-    resources.retriever()  # load the models, fine-tune if configured, embed and index the corpus
-    built = time.perf_counter()
-    contexts = RagContext(top_k=1, depth=settings.depth).build(examples, resources)
-    searched = time.perf_counter()
-    predictions = [Prediction(example=e, prompt="", output="", ranking=c.ranking) for e, c in zip(examples, contexts)]
-    metrics = score_predictions(predictions, {"ranking": {"ks": list(settings.ks), "ndcg_k": settings.depth}})
-    return {
-        "retriever": cfg.retriever.name,
-        "embedder": cfg.embedder.name,
-        "chunking": OmegaConf.to_container(cfg.chunking) if cfg.get("chunking") else None,
-        "task": task.name,
-        "split": settings.split,
-        "queries": len(examples),
-        "passages": len(resources.passages()),
-        "setup_s": built - start,  # loading models, fine-tuning (unless cached), embedding, indexing
-        "search_ms_per_query": 1000 * (searched - built) / len(examples),  # one batch, query embedding included
-        **{k: v for k, v in resources.stats().items() if k in ("index_bytes", "retriever_train_s", "index_reused")},
-        "metrics": metrics,
-    }
+    return examples
+
+
+def retriever_name(cfg: DictConfig) -> str:
+    """The retriever's config name (`retriever=bm25` -> bm25), from Hydra's choices where Hydra runs."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("retriever")
+        if choice:
+            return str(choice)
+    return str(cfg.retriever._target_).rsplit(".", 1)[-1]
 
 
 def write_record(cfg: DictConfig, record: dict[str, Any]) -> Path:
@@ -83,7 +105,7 @@ def write_record(cfg: DictConfig, record: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     container = OmegaConf.to_container(cfg, resolve=True)
     key = content_key({k: container.get(k) for k in RECORD_KEYS})
-    path = folder / f"{cfg.retriever.name}-{key}.json"
+    path = folder / f"{retriever_name(cfg)}-{key}.json"
     path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     rows = [_row(json.loads(p.read_text(encoding="utf-8"))) for p in sorted(folder.glob("*.json"))]
     pd.DataFrame(rows).to_csv(folder.parent / "retrieval.csv", index=False)

@@ -1,16 +1,108 @@
-"""Run records written directly (no model): report tests control every score."""
+"""Run records written directly (no model) through the record's own writer: report tests control every
+score, and the folders cannot drift from what a real run writes."""
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ragft.eval.registry import mean_with_ci
 from ragft.record.cache import content_key
+from ragft.record.cost import Cost, GenerationCost, MemoryCost, RetrievalCost, TrainingCost
+from ragft.record.run import RunFailure, RunIdentity, RunRecord, RunWriter, Summary
+from ragft.types import Example, Prediction
 
 XSS = "<script>document.title='XSS'</script><img src=x onerror=\"document.title='XSS'\">"
+PROVENANCE = {"started": "2026-01-01T00:00:00+00:00", "wall_s": 1.5, "git_sha": "abc1234", "device": "cpu"}
+
+
+def identity(
+    exp_dir: Path,
+    arm: str,
+    seed: int = 0,
+    settings: dict[str, Any] | None = None,
+    task: str = "toy",
+    group_key: str | None = None,
+) -> RunIdentity:
+    """`arm`'s identity; its group key derives from the arm, task and settings unless given (runs whose
+    data differ in content, not in any setting, have different group keys)."""
+    shown = {"arm_setting": arm, "task.name": task, "seed": seed, "training.seed": seed, **(settings or {})}
+    group_key = group_key or content_key(arm, task, {k: v for k, v in shown.items() if not k.endswith("seed")})
+    retrieves = "rag" in arm
+    return RunIdentity(
+        exp=exp_dir.name,
+        arm=arm,
+        key=content_key(group_key, seed),
+        group_key=group_key,
+        task=task,
+        primary_metric="exact_match",
+        generator="tiny",
+        adaptation="lora" if "lora" in arm else "none",
+        context="rag" if retrieves else "zero_shot" if arm == "lora" else arm,
+        retriever="dense_flat" if retrieves else None,
+        seed=seed,
+        embedder="tiny" if retrieves else None,
+        settings=shown,
+    )
+
+
+def cost(arm: str) -> Cost:
+    training = TrainingCost(
+        total_params=1000,
+        trainable_params=10,
+        stored="adapter",
+        adapter_bytes=2048,
+        train_s=5.0,
+        train_tokens_per_s=100.0,
+        memory=MemoryCost(peak_rss_mb=600.0, rss_at_start_mb=450.0),
+    )
+    retrieval = RetrievalCost(corpus_passages=12, embed_corpus_s=0.5, index_build_s=0.01, index_bytes=4096)
+    return Cost(
+        base_total_params=1000,
+        training=training if "lora" in arm else None,
+        retrieval=retrieval if "rag" in arm else None,
+        generation=GenerationCost(
+            batch_size=4,
+            prompt_tokens_mean=10.0,
+            prompt_tokens_max=10,
+            output_tokens_mean=3.0,
+            generate_s=2.0,
+            generation_tokens_per_s=15.0,
+            latency_p50_s=0.1,
+            latency_p95_s=0.2,
+        ),
+        memory=MemoryCost(peak_rss_mb=500.0, rss_at_start_mb=400.0),
+        stage_s={"generate": 2.0},
+    )
+
+
+def predictions(scores: list[float], output: str) -> list[Prediction]:
+    """One prediction per score; a NaN score is left out of the example's scores (not scored), as a run
+    leaves out a score that is not a finite number."""
+    return [
+        Prediction(
+            example=Example(
+                id=f"e{i}", input=f"note {i}", reference="the reference", category="odd" if i % 2 else "even"
+            ),
+            prompt="p",
+            output=output,
+            prompt_tokens=10,
+            output_tokens=3,
+            latency_s=0.1,
+            scores={} if math.isnan(s) else {"exact_match": s},
+        )
+        for i, s in enumerate(scores)
+    ]
+
+
+def leakage(n: int) -> dict[str, Any]:
+    pair = {"test": "e0", "train": "t9", "similarity": 1.0, "kind": "exact"}
+    return {
+        "train_test": {"checked": n, "max_similarity": 1.0, "exact": 1, "near": 0, "rate": 1 / n, "examples": [pair]}
+    }
 
 
 def write_run(
@@ -19,43 +111,37 @@ def write_run(
     scores: list[float],
     seed: int = 0,
     output: str = "a report",
-    extra: dict | None = None,
+    settings: dict[str, Any] | None = None,
     task: str = "toy",
+    group_key: str | None = None,
 ) -> Path:
     """One finished run of `arm` whose per-example `exact_match` scores are `scores` (NaN: not scored)."""
-    run_dir = exp_dir / f"{arm}-{content_key(arm, seed, extra or {}, task)}"
-    run_dir.mkdir(parents=True)
-    run = {
-        "exp": exp_dir.name, "arm": arm, "run_id": run_dir.name, "task": task, "generator": "tiny",
-        "adaptation": "none", "context": arm, "retriever": "dense_flat", "embedder": "tiny", "seed": seed,
-        "status": "finished", "wall_s": 1.5,
-    }  # fmt: skip
-    config = {"arm_setting": arm, "task": {"name": task}, "seed": seed, "training": {"seed": seed}, **(extra or {})}
-    predictions = [
-        {"id": f"e{i}", "category": "even" if i % 2 == 0 else "odd", "input": f"note {i}", "prompt": "p",
-         "retrieved": [], "gold_passages": [], "output": output, "reference": "the reference",
-         "prompt_tokens": 10, "output_tokens": 3, "latency_s": 0.1, "scores": {"exact_match": s}}
-        for i, s in enumerate(scores)
-    ]  # fmt: skip
-    cost = {
-        "base_total_params": 1000, "trainable_params": 10 if "lora" in arm else 0, "adapter_bytes": 2048,
-        "train_s": 5.0 if "lora" in arm else 0.0, "train_tokens_per_s": 100.0, "prompt_tokens_mean": 10.0,
-        "generate_s": 2.0, "generation_tokens_per_s": 15.0, "latency_p50_s": 0.1, "latency_p95_s": 0.2,
-        "peak_rss_mb": 500.0, "rss_at_start_mb": 400.0,
-    }  # fmt: skip
-    leakage = {"train_test": {"checked": len(scores), "max_similarity": 1.0, "exact": 1, "near": 0,
-                              "rate": 1 / len(scores), "examples": [{"test": "e0", "train": "t9", "similarity": 1.0,
-                                                                     "kind": "exact"}]}}  # fmt: skip
-    files = {
-        "run.json": json.dumps(run),
-        "config.yaml": yaml.safe_dump(config),
-        "metrics.json": json.dumps({"exact_match": {**mean_with_ci(scores), "higher_is_better": True}}),
-        "cost.json": json.dumps(cost),
-        "leakage.json": json.dumps(leakage),
-        "predictions.jsonl": "\n".join(json.dumps(p) for p in predictions) + "\n",
-    }
-    for name, text in files.items():
-        (run_dir / name).write_text(text, encoding="utf-8")
+    ident = identity(exp_dir, arm, seed, settings, task, group_key)
+    run_dir = exp_dir / ident.run_id
+    writer = RunWriter(run_dir)
+    writer.write_text("config.yaml", yaml.safe_dump({"seed": seed, "note": "for a person; the report never reads it"}))
+    writer.write_predictions(predictions(scores, output))
+    summary = Summary(**mean_with_ci(scores), higher_is_better=True, group="quality")
+    record = RunRecord(ident, "finished", dict(PROVENANCE), {"exact_match": summary}, cost(arm), leakage(len(scores)))
+    writer.commit(record)
+    return run_dir
+
+
+def write_failed_run(
+    exp_dir: Path,
+    arm: str,
+    stage: str = "train",
+    error: str = "RuntimeError",
+    message: str = "out of memory",
+    seed: int = 0,
+) -> Path:
+    """One run of `arm` that failed at `stage`: no scores, no predictions, an empty cost."""
+    ident = identity(exp_dir, arm, seed)
+    run_dir = exp_dir / ident.run_id
+    writer = RunWriter(run_dir)
+    writer.write_text("config.yaml", yaml.safe_dump({"seed": seed}))
+    record = RunRecord(ident, "failed", dict(PROVENANCE), failure=RunFailure(stage, error, message))
+    writer.commit(record)
     return run_dir
 
 

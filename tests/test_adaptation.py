@@ -1,7 +1,6 @@
 """Adaptation beyond one method: the method experiment's arms, QLoRA's device check, the cost record,
 forgetting, multi-task mixes, sequential stages, instruction variants and validation data."""
 
-import json
 from collections import Counter
 from itertools import product
 
@@ -12,28 +11,36 @@ from ragft import recipe as pipeline
 from ragft.adapt.plan import hold_out, instruction_choices, mix, training_stages
 from ragft.errors import ConfigError
 from ragft.recipe import run_experiment_arm
-from tests.conftest import compose_config
-from tests.test_end_to_end import ragft, run_dirs
-from tests.test_errors import assert_nothing_written, run_expecting
+from ragft.record.run import read_predictions
+from tests.conftest import (
+    adaptations,
+    assert_nothing_written,
+    by_arm,
+    compose_config,
+    record_of,
+    run_expecting,
+    run_in_process,
+    sweep_jobs,
+    trained_adaptations,
+)
 
-METHODS = ["none", "full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", "prompt"]
 
-
-def test_the_methods_experiment_composes_every_method_with_and_without_retrieval():
-    sweep = compose_config("+exp=adaptation_methods", with_hydra=True).hydra.sweeper.params
-    swept = sweep.adaptation.split(",")
-    assert sorted(swept) == sorted([*METHODS, "base_4bit"]) and sweep.context.split(",") == ["zero_shot", "rag"]
-    assert swept[-2:] == ["base_4bit", "qlora"]  # the two that need 4-bit support: last, so the rest report first
+def test_the_methods_experiment_sweeps_every_method_with_and_without_retrieval():
+    jobs = [compose_config(*job, with_hydra=True) for job in sweep_jobs("adaptation_methods")]
+    chosen = [(job.hydra.runtime.choices.adaptation, job.hydra.runtime.choices.context) for job in jobs]
+    assert sorted(chosen) == sorted(product(adaptations(), ["zero_shot", "rag"]))
+    needs_4bit = [job.adaptation.get("quantization") is not None for job in jobs]
+    assert any(needs_4bit) and needs_4bit == sorted(needs_4bit)  # 4-bit arms last: the rest report first
+    assert all("general_qa" in job.evaluate_also for job in jobs)  # forgetting, for every arm
+    trained = set(trained_adaptations())
+    for job, (method, _) in zip(jobs, chosen):
+        if method in trained - {"full"}:
+            assert job.adaptation.method._target_.startswith("peft.")
     base_4bit = compose_config("adaptation=base_4bit").adaptation
     assert (
         base_4bit.method is None
         and base_4bit.quantization == compose_config("adaptation=qlora").adaptation.quantization
     )
-    for method, context in product(METHODS, ["zero_shot", "rag"]):
-        cfg = compose_config("+exp=adaptation_methods", f"adaptation={method}", f"context={context}")
-        assert cfg.adaptation.name == method and "general_qa" in cfg.evaluate_also
-        if method not in ("none", "full"):
-            assert cfg.adaptation.method._target_.startswith("peft.")
     assert compose_config("adaptation=dora").adaptation.method.use_dora
     ptuning = compose_config("adaptation=ptuning").adaptation.method
     assert ptuning._target_ == "peft.PrefixTuningConfig" and not ptuning.prefix_projection  # deep prompts
@@ -62,41 +69,34 @@ def test_qlora_without_bitsandbytes_says_how_to_install_it(smoke_cfg, tmp_path, 
 def test_qlora_trains_adapters_on_a_4bit_base(smoke_cfg):
     run_dir = run_experiment_arm(smoke_cfg("adaptation=qlora"))
     config = (run_dir / "config.yaml").read_text()
-    cost = json.loads((run_dir / "cost.json").read_text())
-    assert "load_in_4bit: true" in config and cost["stored"] == "adapter" and cost["trainable_params"] > 0
+    cost = record_of(run_dir).cost
+    assert "load_in_4bit: true" in config and cost.training.stored == "adapter" and cost.trainable_params > 0
     # the 4-bit base counts the weights it packs, not its packed bytes
-    assert cost["total_params"] == pytest.approx(cost["base_total_params"] + cost["trainable_params"], rel=1e-6)
+    assert cost.training.total_params == pytest.approx(cost.base_total_params + cost.trainable_params, rel=1e-6)
 
 
-def test_the_cost_record_has_every_field_with_sane_values(smoke_cfg):
-    run_dir = run_experiment_arm(smoke_cfg("adaptation=lora", "+task@evaluate_also.general_qa=general_qa"))
-    cost = json.loads((run_dir / "cost.json").read_text())
-    assert 0 < cost["trainable_params"] < 0.05 * cost["total_params"]
-    assert cost["total_params"] == cost["base_total_params"] + cost["trainable_params"]
-    assert cost["stored"] == "adapter" and 0 < cost["adapter_bytes"] < 4 * cost["base_total_params"]
-    assert cost["train_s"] > 0 and cost["train_tokens"] > 0 and cost["train_tokens_per_s"] > 0
-    assert cost["train_peak_rss_mb"] > 100 and cost["peak_rss_mb"] >= cost["train_peak_rss_mb"] * 0.5
-    assert cost["prompt_tokens_mean"] > 10 and cost["generation_tokens_per_s"] > 0
-    assert 0 < cost["latency_p50_s"] <= cost["latency_p95_s"]
-    assert set(cost["stage_s"]) >= {"load_generator", "train", "generate", "score", "evaluate_also"}
+def test_the_cost_record_has_every_field_with_sane_values(smoke_cfg, clinic):
+    record = record_of(run_experiment_arm(smoke_cfg("adaptation=lora", "+task@evaluate_also.general_qa=general_qa")))
+    cost, training, generation = record.cost, record.cost.training, record.cost.generation
+    assert 0 < cost.trainable_params < 0.05 * training.total_params
+    assert training.total_params == cost.base_total_params + cost.trainable_params
+    assert training.stored == "adapter" and 0 < training.adapter_bytes < 4 * cost.base_total_params
+    assert training.train_s > 0 and training.train_tokens > 0 and training.train_tokens_per_s > 0
+    assert training.memory.peak_rss_mb > 100 and cost.memory.peak_rss_mb >= training.memory.peak_rss_mb * 0.5
+    assert generation.prompt_tokens_mean > 10 and generation.generation_tokens_per_s > 0
+    assert 0 < generation.latency_p50_s <= generation.latency_p95_s
+    assert set(cost.stage_s) >= {"load_generator", "train", "generate", "score", "evaluate_also"}
     if torch.cuda.is_available():
-        assert cost["peak_cuda_mb"] > 0 and cost["train_peak_cuda_mb"] > 0
+        assert cost.memory.peak_cuda_mb > 0 and training.memory.peak_cuda_mb > 0
 
-    also = json.loads((run_dir / "evaluate_also.json").read_text())["general_qa"]
-    assert also["metric"] == "contains_reference" and also["n"] == 40 and len(also["per_example"]) == 40
+    also = record.other_tests["general_qa"]
+    n_general = len(clinic.split(clinic.general_qa, "test"))
+    assert also.metric == "contains_reference" and also.summary.n == n_general and len(also.per_example) == n_general
 
 
 def test_the_methods_report_puts_quality_cost_and_forgetting_side_by_side(tmp_path):
-    results = tmp_path / "results"
-    ragft(
-        "ragft.run",
-        "+exp=adaptation_methods",
-        "+debug=smoke",
-        f"paths.results={results}",
-        "adaptation=none,full,lora,prompt",
-        "context=zero_shot",
-    )
-    report = (results / "adaptation_methods" / "report.md").read_text()
+    exp_dir = run_in_process("adaptation_methods", tmp_path, "adaptation=none,full,lora,prompt", "context=zero_shot")
+    report = (exp_dir / "report.md").read_text()
     methods = report.split("## Methods side by side")[1].split("## Quality")[0]
     rows = {line.split("|")[1].strip(): line for line in methods.splitlines() if line.startswith("| ")}
     assert {"zero_shot", "full", "lora", "prompt"} <= set(rows)
@@ -106,43 +106,42 @@ def test_the_methods_report_puts_quality_cost_and_forgetting_side_by_side(tmp_pa
 
 
 def test_sequential_stages_train_in_order_and_score_every_earlier_stage(tmp_path):
-    results = tmp_path / "results"
-    ragft("ragft.run", "+exp=sequential", "+debug=smoke", f"paths.results={results}", "adaptation=none,lora")
-    (lora,) = [d for d in run_dirs(results / "sequential") if d.name.startswith("lora")]
-    stages = json.loads((lora / "stages.json").read_text())
-    assert [s["stage"] for s in stages] == [None, "clinic_qa", "reports", "gastro_reports"]  # None: untrained
-    assert [list(s["scores"]) for s in stages] == [
+    exp_dir = run_in_process("sequential", tmp_path, "adaptation=none,lora")
+    lora = by_arm(exp_dir)["lora"]
+    stages = lora.stages
+    assert [s.stage for s in stages] == [None, "clinic_qa", "reports", "gastro_reports"]  # None: untrained
+    assert [list(s.scores) for s in stages] == [
         ["clinic_qa", "reports", "gastro_reports"],
         ["clinic_qa"],
         ["clinic_qa", "reports"],
         ["clinic_qa", "reports", "gastro_reports"],
     ]
-    assert (
-        stages[2]["scores"]["reports"]["n"] == 10 and stages[1]["scores"]["clinic_qa"]["metric"] == "contains_reference"
-    )
-    cost = json.loads((lora / "cost.json").read_text())
-    assert cost["train_stages"] == 3 and cost["train_s"] == pytest.approx(sum(s["train_s"] for s in stages))
-    predictions = (lora / "predictions.jsonl").read_text().splitlines()
-    assert {json.loads(line)["category"] for line in predictions} == {"gastroenterology"}
-    report = (results / "sequential" / "report.md").read_text()
+    sequence = compose_config("+exp=sequential", "+debug=smoke").sequence
+    assert stages[2].scores["reports"].summary.n == sequence.reports.limits.test
+    assert stages[1].scores["clinic_qa"].metric == "contains_reference"
+    training = lora.cost.training
+    assert training.train_stages == 3 and training.train_s == pytest.approx(sum(s.train_s for s in stages))
+    lora_dir = exp_dir / lora.identity.run_id
+    assert {p["category"] for p in read_predictions(lora_dir)} == {"gastroenterology"}
+    report = (exp_dir / "report.md").read_text()
     assert "## Sequential fine-tuning" in report and "before training" in report and "after 3: gastro_reports" in report
 
 
 def test_multitask_mixes_tasks_by_weight_and_scores_each(tmp_path):
-    results = tmp_path / "results"
-    ragft("ragft.run", "+exp=multitask", "+debug=smoke", f"paths.results={results}")
-    runs = {d.name.rsplit("-", 1)[0]: d for d in run_dirs(results / "multitask")}
-    assert set(runs) == {"base", "lora_reports_only", "lora_reports_and_qa", "lora_qa_heavy"}
-    for label, examples in (("lora_reports_only", 12), ("lora_reports_and_qa", 48), ("lora_qa_heavy", 48)):
-        assert json.loads((runs[label] / "cost.json").read_text())["train_examples"] == examples
-    also = json.loads((runs["lora_qa_heavy"] / "evaluate_also.json").read_text())
-    assert set(also) == {"clinic_qa", "general_qa"}
+    runs = by_arm(run_in_process("multitask", tmp_path))
+    jobs = [compose_config(*job, with_hydra=True) for job in sweep_jobs("multitask", "+debug=smoke")]
+    labels = {job.hydra.runtime.choices.arm.rsplit("/", 1)[-1]: job for job in jobs}  # a preset's file name
+    assert set(runs) == set(labels) and len(labels) == len(jobs)
+    for label, cfg in labels.items():
+        if cfg.adaptation.method is not None:  # a mix has its size; the task alone its train limit
+            assert runs[label].cost.training.train_examples == (cfg.train_mix.size or cfg.task.limits.train), label
+            assert set(runs[label].other_tests) == set(cfg.evaluate_also) == {"clinic_qa", "general_qa"}
 
 
 def test_training_stages_follow_the_config():
     plain = training_stages(compose_config("adaptation=lora"))
     assert [s.name for s in plain] == ["medical_reports"] and plain[0].sources[0].spec.name == "medical_reports"
-    mixed = training_stages(compose_config("+exp=multitask", "+multitask=qa_heavy"))
+    mixed = training_stages(compose_config("+exp=multitask", "arm=multitask/lora_qa_heavy"))
     assert [(s.name, s.weight) for s in mixed[0].sources] == [("medical_reports", 1.0), ("clinic_qa", 3.0)]
     sequential = training_stages(compose_config("+exp=sequential", "adaptation=lora"))
     assert [s.name for s in sequential] == ["clinic_qa", "reports", "gastro_reports"]
@@ -162,7 +161,7 @@ def test_training_stages_follow_the_config():
 
 
 def test_training_data_a_stage_cannot_use_fails_before_any_work(smoke_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "_execute", lambda *args: pytest.fail("work started before the error"))
+    monkeypatch.setattr(pipeline, "execute", lambda *args: pytest.fail("work started before the error"))
     cfg = smoke_cfg("+exp=sequential", "adaptation=lora", "training.validation.split=dev")
     run_expecting(ConfigError, r"training.validation.split.*task 'clinic_qa' has no 'dev' examples", cfg, tmp_path)
     cfg = smoke_cfg("adaptation=lora", "training.validation.holdout=0.99")
@@ -170,7 +169,7 @@ def test_training_data_a_stage_cannot_use_fails_before_any_work(smoke_cfg, tmp_p
 
 
 def test_mixing_weights_that_name_no_mixed_task_fail_before_any_work(smoke_cfg, tmp_path):
-    cfg = smoke_cfg("+exp=multitask", "+multitask=reports_and_qa", "+train_mix.weights.pubmedqa=1")
+    cfg = smoke_cfg("+exp=multitask", "arm=multitask/lora_reports_and_qa", "+train_mix.weights.pubmedqa=1")
     run_expecting(ConfigError, r"train_mix.weights.*not in train_mix.tasks: \['pubmedqa'\]", cfg, tmp_path)
 
 
@@ -197,28 +196,15 @@ def test_hold_out_and_instruction_choices():
 
 
 def test_instruction_mix_trains_on_every_phrasing_of_the_template(smoke_cfg):
-    from ragft.context.shots import ZeroShot
-    from ragft.context.sources import RunResources
-    from ragft.context.template import PromptTemplate
-    from ragft.data.loading import task_from_config
     from ragft.models.loading import load_generator
-    from ragft.recipe import _features
 
-    cfg = smoke_cfg("training.instruction_mix=true")
-    task = task_from_config(cfg.task)
-    template = PromptTemplate.from_config(cfg.task.template)
-    assert len(template.instructions) == 3
+    cfg = smoke_cfg("adaptation=lora", "training.instruction_mix=true")
+    arm = pipeline.prepare(cfg)
+    assert len(arm.template.instructions) > 1
     tokenizer = load_generator(cfg.generator).tokenizer
-    features = _features(
-        task.split("train"),
-        template,
-        ZeroShot(),
-        RunResources(task, cfg.embedder, cfg.retriever),
-        tokenizer,
-        cfg.training,
-    )
+    features = arm.adaptation.features(arm.task.split("train"), arm.template, arm.sources, tokenizer)
     prompts = [tokenizer.decode(f["input_ids"]) for f in features]
-    for instruction in template.instructions:
+    for instruction in arm.template.instructions:
         assert any(instruction.splitlines()[0] in p for p in prompts)
 
 
@@ -232,9 +218,9 @@ def test_validation_split_and_early_stopping_through_a_run(smoke_cfg):
         "training.max_steps=5",
         "task.limits.validation=4",
     )
-    cost = json.loads((run_experiment_arm(cfg) / "cost.json").read_text())
-    assert cost["validation_examples"] == 4 and len(cost["eval_loss_history"]) == 2
-    assert cost["stopped_early"] and cost["train_steps"] == 2
+    training = record_of(run_experiment_arm(cfg)).cost.training
+    assert training.validation_examples == 4 and len(training.eval_loss_history) == 2
+    assert training.stopped_early and training.train_steps == 2
 
 
 def test_an_unknown_category_filter_names_the_known_ones(smoke_cfg, tmp_path):

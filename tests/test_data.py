@@ -8,9 +8,9 @@ import pytest
 
 from ragft.data.loading import load_examples, load_task
 from ragft.errors import ConfigError, DataError
+from ragft.record.run import read_predictions
+from tests.conftest import ROOT, record_of
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTES = ROOT / "corpora" / "clinic" / "notes.jsonl"
 FIELDS = {
     "id": "id",
     "input": "note",
@@ -23,9 +23,9 @@ FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def records() -> list[dict]:
-    rows = [json.loads(line) for line in NOTES.read_text().splitlines()]
-    return [r for r in rows if r["split"] == "train"][:6] + [r for r in rows if r["split"] == "test"][:4]
+def records(clinic) -> list[dict]:
+    """A few of the shipped notes from two splits."""
+    return clinic.split(clinic.notes, "train")[:6] + clinic.split(clinic.notes, "test")[:4]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,10 @@ def test_csv_parquet_and_saved_datasets_read_like_jsonl(records, expected, tmp_p
     DatasetDict(by_split).save_to_disk(str(tmp_path / "dict"))  # the split comes from the dict's keys
     for source in ("notes.csv", "notes.parquet", "flat", "dict"):
         assert load_examples(tmp_path / source, FIELDS) == expected, source
-    assert len(expected["train"]) == 6 and expected["test"][0].facts["drug"]
+    assert [len(expected[s]) for s in ("train", "test")] == [
+        sum(r["split"] == s for r in records) for s in ("train", "test")
+    ]
+    assert expected["test"][0].facts == next(r["fields"] for r in records if r["split"] == "test")
 
 
 def test_a_missing_csv_column_names_file_row_and_field(records, tmp_path):
@@ -115,8 +118,8 @@ def test_pubmedqa_runs_from_a_local_folder(smoke_cfg):
 
     cfg = smoke_cfg("task=pubmedqa", f"task.dir={PUBMEDQA}", "arm=rag", "task.limits.train=8", "task.limits.test=6")
     run_dir = run_experiment_arm(cfg)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["accuracy"]["n"] == 6 and 0 <= metrics["accuracy"]["mean"] <= 1
-    predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    accuracy = record_of(run_dir).scores["accuracy"]
+    assert accuracy.n == 6 and 0 <= accuracy.mean <= 1
+    predictions = read_predictions(run_dir)
     assert all(p["reference"] in ("yes", "no", "maybe") for p in predictions)
     assert all(p["retrieved"][0].split("-")[0].isdigit() for p in predictions)  # passages of the PubMed corpus

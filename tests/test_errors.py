@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ragft.errors import ConfigError, DataError, RagftError
-from ragft.recipe import run_experiment_arm
+from ragft.errors import ConfigError, DataError
+from tests.conftest import ROOT, records, run_expecting
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTES = ROOT / "corpora" / "clinic" / "notes.jsonl"
 
 
@@ -21,15 +20,38 @@ def write_notes(path: Path, mutate) -> Path:  # noqa: ANN001
     return path
 
 
-def assert_nothing_written(results: Path) -> None:
-    written = [p for p in results.rglob("*") if p.is_file()] if results.exists() else []
-    assert written == [], written
+def failed_at(stage: str | None, pattern: str, cfg, tmp_path: Path) -> None:  # noqa: ANN001
+    """An error found once the work has begun (loading the generator, building contexts) is a
+    ConfigError naming the key, and the run is recorded as failed at that stage, without predictions."""
+    from ragft.recipe import run_experiment_arm
 
-
-def run_expecting(error: type[RagftError], pattern: str, cfg, tmp_path: Path) -> None:  # noqa: ANN001
-    with pytest.raises(error, match=pattern):
+    with pytest.raises(ConfigError, match=pattern):
         run_experiment_arm(cfg)
-    assert_nothing_written(tmp_path / "results")
+    (record,) = records(tmp_path / "results" / "test")
+    assert (record.status, record.failure.error) == ("failed", "ConfigError")
+    assert stage is None or record.failure.stage == stage
+    assert [p.name for p in (tmp_path / "results" / "test").rglob("predictions.jsonl")] == []
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the run gets as far as loading the task's data."""
+    import ragft.recipe
+
+    monkeypatch.setattr(ragft.recipe, "prepare", lambda cfg: pytest.fail("work started before the error"))
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [("+trainig.epochs=3", r"config `trainig`: is not a top-level setting.*Did you mean `training`\?"),
+     ("+training.epoch=3", r"config `training.epoch`: .*Did you mean `training.epochs`\?"),
+     ("training.batch_size=0", r"config `training.batch_size`: 0 is not allowed"),
+     ("training.learning_rate=-1", r"config `training.learning_rate`: -1 is not allowed"),
+     ("task.limits.test=0", r"config `task.limits.test`: 0 is not allowed"),
+     ("task.limits.test=-5", r"config `task.limits.test`: -5 is not allowed")],
+)  # fmt: skip
+def test_a_config_the_schema_refuses_stops_the_run_before_any_work(override, pattern, smoke_cfg, tmp_path, no_work):
+    run_expecting(ConfigError, pattern, smoke_cfg("arm=lora", override), tmp_path)
 
 
 def test_missing_data_file(smoke_cfg, tmp_path):
@@ -113,8 +135,8 @@ def test_metric_settings_that_do_not_fit_the_data(smoke_cfg, tmp_path):
 
 
 def test_an_index_that_cannot_be_trained_on_the_corpus(smoke_cfg, tmp_path):
-    run_expecting(
-        ConfigError,
+    failed_at(
+        "build_context",
         r"retriever.index.*'IVF16,Flat' over 13 passages",
         smoke_cfg("arm=rag", "retriever.index='IVF16,Flat'"),
         tmp_path,
@@ -131,8 +153,8 @@ def test_k_larger_than_the_train_split(smoke_cfg, tmp_path):
 
 
 def test_prompt_longer_than_the_model_context(smoke_cfg, tmp_path):
-    run_expecting(
-        ConfigError,
+    failed_at(
+        None,  # the prompts are checked between stages, once they are built and before any training
         r"example 'note-test-\d+' has a \d+-token prompt.*model context of 100 tokens",
         smoke_cfg("generator.max_context=100"),
         tmp_path,
@@ -144,31 +166,46 @@ def test_unknown_metric(smoke_cfg, tmp_path):
 
 
 def test_generator_that_is_not_available_offline(smoke_cfg, tmp_path):
-    run_expecting(
-        ConfigError,
+    failed_at(
+        "load_generator",
         r"generator.source.*cannot load 'no-such-org/no-such-model' offline",
         smoke_cfg("generator.source=no-such-org/no-such-model"),
         tmp_path,
     )
 
 
-def test_the_command_line_prints_the_error_without_a_traceback(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ragft.run",
-            "+debug=smoke",
-            f"paths.results={tmp_path}",
-            f"task.data.path={tmp_path}/missing.jsonl",
-        ],
+def ragft_run(*overrides: str) -> subprocess.CompletedProcess:
+    """`python -m ragft.run +debug=smoke <overrides>`, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ragft.run", "+debug=smoke", *overrides],
         capture_output=True,
         text=True,
         cwd=ROOT,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"},
         timeout=300,
     )
-    assert result.returncode == 2
-    assert "ragft: error: config `task.data.path`" in result.stderr
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, message: str, results: Path) -> None:
+    """Exit status 2, ragft's one-line error and no traceback, nothing written but Hydra's own log."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"ragft: error: {message}" in result.stderr
     assert "Traceback" not in result.stderr
-    assert [p for p in tmp_path.rglob("*") if p.is_file() and ".hydra" not in p.parts] == []
+    assert [p for p in results.rglob("*") if p.is_file() and ".hydra" not in p.parts] == []
+
+
+def test_the_command_line_prints_the_error_without_a_traceback(tmp_path):
+    result = ragft_run(f"paths.results={tmp_path}", f"task.data.path={tmp_path}/missing.jsonl")
+    assert_one_line_error(result, "config `task.data.path`", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("trainig.epochs=3", "config `trainig`: is not a top-level setting (with or without `+`). Did you mean `training`?"),
+     ("training.epoch=3", "config `training.epoch`: is not a setting of `training`"),
+     ("training.batch_size=0", "config `training.batch_size`: 0 is not allowed. Set it to a whole number > 0.")],
+)  # fmt: skip
+def test_the_command_line_stops_a_misspelt_key_or_a_bad_value_with_exit_status_2(override, message, tmp_path):
+    """A misspelt key fails before Hydra composes (Hydra's own error would advise adding it with `+`);
+    a bad value fails when the job starts, before any work."""
+    assert_one_line_error(ragft_run("arm=lora", f"paths.results={tmp_path}", override), message, tmp_path)

@@ -3,10 +3,8 @@ on v1 while being tested on v2, and the stale v1 index."""
 
 import json
 
-from ragft.adapt.plan import training_stages
-from ragft.context.sources import RunResources
 from ragft.data.loading import task_from_config
-from ragft.recipe import _source_data
+from ragft.recipe import prepare
 from tests.conftest import compose_config
 from tests.test_end_to_end import run_dirs
 
@@ -16,7 +14,7 @@ def task_of(cfg):  # noqa: ANN001
 
 
 def test_v2_questions_split_into_changed_and_unchanged_facts():
-    cfg = compose_config("+exp=knowledge_update", "+update=rag_reindexed")
+    cfg = compose_config("+exp=knowledge_update", "arm=update/rag_reindexed")
     v2 = task_of(cfg)
     v1 = task_of(compose_config("task=clinic_qa"))
     test_v1 = {e.id: e for e in v1.split("test")}
@@ -29,18 +27,18 @@ def test_v2_questions_split_into_changed_and_unchanged_facts():
 
 
 def test_stale_and_v1_trained_arms_read_and_learn_version_1():
-    stale = compose_config("+exp=knowledge_update", "+update=rag_v1_index")
+    stale = compose_config("+exp=knowledge_update", "arm=update/rag_v1_index")
     assert sum("(version 1)" in p.text for p in task_of(stale).corpus) == 12  # every condition protocol
-    trained_v1 = compose_config("+exp=knowledge_update", "+update=lora_v1_rag_v2")
-    task = task_of(trained_v1)
-    (source,) = training_stages(trained_v1)[-1].sources
-    train_task, train_resources = _source_data(
-        trained_v1, source, task, RunResources(task, trained_v1.embedder, trained_v1.retriever)
-    )
+    arm = prepare(compose_config("+exp=knowledge_update", "arm=update/lora_v1_rag_v2"))
+    (source,) = arm.adaptation.stages[-1].sources
+    train_task = arm.adaptation._task(source)
     v1_answers = {e.id: e.reference for e in task_of(compose_config("task=clinic_qa")).split("train")}
     assert {e.id: e.reference for e in train_task.split("train")} == v1_answers  # learns the old answers ...
-    assert "version 1" in train_resources.passages()[0].text  # ... reading old passages
-    assert "version 2" in task.corpus[0].text  # and is served the new ones
+    train_sources = arm.adaptation.sources_for(train_task)
+    assert (
+        train_sources is not arm.sources and "version 1" in train_sources.passages()[0].text
+    )  # ... reading old passages
+    assert "version 2" in arm.sources.passages()[0].text  # and is served the new ones
 
 
 def test_the_experiment_runs_every_arm_with_its_label(tmp_path):
@@ -65,11 +63,11 @@ def test_a_withdrawn_protocol_leaves_the_index_and_an_unknown_one_is_a_config_er
 
     from ragft.errors import ConfigError
 
-    withdrawn = compose_config("+exp=withdrawal", "+update=rag_withdrawn")
+    withdrawn = compose_config("+exp=withdrawal", "arm=update/rag_withdrawn")
     ids = {p.id for p in task_of(withdrawn).corpus}
     assert "protocol-conjunctivitis" not in ids and len(ids) == 12
     assert task_of(withdrawn).split("test")[0].category == "haematology"  # broken down by specialty
-    served_after = compose_config("+exp=withdrawal", "+update=lora_rag_withdrawn")
+    served_after = compose_config("+exp=withdrawal", "arm=update/lora_rag_withdrawn")
     assert served_after.train_task.corpus.get("exclude") is None  # trained while the protocol was there
     with pytest.raises(ConfigError, match=r"task.corpus.exclude.*protocol-nope"):
-        task_of(compose_config("+exp=withdrawal", "+update=rag_withdrawn", "withdrawn=[protocol-nope]"))
+        task_of(compose_config("+exp=withdrawal", "arm=update/rag_withdrawn", "withdrawn=[protocol-nope]"))

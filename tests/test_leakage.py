@@ -7,6 +7,7 @@ import pytest
 from ragft.data.leakage import LeakageError, check_leakage, corpus_test_overlap, ngrams, train_test_overlap
 from ragft.errors import ConfigError
 from ragft.types import Example, Passage, TaskData
+from tests.conftest import run_expecting
 
 SETTINGS = {"ngram": 3, "near_threshold": 0.8, "min_reference_words": 8, "fail": False}
 LONG = "eight year old male seen today with occasional dizziness and a reading of 168 over 102 judged severe"
@@ -78,9 +79,8 @@ def test_check_leakage_records_or_fails_as_configured():
 
 
 def test_a_run_with_leakage_fail_stops_before_writing_anything(smoke_cfg, tmp_path):
-    from ragft.recipe import run_experiment_arm
-
     cfg = smoke_cfg("leakage.fail=true", "leakage.near_threshold=0.05")  # the notes share phrasing: all "leak"
-    with pytest.raises(LeakageError):
-        run_experiment_arm(cfg)
-    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("metrics.json"))
+    n = cfg.task.limits.test
+    run_expecting(
+        LeakageError, rf"leakage.fail is true.*\n  train_test: 0 exact and {n} near duplicates of {n}", cfg, tmp_path
+    )

@@ -5,17 +5,12 @@ from ragft.errors import ConfigError
 from ragft.eval.ranking import recall_at_k
 from ragft.eval.registry import METRICS, mean_with_ci, score_predictions
 from ragft.eval.text import accuracy, bleu, chrf, exact_match, field_accuracy, report_sections, token_f1
-from ragft.types import Example, Prediction
+from ragft.types import Example
+from tests.conftest import compose_config
+from tests.conftest import prediction as pred
 
 SECTIONS = {"age": "PATIENT", "sex": "PATIENT", "drug": "TREATMENT", "dose": "TREATMENT", "follow_up": "FOLLOW-UP"}
 FACTS = {"age": "8", "sex": "female", "drug": "Cardivex", "dose": "5 mg once daily", "follow_up": "6 weeks"}
-
-
-def pred(output: str, reference: str = "", facts=None, gold=(), retrieved=None) -> Prediction:
-    """`retrieved=None`: an arm that does not retrieve; a tuple: the documents the prompt carries."""
-    example = Example(id="x", input="", reference=reference, facts=facts or {}, gold_passages=tuple(gold))
-    ranking = None if retrieved is None else tuple(retrieved)
-    return Prediction(example=example, prompt="", output=output, retrieved=tuple(retrieved or ()), ranking=ranking)
 
 
 def rouge(name: str, output: str, reference: str) -> float:
@@ -128,7 +123,7 @@ def test_score_predictions_fills_per_example_scores_and_aggregates():
     predictions = [pred("a", "a"), pred("b", "c")]
     aggregates = score_predictions(predictions, {"exact_match": {}})
     assert [p.scores["exact_match"] for p in predictions] == [1.0, 0.0]
-    assert aggregates["exact_match"]["mean"] == 0.5 and aggregates["exact_match"]["n"] == 2
+    assert aggregates["exact_match"].mean == 0.5 and aggregates["exact_match"].n == 2
 
 
 def test_unknown_metric_is_a_config_error_listing_the_known_ones():
@@ -144,8 +139,8 @@ def test_non_finite_scores_are_left_out_and_each_score_keeps_its_metrics_directi
     predictions = [pred("a"), pred("b")]
     aggregates = score_predictions(predictions, {"toy_loss": {}, "exact_match": {}})
     assert "loss" not in predictions[0].scores and "non-finite" in caplog.text
-    assert aggregates["loss"]["n"] == 1 and aggregates["loss"]["higher_is_better"] is False
-    assert aggregates["exact_match"]["higher_is_better"] is True
+    assert aggregates["loss"].n == 1 and aggregates["loss"].higher_is_better is False
+    assert aggregates["exact_match"].higher_is_better is True
 
 
 def test_a_task_must_select_a_metric():
@@ -164,3 +159,19 @@ def test_contains_reference_accepts_the_answer_inside_a_sentence_only_as_whole_w
     assert score("The answer is: 15 mg before breakfast.", "15 mg before breakfast") == 1.0
     assert score("115 mg before breakfast", "15 mg before breakfast") == 0.0  # not a whole-word match
     assert score("Cardivex", "Vasoren") == 0.0 and score("anything", "") == 0.0
+
+
+def test_the_shipped_gold_reports_score_full_marks_and_another_protocols_report_does_not(clinic):
+    """With the task's own settings: every gold test report is perfect on every field, and the gold
+    report of a note under another protocol misses that protocol's facts."""
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.to_container(compose_config().task.metrics.field_accuracy)
+    notes = clinic.split(clinic.notes, "test")
+    for note in notes:
+        scores = field_accuracy(pred(note["report"], note["report"], facts=note["fields"]), **settings)
+        assert [scores[k] for k in ("field_accuracy", "protocol_fact_accuracy", "format_compliance")] == [1.0] * 3
+        assert rouge("rouge_l", note["report"], note["report"]) == 1.0
+        other = next(n for n in notes if n["gold_passages"] != note["gold_passages"])
+        swapped = field_accuracy(pred(other["report"], note["report"], facts=note["fields"]), **settings)
+        assert swapped["protocol_fact_accuracy"] < 1.0 and swapped["format_compliance"] == 1.0, note["id"]

@@ -8,14 +8,14 @@ from ragft.eval.model import EvaluationModels, _grade
 from ragft.eval.registry import check_metrics, score_predictions
 from ragft.eval.text import groundedness
 from ragft.types import Example, Prediction
-from tests.conftest import compose_config
+from tests.conftest import compose_config, prediction
 
 PASSAGE = "Hypertension protocol: Cardivex 10 mg once daily; follow-up after 2 weeks."
 
 
 def answer(output: str, reference: str = "ref", passages=(PASSAGE,), note: str = "") -> Prediction:
-    example = Example(id="x", input=note, reference=reference)
-    return Prediction(example=example, prompt="", output=output, passages=tuple(passages))
+    """An answer given `passages` (by default, one hypertension protocol)."""
+    return prediction(output, reference, passages=passages, note=note)
 
 
 def test_groundedness_is_the_share_of_content_words_found_in_the_passages():
@@ -42,18 +42,10 @@ def test_groundedness_splits_words_at_punctuation():
     assert groundedness(answer("Cardivex 10mg"))["groundedness"] == pytest.approx(1 / 2)
 
 
-def test_the_shipped_gold_reports_are_fully_grounded_in_their_protocol_and_note():
-    import json
-
-    import yaml
-
-    from tests.conftest import ROOT
-
-    clinic = ROOT / "corpora" / "clinic"
-    protocols = {p["id"]: p["text"] for p in map(json.loads, (clinic / "protocols_v1.jsonl").read_text().splitlines())}
-    task = yaml.safe_load((ROOT / "conf" / "task" / "medical_reports.yaml").read_text())
-    params = task["metrics"]["groundedness"]
-    notes = [n for n in map(json.loads, (clinic / "notes.jsonl").read_text().splitlines()) if n["split"] == "test"]
+def test_the_shipped_gold_reports_are_fully_grounded_in_their_protocol_and_note(clinic):
+    params = OmegaConf.to_container(compose_config("task=medical_reports").task.metrics.groundedness)
+    protocols = clinic.protocols[1]
+    notes = clinic.split(clinic.notes, "test")
     for note in notes:
         gold = answer(note["report"], passages=[protocols[g] for g in note["gold_passages"]], note=note["note"])
         assert groundedness(gold, **params)["groundedness"] == 1.0, note["id"]
@@ -82,7 +74,7 @@ def test_embedding_similarity_is_one_for_the_reference_itself_and_lower_otherwis
     aggregate = score_predictions(predictions, {"embedding_similarity": {}}, models=tiny_models)
     same, other = (p.scores["embedding_similarity"] for p in predictions)
     assert same == pytest.approx(1.0, abs=1e-5) and 0.0 <= other < same
-    assert aggregate["embedding_similarity"]["n"] == 2
+    assert aggregate["embedding_similarity"].n == 2
 
 
 def test_judge_grades_are_parsed_and_scaled():
@@ -92,12 +84,33 @@ def test_judge_grades_are_parsed_and_scaled():
     assert _grade("10/10") == {"llm_judge_parsed": 0.0} and _grade("1.5") == {"llm_judge_parsed": 0.0}
 
 
-def test_judge_runs_the_configured_model_on_every_prediction(tiny_models):
-    predictions = [answer("Cardivex", reference="Cardivex"), answer("no idea", reference="Ferrovin")]
-    score_predictions(predictions, {"llm_judge": {"max_new_tokens": 3}}, models=tiny_models)
-    for p in predictions:  # a random tiny judge may or may not reply with a digit; the record says which
-        assert p.scores["llm_judge_parsed"] in (0.0, 1.0)
-        assert ("llm_judge" in p.scores) == (p.scores["llm_judge_parsed"] == 1.0)
+def replying(models: EvaluationModels, reply_for: dict[str, str]):  # noqa: ANN201 - a removable hook handle
+    """Make the judge model's next token the one `reply_for` names for the first of its keys found in the
+    prompt: a forward hook lifts that token's logit at the last position. Prompts, generation, decoding
+    and grading all run as they are."""
+    tokenizer, model = models.judge.tokenizer, models.judge.model
+
+    def lift(module, args, kwargs, output):  # noqa: ANN001, ANN202
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        for row, prompt in enumerate(tokenizer.batch_decode(ids, skip_special_tokens=True)):
+            reply = next(reply for key, reply in reply_for.items() if key in prompt)
+            output.logits[row, -1, tokenizer.convert_tokens_to_ids(reply)] += 1e4
+        return output
+
+    return model.register_forward_hook(lift, with_kwargs=True)
+
+
+def test_each_prediction_gets_the_grade_the_configured_judge_replied_for_it(tiny_models):
+    outputs = {"Cardivex": "5", "no idea": "2", "Cardivex 10 mg once daily, follow-up after 2 weeks": "4", "um": "x"}
+    reply_for = {f"Answer to rate: {output}\n": reply for output, reply in outputs.items()}  # the rubric's last line
+    predictions = [answer(output, reference="Cardivex") for output in outputs]  # unequal lengths: batched out of order
+    handle = replying(tiny_models, reply_for)
+    try:
+        score_predictions(predictions, {"llm_judge": {"max_new_tokens": 1}}, models=tiny_models)
+    finally:
+        handle.remove()
+    assert [p.scores.get("llm_judge") for p in predictions] == [1.0, 0.25, 0.75, None]  # (grade - 1) / 4
+    assert [p.scores["llm_judge_parsed"] for p in predictions] == [1.0, 1.0, 1.0, 0.0]  # "x" is no grade
 
 
 def test_judge_without_a_configured_model_fails_before_any_work():

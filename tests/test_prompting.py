@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from ragft.context.shots import FewShot, RandomShots, SimilarShots, ZeroShot
+from ragft.context.sources import ContextSources
 from ragft.context.template import PromptTemplate
 from ragft.errors import ConfigError
-from ragft.types import Context, Example, Passage
+from ragft.types import Context, Example, Passage, TaskData
 
 TEMPLATE = PromptTemplate(
     instruction="Write the report.",
@@ -25,11 +26,15 @@ class KeywordEmbedder:
     """Deterministic 'embedding': one dimension per keyword; enough to test nearest-neighbour choice."""
 
     words = ("asthma", "migraine", "eczema")
-    train_pool: list[Example] = []
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], cache: bool = True) -> np.ndarray:
         vectors = np.array([[float(w in t) for w in self.words] + [0.1] for t in texts], dtype=np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def sources_with(train: list[Example]) -> ContextSources:
+    """A task's context sources whose train split is `train` (no corpus, no retriever)."""
+    return ContextSources(TaskData("toy", {"train": train, "test": []}, []))
 
 
 class PlainTokenizer:
@@ -71,39 +76,50 @@ def test_render_uses_the_tokenizers_chat_template(smoke_cfg):
 
 
 def test_zero_shot_adds_nothing():
-    assert ZeroShot().build([example(1)], KeywordEmbedder()) == [Context()]
+    assert ZeroShot().build([example(1)], sources_with([])) == [Context()]
 
 
 def test_random_shots_are_seeded_and_exclude_the_example_itself():
-    resources = KeywordEmbedder()
-    resources.train_pool = [example(i) for i in range(6)]
+    pool = [example(i) for i in range(6)]
+    sources = sources_with(pool)
     builder = FewShot(k=3, selection=RandomShots(seed=4))
-    first = builder.build(resources.train_pool, resources, exclude_self=True)
-    assert first == builder.build(resources.train_pool, resources, exclude_self=True)
-    for ex, context in zip(resources.train_pool, first):
+    first = builder.build(pool, sources, exclude_self=True)
+    assert first == builder.build(pool, sources, exclude_self=True)
+    for ex, context in zip(pool, first):
         assert len(context.shots) == 3 and ex not in context.shots
-    assert FewShot(k=3, selection=RandomShots(seed=5)).build(resources.train_pool, resources, True) != first
+    assert FewShot(k=3, selection=RandomShots(seed=5)).build(pool, sources, True) != first
 
 
 def test_similar_shots_pick_the_nearest_train_examples():
-    resources = KeywordEmbedder()
-    resources.train_pool = [
-        example(0, "asthma wheeze"),
-        example(1, "migraine aura"),
-        example(2, "eczema itch"),
-        example(3, "asthma night cough"),
-    ]
-    [context] = FewShot(k=2, selection=SimilarShots()).build([example(9, "asthma attack")], resources)
+    sources = sources_with(
+        [example(0, "asthma wheeze"), example(1, "migraine aura"), example(2, "eczema itch"),
+         example(3, "asthma night cough")]
+    )  # fmt: skip
+    builder = FewShot(k=2, selection=SimilarShots(KeywordEmbedder()))
+    [context] = builder.build([example(9, "asthma attack")], sources)
     assert {s.id for s in context.shots} == {"e0", "e3"}
 
 
-def test_k_larger_than_the_train_split_names_the_config_key():
-    resources = KeywordEmbedder()
-    resources.train_pool = [example(i) for i in range(3)]
-    with pytest.raises(ConfigError, match=r"context.builder.k.*asks for 5.*train split has 3"):
-        FewShot(k=5, selection=RandomShots()).build([example(9)], resources)
+def test_k_larger_than_the_train_split_names_the_config_key_before_any_work():
+    builder = FewShot(k=5, selection=RandomShots(seed=0))
+    sources = sources_with([example(i) for i in range(3)])
+    for attempt in (lambda: builder.check(sources), lambda: builder.build([example(9)], sources)):
+        with pytest.raises(ConfigError, match=r"context.builder.k.*asks for 5.*train split has 3"):
+            attempt()
 
 
 def test_k_must_be_positive():
     with pytest.raises(ConfigError, match="context.builder.k"):
-        FewShot(k=0, selection=RandomShots())
+        FewShot(k=0, selection=RandomShots(seed=0))
+
+
+def test_few_shot_configs_build_their_selection():
+    from ragft.errors import build
+    from ragft.retrieval import Embedder
+    from tests.conftest import compose_config
+
+    similar = build(compose_config("context=few_shot").context.builder, "context.builder")
+    assert isinstance(similar.selection, SimilarShots) and isinstance(similar.selection.embedder, Embedder)
+    random_shots = build(compose_config("context=few_shot_random", "seed=7").context.builder, "context.builder")
+    assert isinstance(random_shots.selection, RandomShots) and random_shots.selection.seed == 7
+    assert random_shots.k == similar.k

@@ -1,16 +1,20 @@
 """The report from constructed run records: grouping of seeds, significance markers, the Pareto front,
-escaping, self-containment, and several experiments in one report."""
+escaping, self-containment, failed runs, and several experiments in one report."""
 
+import json
+import logging
 import re
 
 import pandas as pd
 import pytest
 
+from ragft.record.cost import MemoryCost, TrainingCost
+from ragft.record.run import RECORD_FILE
 from ragft.report.__main__ import main as report_main
+from ragft.report.groups import averaged, group_runs, load_runs
 from ragft.report.plots import pareto_front
 from ragft.report.render import build_report, cell, markdown_table, text_cell, write_report
-from ragft.report.tables import group_runs, load_records
-from tests.fake_runs import write_experiment, write_run
+from tests.fake_runs import write_experiment, write_failed_run, write_run
 
 
 def test_model_text_cannot_break_the_table_or_inject_html():
@@ -61,12 +65,12 @@ def test_runs_differing_only_by_seed_are_aggregated(tmp_path):
     for seed, period in ((0, 2), (1, 4), (2, 2)):
         write_run(exp, "lora", [float(i % period == 0) for i in range(40)], seed=seed)
     write_run(exp, "zero_shot", [0.0] * 40)
-    groups = group_runs(load_records(exp))
+    groups = group_runs(load_runs(exp))
     lora = next(g for g in groups if g.label == "lora")
     assert lora.seeds == [0, 1, 2]
     # per example: mean over seeds; overall mean (0.5 + 0.25 + 0.5) / 3
-    assert lora.metrics["exact_match"]["mean"] == pytest.approx((0.5 + 0.25 + 0.5) / 3)
-    assert lora.metrics["exact_match"]["seed_sd"] == pytest.approx(pd.Series([0.5, 0.25, 0.5]).std())
+    assert lora.scores["exact_match"].mean == pytest.approx((0.5 + 0.25 + 0.5) / 3)
+    assert lora.scores["exact_match"].seed_sd == pytest.approx(pd.Series([0.5, 0.25, 0.5]).std())
     report = build_report([exp])
     assert report.tables["leaderboard"].loc["lora", "seeds"] == "0, 1, 2"
     assert "sd 0.144" in report.tables["leaderboard"].loc["lora", "exact_match"]
@@ -74,9 +78,9 @@ def test_runs_differing_only_by_seed_are_aggregated(tmp_path):
 
 def test_configurations_sharing_an_arm_get_distinct_labels(tmp_path):
     exp = tmp_path / "sweep"
-    write_run(exp, "lora", [1.0] * 10, extra={"adaptation": {"r": 8}})
-    write_run(exp, "lora", [0.0] * 10, extra={"adaptation": {"r": 16}})
-    labels = [g.label for g in group_runs(load_records(exp))]
+    write_run(exp, "lora", [1.0] * 10, settings={"adaptation.r": 8})
+    write_run(exp, "lora", [0.0] * 10, settings={"adaptation.r": 16})
+    labels = [g.label for g in group_runs(load_runs(exp))]
     assert len(set(labels)) == 2 and all(re.fullmatch(r"lora \([0-9a-f]{6}\)", label) for label in labels)
 
 
@@ -119,12 +123,12 @@ def test_report_command_fails_clearly(tmp_path, capsys):
     assert "baseline 'nope' is not one of the runs" in capsys.readouterr().err
 
 
-def test_runs_whose_configs_differ_in_an_empty_mapping_are_not_seeds_of_one_run(tmp_path):
+def test_settings_differing_in_an_empty_mapping_show_in_the_differences(tmp_path):
     exp = tmp_path / "metrics"
-    write_run(exp, "rag", [1.0] * 10, extra={"task": {"name": "toy", "metrics": {"rouge_l": {}}}})
-    write_run(exp, "rag", [0.0] * 10, extra={"task": {"name": "toy", "metrics": {"rouge_l": {}, "chrf": {}}}})
-    groups = group_runs(load_records(exp))
-    assert len(groups) == 2 and all(len(g.records) == 1 for g in groups)
+    write_run(exp, "rag", [1.0] * 10, settings={"task.metrics.rouge_l": {}})
+    write_run(exp, "rag", [0.0] * 10, settings={"task.metrics.rouge_l": {}, "task.metrics.chrf": {}})
+    groups = group_runs(load_runs(exp))
+    assert len(groups) == 2 and all(len(g.runs) == 1 for g in groups)
     differences = build_report([exp]).tables["config_diff"]
     assert list(differences.index) == ["task.metrics.chrf"]
 
@@ -147,20 +151,102 @@ def test_runs_of_another_task_are_not_paired_with_the_baseline(tmp_path):
     assert not report.tables["leaderboard"].loc["exp_b/lora", "exact_match"].endswith("▲")
 
 
-def test_a_run_without_some_cost_figures_still_reports(tmp_path):
-    exp = write_experiment(tmp_path)
-    run_dir = next(exp.glob("rag-*"))
-    (run_dir / "cost.json").write_text('{"prompt_tokens_mean": 12}')
-    cost = build_report([exp]).tables["cost"]
-    assert cost.loc["rag", "prompt tokens/example"] == "12"
-    assert cost.loc["rag", "latency p50 / p95 (s)"] == "– / –"
+def test_figures_a_run_does_not_record_show_as_dashes(tmp_path):
+    report = build_report([write_experiment(tmp_path)])
+    assert report.tables["cost"].loc["rag", "train time (s)"] == "–"  # it trains nothing
+    assert report.tables["cost"].loc["rag", "prompt tokens/example"] == "10"
+    assert report.tables["retrieval"].loc["rag", "train retriever (s)"] == "–"  # its retriever is not trained
+    assert list(report.tables["retrieval"].index) == ["rag"]
 
 
 def test_config_differences_name_data_files_not_where_they_were_read_from(tmp_path):
     exp = tmp_path / "paths"
-    write_run(exp, "rag", [1.0] * 4, extra={"task": {"name": "toy", "corpus": {"path": "/somewhere/v1.jsonl"}}})
-    write_run(exp, "lora", [1.0] * 4, extra={"task": {"name": "toy", "corpus": {"path": "/elsewhere/v2.jsonl"}}})
+    write_run(exp, "rag", [1.0] * 4, settings={"task.corpus.path": "corpora/a/v1.jsonl"})
+    write_run(exp, "lora", [1.0] * 4, settings={"task.corpus.path": "corpora/b/v2.jsonl"})
     differences = build_report([exp]).tables["config_diff"]
     assert list(differences.loc["task.corpus.path"]) == ["v1.jsonl", "v2.jsonl"] or list(
         differences.loc["task.corpus.path"]
     ) == ["v2.jsonl", "v1.jsonl"]
+
+
+def test_a_failed_run_is_listed_and_left_out_of_every_comparison(tmp_path):
+    exp = write_experiment(tmp_path)
+    write_failed_run(exp, "lora", stage="train", message="CUDA out of memory.\nTried to allocate <b>2 GiB</b>")
+    report = build_report([exp])
+    failed = report.tables["failed"]
+    assert list(failed.index) == ["lora"]
+    assert failed.loc["lora", "stage"] == "train"
+    assert failed.loc["lora", "error"] == "RuntimeError: CUDA out of memory. Tried to allocate <b>2 GiB</b>"
+    for name in ("leaderboard", "versus", "cost", "categories"):
+        assert "lora" not in report.tables[name].index and "lora" not in report.tables[name].columns, name
+    assert [g.label for g in report.groups] == ["zero_shot", "few_shot", "rag"]
+    write_report(exp)
+    markdown = (exp / "report.md").read_text()
+    assert "## Failed runs" in markdown and "3 runs and 1 failed, up to 40" in markdown
+    assert "| lora | train | RuntimeError: CUDA out of memory. Tried to allocate &lt;b&gt;2 GiB&lt;/b&gt; |" in markdown
+    page = (exp / "report.html").read_text()
+    assert 'id="failed"' in page and "<b>2 GiB" not in page and "&lt;b&gt;2 GiB&lt;/b&gt;" in page
+    table = pd.read_csv(exp / "runs.csv")
+    assert table.set_index("arm").loc["lora", "status"] == "failed"
+
+
+def test_a_report_of_failed_runs_only_lists_them(tmp_path):
+    exp = tmp_path / "broken"
+    write_failed_run(exp, "zero_shot", stage="load_generator", error="OSError", message="no such model")
+    written = write_report(exp)
+    assert [p.name for p in written] == ["report.md", "report.html", "runs.csv", "runs.parquet"]
+    markdown = (exp / "report.md").read_text()
+    assert "| zero_shot | load_generator | OSError: no such model |" in markdown
+    assert "No run finished" in markdown and "## Quality" not in markdown
+    assert "OSError: no such model" in (exp / "report.html").read_text()
+
+
+def test_two_seeds_of_one_configuration_form_one_row_with_their_spread(tmp_path):
+    exp = tmp_path / "two_seeds"
+    write_run(exp, "rag", [1.0] * 10, seed=0)
+    write_run(exp, "rag", [0.0] * 5 + [1.0] * 5, seed=1)
+    board = build_report([exp]).tables["leaderboard"]
+    assert list(board.index) == ["rag"] and board.loc["rag", "seeds"] == "0, 1"
+    assert board.loc["rag", "exact_match"].startswith("0.750 [") and "sd 0.354" in board.loc["rag", "exact_match"]
+
+
+def test_runs_whose_data_differ_are_never_grouped_though_their_arm_is_the_same(tmp_path):
+    """Same arm, same settings, same seed: only the data's content differs, so the group keys do."""
+    exp = tmp_path / "data_versions"
+    write_run(exp, "rag", [1.0] * 10, group_key="a" * 16)
+    write_run(exp, "rag", [0.0] * 10, group_key="b" * 16)
+    groups = group_runs(load_runs(exp))
+    assert sorted(g.label for g in groups) == ["rag (aaaaaa)", "rag (bbbbbb)"]
+    assert all(len(g.runs) == 1 for g in groups)
+    board = build_report([exp], "rag (aaaaaa)").tables["leaderboard"]
+    assert "seeds" not in board.columns and len(board) == 2
+
+
+def test_the_report_never_reads_a_runs_config(tmp_path):
+    exp = write_experiment(tmp_path)
+    before = build_report([exp])
+    for config in exp.glob("*/config.yaml"):
+        config.unlink()
+    after = build_report([exp])
+    for name, table in before.tables.items():
+        pd.testing.assert_frame_equal(table, after.tables[name], obj=name)
+    assert write_report(exp)
+
+
+def test_a_record_of_another_schema_is_skipped_naming_its_file(tmp_path, caplog):
+    exp = write_experiment(tmp_path)
+    record_file = next(exp.glob("rag-*")) / RECORD_FILE
+    record_file.write_text(json.dumps({**json.loads(record_file.read_text()), "schema_version": 1}))
+    with caplog.at_level(logging.WARNING):
+        report = build_report([exp])
+    assert [g.label for g in report.groups] == ["zero_shot", "few_shot"]
+    assert str(record_file) in caplog.text
+
+
+def test_seeds_costs_are_averaged_figure_by_figure():
+    first = TrainingCost(train_s=4.0, trainable_params=10, stored="adapter", memory=MemoryCost(peak_rss_mb=100.0))
+    second = TrainingCost(train_s=6.0, trainable_params=10, stored="adapter", adapter_reused=True)
+    mean = averaged([first, second])
+    assert (mean.train_s, mean.trainable_params, mean.stored, mean.adapter_reused) == (5.0, 10, "adapter", True)
+    assert mean.memory.peak_rss_mb == 50.0 and mean.memory.peak_cuda_mb is None
+    assert averaged([None, None]) is None

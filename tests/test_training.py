@@ -5,9 +5,19 @@ from omegaconf import OmegaConf
 from ragft.adapt.sft import IGNORE, RightPadCollator, build_features, response_only_loss, train_adapter
 from ragft.errors import ConfigError
 from ragft.models.loading import load_generator
+from tests.conftest import run_expecting, trained_adaptations
 
 PROMPTS = ["Note: mild asthma in a boy of 8.", "Note: severe migraine, woman of 40.", "Note: eczema, 3 y girl."]
 ANSWERS = ["TREATMENT: Bronquil 1 puff", "TREATMENT: Neurolexa 25 mg", "TREATMENT: Dermalux cream"]
+
+
+def toy_features(tokenizer) -> list[dict]:  # noqa: ANN001
+    """The three prompt -> answer pairs as training features."""
+    return build_features(tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
+
+
+def toy_batch(tokenizer) -> dict:  # noqa: ANN001
+    return RightPadCollator(tokenizer.pad_token_id)(toy_features(tokenizer))
 
 
 @pytest.fixture
@@ -17,7 +27,7 @@ def generator(smoke_cfg):
 
 @pytest.fixture
 def features(generator):
-    return build_features(generator.tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
+    return toy_features(generator.tokenizer)
 
 
 def test_labels_mask_the_prompt_and_keep_the_response_and_end_token(generator, features):
@@ -41,7 +51,7 @@ def test_too_long_training_example_names_the_config_key(generator):
         build_features(generator.tokenizer, PROMPTS[:1], ANSWERS[:1], ["a"], max_length=4)
 
 
-METHODS = ["full", "lora", "qlora", "dora", "ia3", "prefix", "ptuning", "prompt"]
+METHODS = trained_adaptations()
 
 
 def method_training(cfg, **overrides):  # noqa: ANN001, ANN003
@@ -53,25 +63,50 @@ def method_training(cfg, **overrides):  # noqa: ANN001, ANN003
 def test_every_method_lowers_the_loss_and_records_its_cost(smoke_cfg, method):
     cfg = smoke_cfg(f"adaptation={method}", "training.max_steps=12", "training.batch_size=3")
     generator = load_generator(cfg.generator, cfg.adaptation.get("quantization"))
-    features = build_features(generator.tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
+    features = toy_features(generator.tokenizer)
     training = method_training(cfg)
     training.learning_rate *= 10  # a random tiny model needs larger steps than the real one
     record = train_adapter(generator, cfg.adaptation.method, training, features)
-    history = record.stats["loss_history"]
+    cost = record.cost
+    history = cost.loss_history
     assert len(history) == 12 and history[-1] < history[0] - 0.05  # nats, from ~ln(49152) = 10.8
-    stats = record.stats
-    assert 0 < stats["trainable_params"] <= stats["total_params"]
-    assert stats["train_tokens"] > 0 and stats["train_tokens_per_s"] > 0 and stats["train_peak_rss_mb"] > 0
+    assert 0 < cost.trainable_params <= cost.total_params
+    assert cost.train_tokens > 0 and cost.train_tokens_per_s > 0 and cost.memory.peak_rss_mb > 0
     if method == "full":
-        assert stats["trainable_params"] == stats["total_params"] and stats["stored"] == "full model"
-        assert stats["adapter_bytes"] >= 4 * stats["total_params"]  # a full fp32 copy of the weights
+        assert cost.trainable_params == cost.total_params and cost.stored == "full model"
+        assert cost.adapter_bytes >= 4 * cost.total_params  # a full fp32 copy of the weights
     else:
-        assert stats["trainable_params"] < 0.05 * stats["total_params"] and stats["stored"] == "adapter"
-        assert stats["adapter_bytes"] < 0.1 * 4 * stats["total_params"]
+        assert cost.trainable_params < 0.05 * cost.total_params and cost.stored == "adapter"
+        assert cost.adapter_bytes < 0.1 * 4 * cost.total_params
+
+
+def four_bit_kernel_noise(cfg, batch: dict) -> float:  # noqa: ANN001
+    """How far one 4-bit base disagrees with itself across a save, on this machine: bitsandbytes' CPU
+    inference path (processors with AVX512-BF16) repacks the weights on the first forward pass, saving
+    unpacks them, and the next pass repacks them with different rounding. Zero wherever there is no
+    such packing (GPUs, other CPUs)."""
+    base = load_generator(cfg.generator, cfg.adaptation.quantization).model
+    with torch.no_grad():
+        before = base(**batch).logits
+        base.state_dict()  # what saving an adapter does to the base beneath it
+        return (base(**batch).logits - before).abs().max().item()
+
+
+def moved(model, scale: float, seed: int, names: set[str] | None = None):  # noqa: ANN001, ANN201
+    """`model` with every trainable weight (or those `names`) moved by `scale` standard normals: a
+    stand-in for training."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad if names is None else name in names:
+                parameter.add_(scale * torch.randn_like(parameter))
+    return model
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_saved_training_reloads_to_identical_outputs(smoke_cfg, tmp_path, method):
+    """Bit for bit in fp32. On a 4-bit base, within twice the base's own disagreement across a save
+    (`four_bit_kernel_noise`), a tolerance an adapter moved by a tenth of the training step exceeds."""
     from hydra.utils import instantiate
 
     from ragft.adapt.methods import as_method
@@ -79,27 +114,24 @@ def test_saved_training_reloads_to_identical_outputs(smoke_cfg, tmp_path, method
     cfg = smoke_cfg(f"adaptation={method}")
     quantization = cfg.adaptation.get("quantization")
     generator = load_generator(cfg.generator, quantization)
-    batch = RightPadCollator(generator.tokenizer.pad_token_id)(
-        build_features(generator.tokenizer, PROMPTS, ANSWERS, ["a", "b", "c"], max_length=128)
-    )
+    batch = toy_batch(generator.tokenizer)
     adaptation = as_method(instantiate(cfg.adaptation.method, _convert_="all"))
-    model = adaptation.prepare(generator.model, None)
-    torch.manual_seed(1)
-    with torch.no_grad():  # stand-in for training: move every trainable weight
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.05 * torch.randn_like(parameter))
-    model.eval()
+    model = moved(adaptation.prepare(generator.model, None), scale=0.05, seed=1).eval()
+    trained_names = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
     with torch.no_grad():
         trained = model(**batch).logits
     adaptation.save(model, tmp_path / "saved")
+    tolerance = 2 * four_bit_kernel_noise(cfg, batch) if quantization is not None else 0.0
 
     base = load_generator(cfg.generator, quantization).model
     with torch.no_grad():
         base_logits = base(**batch).logits
         reloaded = adaptation.load(base, tmp_path / "saved", merge=False).eval()
-        torch.testing.assert_close(reloaded(**batch).logits, trained, rtol=0, atol=0)
+        torch.testing.assert_close(reloaded(**batch).logits, trained, rtol=0, atol=tolerance)
         assert not torch.allclose(trained[:, -base_logits.shape[1] :], base_logits)
+        if quantization is not None:  # the tolerance cannot hide a wrongly reloaded adapter
+            nudged = moved(reloaded, scale=0.005, seed=2, names=trained_names)
+            assert (nudged(**batch).logits - trained).abs().max().item() > tolerance
         if method in ("lora", "dora", "ia3"):  # merged for serving: the same function of the input
             merged = adaptation.load(load_generator(cfg.generator).model, tmp_path / "saved", merge=True)
             assert not hasattr(merged, "peft_config")
@@ -114,12 +146,7 @@ def _with_moved_virtual_tokens(cfg, seed: int):  # noqa: ANN001
 
     generator = load_generator(cfg.generator)
     model = as_method(instantiate(cfg.adaptation.method, _convert_="all")).prepare(generator.model, None)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.add_(torch.randn_like(parameter))
-    generator.model = model.eval()
+    generator.model = moved(model, scale=1.0, seed=seed).eval()
     return generator
 
 
@@ -146,16 +173,12 @@ def test_virtual_tokens_reach_every_generated_token(smoke_cfg, method):
 
 
 def test_methods_without_weights_to_merge_into_say_so_before_any_work(smoke_cfg, tmp_path):
-    from tests.test_errors import run_expecting
-
     for method, reason in (("prompt", "virtual tokens"), ("qlora", "4-bit base")):
         cfg = smoke_cfg(f"adaptation={method}", "adaptation.merge_for_inference=true")
         run_expecting(ConfigError, rf"adaptation.merge_for_inference.*{reason}", cfg, tmp_path)
 
 
 def test_training_settings_that_cannot_work_together_fail_before_any_work(smoke_cfg, tmp_path):
-    from tests.test_errors import run_expecting
-
     patience = smoke_cfg("adaptation=lora", "training.validation.early_stopping_patience=2")
     run_expecting(ConfigError, r"training.validation.*need validation data", patience, tmp_path)
     both = smoke_cfg("adaptation=lora", "training.validation.split=validation", "training.validation.holdout=0.1")
@@ -176,19 +199,17 @@ def test_early_stopping_stops_when_the_validation_loss_stalls(smoke_cfg, generat
         "training.validation.early_stopping_patience=2",
     )
     record = train_adapter(generator, cfg.adaptation.method, cfg.training, features, validation=features[:2])
-    stats = record.stats
-    assert stats["stopped_early"] and stats["train_steps"] == 3  # the first evaluation, then 2 without gain
-    assert len(stats["eval_loss_history"]) == 3 and stats["best_eval_loss"] == min(stats["eval_loss_history"])
-    assert stats["validation_examples"] == 2
+    cost = record.cost
+    assert cost.stopped_early and cost.train_steps == 3  # the first evaluation, then 2 without gain
+    assert len(cost.eval_loss_history) == 3 and cost.best_eval_loss == min(cost.eval_loss_history)
+    assert cost.validation_examples == 2
 
 
 def test_an_identical_adapter_is_reused_not_retrained(smoke_cfg, generator, features):
     cfg = smoke_cfg("arm=lora")
     first = train_adapter(generator, cfg.adaptation.method, cfg.training, features)
     again = train_adapter(generator, cfg.adaptation.method, cfg.training, features)
-    assert (
-        again.adapter_dir == first.adapter_dir and again.stats["adapter_reused"] and not first.stats["adapter_reused"]
-    )
+    assert again.adapter_dir == first.adapter_dir and again.cost.adapter_reused and not first.cost.adapter_reused
     other = OmegaConf.merge(cfg.training, {"learning_rate": 0.5})
     assert train_adapter(generator, cfg.adaptation.method, other, features).adapter_dir != first.adapter_dir
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from typing import Any
 
+from ragft.context.sources import ContextSources
 from ragft.errors import ConfigError
 from ragft.retrieval.base import document_ranking
 from ragft.types import Context, Example, Passage
@@ -25,22 +25,25 @@ class RagContext:
         self.top_k = top_k
         self.depth = max(depth, top_k)
 
-    def ranked(self, examples: Sequence[Example], resources: Any) -> list[list[Passage]]:
+    def check(self, sources: ContextSources) -> None:
+        sources.require_retriever()
+
+    def ranked(self, examples: Sequence[Example], sources: ContextSources) -> list[list[Passage]]:
         """The retriever's best passages per example, best first, deep enough to cover `depth` distinct
         documents where the corpus has them (several chunks of one document count once)."""
-        retriever, queries = resources.retriever(), [e.input for e in examples]
-        n_passages = len(resources.passages())
+        retriever, queries = sources.retriever(), [e.input for e in examples]
+        n_passages = len(sources.passages())
         k = self.depth
         while True:
-            rows = retriever.search(queries, k, resources)
+            rows = retriever.search(queries, k)
             if k >= n_passages or all(len(document_ranking(row)) >= self.depth for row in rows):
                 return rows
             k = min(2 * k, n_passages)
 
-    def build(self, examples: Sequence[Example], resources: Any, exclude_self: bool = False) -> list[Context]:
+    def build(self, examples: Sequence[Example], sources: ContextSources, exclude_self: bool = False) -> list[Context]:
         return [
             Context(passages=tuple(row[: self.top_k]), ranking=document_ranking(row)[: self.depth])
-            for row in self.ranked(examples, resources)
+            for row in self.ranked(examples, sources)
         ]
 
 
@@ -69,13 +72,13 @@ class RaftContext(RagContext):
         self.p_gold, self.distractors, self.seed = p_gold, distractors, seed
         self.pick_distractors = sources[distractor_source]
 
-    def build(self, examples: Sequence[Example], resources: Any, exclude_self: bool = False) -> list[Context]:
+    def build(self, examples: Sequence[Example], sources: ContextSources, exclude_self: bool = False) -> list[Context]:
         if not exclude_self:  # inference: what the retriever finds
-            return super().build(examples, resources)
-        return self.training_contexts(examples, resources)
+            return super().build(examples, sources)
+        return self.training_contexts(examples, sources)
 
-    def training_contexts(self, examples: Sequence[Example], resources: Any) -> list[Context]:
-        corpus = resources.passages()
+    def training_contexts(self, examples: Sequence[Example], sources: ContextSources) -> list[Context]:
+        corpus = sources.passages()
         first_chunk: dict[str, Passage] = {}
         for passage in corpus:
             first_chunk.setdefault(passage.doc_id, passage)
@@ -88,7 +91,7 @@ class RaftContext(RagContext):
         if len(with_gold) < len(examples):
             log.warning("RAFT: %d of %d train examples have no gold passage; they get the plain retrieved context",
                         len(examples) - len(with_gold), len(examples))  # fmt: skip
-        ranked = dict(zip((e.id for e in examples), self.ranked(examples, resources)))  # one retrieval for all
+        ranked = dict(zip((e.id for e in examples), self.ranked(examples, sources)))  # one retrieval for all
         rng = random.Random(self.seed)
         distractors = {e.id: self.pick_distractors(e, ranked[e.id], corpus, rng) for e in with_gold}
         contexts = []

@@ -5,42 +5,43 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from ragft.context.sources import ContextSources
 from ragft.errors import ConfigError
-from ragft.types import Context, Example, Passage
-
-
-class Resources(Protocol):
-    """What context builders may draw on; built lazily by the run."""
-
-    @property
-    def train_pool(self) -> list[Example]: ...
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
-    def passages(self) -> list[Passage]: ...
-    def retriever(self) -> Any: ...
+from ragft.types import Context, Example
 
 
 class ContextBuilder(Protocol):
-    def build(self, examples: Sequence[Example], resources: Resources, exclude_self: bool = False) -> list[Context]:
+    def check(self, sources: ContextSources) -> None:
+        """Fail before any work where `sources` cannot give this context (no retriever, too few examples)."""
+
+    def build(self, examples: Sequence[Example], sources: ContextSources, exclude_self: bool = False) -> list[Context]:
         """One context per example; `exclude_self` keeps an example out of its own context (training)."""
 
 
+class TextEmbedder(Protocol):
+    def embed(self, texts: Sequence[str], cache: bool = True) -> np.ndarray: ...
+
+
 class ZeroShot:
-    def build(self, examples: Sequence[Example], resources: Resources, exclude_self: bool = False) -> list[Context]:
+    def check(self, sources: ContextSources) -> None:
+        pass
+
+    def build(self, examples: Sequence[Example], sources: ContextSources, exclude_self: bool = False) -> list[Context]:
         return [Context() for _ in examples]
 
 
 class RandomShots:
     """Pick demonstrations uniformly at random (seeded) from the train split."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def select(
-        self, examples: Sequence[Example], pool: Sequence[Example], k: int, resources: Resources, exclude_self: bool
+        self, examples: Sequence[Example], pool: Sequence[Example], k: int, exclude_self: bool
     ) -> list[list[int]]:
         rng = random.Random(self.seed)
         chosen = []
@@ -51,13 +52,16 @@ class RandomShots:
 
 
 class SimilarShots:
-    """Pick the train examples whose inputs are nearest to the query input in embedding space."""
+    """Pick the train examples whose inputs are nearest to the query input in `embedder`'s space."""
+
+    def __init__(self, embedder: TextEmbedder) -> None:
+        self.embedder = embedder
 
     def select(
-        self, examples: Sequence[Example], pool: Sequence[Example], k: int, resources: Resources, exclude_self: bool
+        self, examples: Sequence[Example], pool: Sequence[Example], k: int, exclude_self: bool
     ) -> list[list[int]]:
-        pool_vectors = resources.embed([p.input for p in pool])
-        query_vectors = resources.embed([e.input for e in examples])
+        pool_vectors = self.embedder.embed([p.input for p in pool])
+        query_vectors = self.embedder.embed([e.input for e in examples])
         similarity = query_vectors @ pool_vectors.T
         chosen = []
         for row, example in zip(similarity, examples):
@@ -77,13 +81,17 @@ class FewShot:
         self.k = k
         self.selection = selection
 
-    def build(self, examples: Sequence[Example], resources: Resources, exclude_self: bool = False) -> list[Context]:
-        pool = resources.train_pool
+    def check(self, sources: ContextSources, exclude_self: bool = False) -> None:
+        pool = sources.train_pool
         if self.k > len(pool) - int(exclude_self):
             raise ConfigError(
                 "context.builder.k",
                 f"asks for {self.k} examples but the train split has {len(pool)}.",
                 "Lower k or raise task.limits.train.",
             )
-        picks = self.selection.select(examples, pool, self.k, resources, exclude_self)
+
+    def build(self, examples: Sequence[Example], sources: ContextSources, exclude_self: bool = False) -> list[Context]:
+        self.check(sources, exclude_self)
+        pool = sources.train_pool
+        picks = self.selection.select(examples, pool, self.k, exclude_self)
         return [Context(shots=tuple(pool[i] for i in row)) for row in picks]

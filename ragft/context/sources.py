@@ -1,77 +1,80 @@
-"""Lazily built shared resources of a run: the embedder, the (chunked) corpus, the retriever's index
-and a fine-tuned retrieval embedder."""
+"""What context builders draw on: the task's train pool, its corpus as indexed (chunked where
+configured) and the retriever over that corpus, built on first use."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from functools import cached_property
-from typing import Any
-
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ragft.errors import build
-from ragft.models.loading import load_embedder
-from ragft.retrieval import embed_texts
+from ragft.errors import ConfigError, build
+from ragft.record.cost import RetrievalCost
+from ragft.retrieval.base import Retriever
+from ragft.retrieval.chunking import Chunker
 from ragft.types import Example, Passage, TaskData
 
 
-def build_retriever(cfg: DictConfig) -> Any:
-    """The `retriever` config's retriever (its `label` only names arms, so the class does not get it)."""
+def build_retriever(cfg: DictConfig | None) -> Retriever | None:
+    """The `retriever` config's retriever, not yet built over a corpus (None for `retriever: null`).
+    Its `label` only names arms, so the class does not get it."""
+    if cfg is None:
+        return None
     settings = OmegaConf.to_container(cfg, resolve=True)  # (a value still `???` stays missing)
     settings.pop("label", None)
-    return build(OmegaConf.create(settings), "retriever")
+    node = OmegaConf.create({"retriever": settings}).retriever  # so that errors name `retriever.<key>`
+    if missing := sorted(OmegaConf.missing_keys(node)):  # (keys come with their full path)
+        raise ConfigError(missing[0], "must be set (it has no default).")
+    return build(node, "retriever")
 
 
-class RunResources:
-    """What context builders draw on; nothing is loaded until a builder asks for it."""
+class ContextSources:
+    """The train pool, the (chunked) corpus and the retriever of one task. Nothing is loaded, split or
+    indexed until a context builder asks for it."""
 
-    def __init__(
-        self,
-        task: TaskData,
-        embedder_cfg: DictConfig,
-        retriever_cfg: DictConfig,
-        chunking_cfg: DictConfig | None = None,
-    ) -> None:
+    def __init__(self, task: TaskData, retriever: Retriever | None = None, chunker: Chunker | None = None) -> None:
         self.task = task
-        self.embedder_cfg = embedder_cfg
-        self.retriever_cfg = retriever_cfg
-        self.chunking_cfg = chunking_cfg
-        self._retriever: Any = None
+        self._retriever = retriever
+        self._chunker = chunker
         self._passages: list[Passage] | None = None
+        self._cost: RetrievalCost | None = None
+
+    @classmethod
+    def from_config(
+        cls, task: TaskData, retriever_cfg: DictConfig | None, chunking_cfg: DictConfig | None = None
+    ) -> ContextSources:
+        """Sources over `task` with the retriever and chunker of the `retriever` and `chunking` configs
+        (either may be None); a fresh retriever each time, so each task indexes its own corpus."""
+        chunker = build(chunking_cfg, "chunking") if chunking_cfg is not None else None
+        return cls(task, build_retriever(retriever_cfg), chunker)
 
     @property
     def train_pool(self) -> list[Example]:
-        return self.task.split("train")
-
-    @cached_property
-    def embedder(self) -> Any:
-        return load_embedder(self.embedder_cfg)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return embed_texts(self.embedder, texts, batch_size=self.embedder_cfg.batch_size)
+        """Where demonstrations and retriever training pairs come from: the task's train split."""
+        return self.task.splits.get("train", [])
 
     def passages(self) -> list[Passage]:
-        """The task's corpus as indexed: split by the `chunking` config where one is set."""
+        """The task's corpus as indexed: split by the chunker where one is set."""
         if self._passages is None:
-            chunker = build(self.chunking_cfg, "chunking") if self.chunking_cfg else None
-            self._passages = chunker.split(self.task.corpus, self) if chunker else list(self.task.corpus)
+            corpus = list(self.task.corpus)
+            self._passages = self._chunker.split(corpus) if self._chunker is not None else corpus
         return self._passages
 
-    def finetuned_embedder(self, settings: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """The run's embedder fine-tuned on the train split's query -> gold passage pairs (cached)."""
-        from ragft.retrieval.finetune import finetune_embedder
-
-        folder, stats = finetune_embedder(self.embedder, self.train_pool, self.passages(), settings)
-        model = load_embedder(DictConfig({**self.embedder_cfg, "source": folder}))
-        return model, stats
-
-    def retriever(self) -> Any:
+    def require_retriever(self) -> Retriever:
+        """The retriever, not yet built; a ConfigError where none is configured."""
         if self._retriever is None:
-            retriever = build_retriever(self.retriever_cfg)
-            retriever.build(self.passages(), self)
-            self._retriever = retriever
+            raise ConfigError(
+                "retriever",
+                "the context retrieves passages, but no retriever is configured (retriever: null).",
+                "Select one, e.g. `retriever=dense_flat`, or a context that does not retrieve "
+                "(context=zero_shot or context=few_shot).",
+            )
         return self._retriever
 
-    def stats(self) -> dict[str, float]:
-        return dict(self._retriever.stats) if self._retriever is not None else {}
+    def retriever(self) -> Retriever:
+        """The retriever, built over the corpus (and trained on the train pool where configured) on first use."""
+        retriever = self.require_retriever()
+        if self._cost is None:
+            self._cost = retriever.build(self.passages(), self.train_pool)
+        return retriever
+
+    def cost(self) -> RetrievalCost | None:
+        """What building the retriever cost; None where it was not built (the context retrieves nothing)."""
+        return self._cost

@@ -10,14 +10,17 @@ import re
 import string
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig
 
-from ragft.errors import ConfigError
+from ragft.errors import ConfigError, build
 from ragft.eval.registry import register_metric
 from ragft.types import Prediction
+
+if TYPE_CHECKING:
+    from ragft.retrieval.embeddings import Embedder
 
 JUDGE_SYSTEM = "You are a strict grader of answers."
 JUDGE_RUBRIC = (
@@ -34,11 +37,10 @@ class EvaluationModels:
         self.cfg = cfg
 
     @cached_property
-    def embedder(self) -> Any:
-        from ragft.models.loading import load_embedder
-
+    def embedder(self) -> Embedder:
+        """The `evaluation.embedder` component (its model is loaded when it first embeds)."""
         why = "embedding_similarity needs an embedder."
-        return load_embedder(self._model_config("embedder", why, "embedder@evaluation.embedder=minilm"))
+        return build(self._model_config("embedder", why, "embedder@evaluation.embedder=minilm"), "evaluation.embedder")
 
     @cached_property
     def judge(self) -> Any:
@@ -56,12 +58,9 @@ class EvaluationModels:
 @register_metric("embedding_similarity", batched=True)
 def embedding_similarity(predictions: Sequence[Prediction], models: EvaluationModels) -> list[dict[str, float]]:
     """Cosine similarity of output and reference embeddings (`evaluation.embedder`), floored at 0."""
-    from ragft.retrieval import embed_texts
-
     embedder = models.embedder
-    batch_size = models.cfg.embedder.batch_size
-    outputs = embed_texts(embedder, [p.output for p in predictions], batch_size, cache=False)
-    references = embed_texts(embedder, [p.example.reference for p in predictions], batch_size, cache=False)
+    outputs = embedder.embed([p.output for p in predictions], cache=False)
+    references = embedder.embed([p.example.reference for p in predictions], cache=False)
     cosines = np.clip((outputs * references).sum(axis=1), 0.0, 1.0)  # both are L2-normalised
     return [{"embedding_similarity": float(c)} for c in cosines]
 

@@ -55,7 +55,7 @@ def load_generator(cfg: DictConfig, quantization: DictConfig | None = None) -> G
     `quantization` (a BitsAndBytesConfig node, QLoRA) the weights are quantised to 4 bits as they load."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ragft.adapt.methods import quantization_config, require_4bit_support
+    from ragft.models.quantization import quantization_config, require_4bit_support
 
     path = resolve_source(cfg.source, "generator.source")
     device = best_device()

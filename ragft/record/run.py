@@ -89,6 +89,7 @@ class RunIdentity:
     context: str
     retriever: str | None
     seed: int
+    embedder: str | None = None  # the embedder the run's retriever uses (None: the run embeds nothing)
     settings: dict[str, Any] = field(default_factory=dict)  # the result-relevant config, flattened
 
     @property

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ragft.report: error: {err}", file=sys.stderr)
         return 2
     if not written:
-        print(f"ragft.report: error: no finished runs in {', '.join(map(str, args.exp_dirs))}", file=sys.stderr)
+        print(f"ragft.report: error: no run records in {', '.join(map(str, args.exp_dirs))}", file=sys.stderr)
         return 1
     for path in written:
         print(path)

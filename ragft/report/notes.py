@@ -9,6 +9,10 @@ import re
 from markupsafe import Markup
 
 SECTIONS = {
+    "failed": (
+        "Runs that stopped with an error, at the stage named: they are in no table or figure below. The "
+        "run's folder holds its log with the whole trace; the next identical job runs it again."
+    ),
     "quality": (
         "Mean over the test examples with a bootstrap 95% confidence interval; ▲ / ▼ mark a run "
         "significantly better / worse than the baseline `{baseline}` (paired permutation test on the same "

@@ -12,11 +12,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ragft.report.tables import RunGroup, compute_seconds  # noqa: E402
+from ragft.report.costs import compute_seconds  # noqa: E402
+from ragft.report.groups import RunGroup  # noqa: E402
 
 COST_AXES: dict[str, Callable[[RunGroup], float]] = {
     "training + generation time (s)": compute_seconds,
-    "latency per example, p50 (s)": lambda g: float(g.cost.get("latency_p50_s", 0.0)),
+    "latency per example, p50 (s)": lambda g: float(g.cost.generation.latency_p50_s),
 }
 
 
@@ -42,14 +43,14 @@ def _png(figure: plt.Figure) -> bytes:
 
 def quality_cost_plot(groups: Sequence[RunGroup], metric: str) -> bytes:
     """One panel per cost axis: each run's `metric` (with its CI) against the cost, Pareto front joined."""
-    scored = [g for g in groups if metric in g.metrics]
+    scored = [g for g in groups if metric in g.scores]
     figure, axes = plt.subplots(1, len(COST_AXES), figsize=(6 * len(COST_AXES), 4.2), squeeze=False)
     for axis, (title, cost_of) in zip(axes[0], COST_AXES.items()):
         costs = [cost_of(g) for g in scored]
-        means = [g.metrics[metric]["mean"] for g in scored]
+        means = [g.scores[metric].mean for g in scored]
         errors = np.array(
-            [[m - g.metrics[metric]["ci_low"] for g, m in zip(scored, means)],
-             [g.metrics[metric]["ci_high"] - m for g, m in zip(scored, means)]]
+            [[m - g.scores[metric].ci_low for g, m in zip(scored, means)],
+             [g.scores[metric].ci_high - m for g, m in zip(scored, means)]]
         )  # fmt: skip
         front = pareto_front(costs, means)
         axis.errorbar(costs, means, yerr=errors, fmt="none", ecolor="#9aa5b1", capsize=3, zorder=1)
@@ -72,15 +73,15 @@ def quality_cost_plot(groups: Sequence[RunGroup], metric: str) -> bytes:
 
 def metrics_plot(groups: Sequence[RunGroup], metrics: Sequence[str]) -> bytes:
     """Grouped bars: each headline metric per run, with its 95% interval."""
-    metrics = [m for m in metrics if any(m in g.metrics for g in groups)]
+    metrics = [m for m in metrics if any(m in g.scores for g in groups)]
     width = 0.8 / max(len(groups), 1)
     figure, axis = plt.subplots(figsize=(max(6.0, 1.4 * len(metrics) + 0.4 * len(groups)), 4.2))
     positions = np.arange(len(metrics))
     for k, g in enumerate(groups):
-        aggs = [g.metrics.get(m) for m in metrics]
-        means = [a["mean"] if a else np.nan for a in aggs]  # a metric the run lacks: no bar, not a zero
-        errors = np.array([[a["mean"] - a["ci_low"] if a else np.nan for a in aggs],
-                           [a["ci_high"] - a["mean"] if a else np.nan for a in aggs]])  # fmt: skip
+        summaries = [g.scores.get(m) for m in metrics]
+        means = [s.mean if s else np.nan for s in summaries]  # a metric the run lacks: no bar, not a zero
+        errors = np.array([[s.mean - s.ci_low if s else np.nan for s in summaries],
+                           [s.ci_high - s.mean if s else np.nan for s in summaries]])  # fmt: skip
         axis.bar(positions + k * width, means, width, yerr=errors, capsize=2, label=g.label)
     axis.set_xticks(positions + width * (len(groups) - 1) / 2, metrics, rotation=20, ha="right")
     axis.set_ylabel("mean over test examples (95% CI)")

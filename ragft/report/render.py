@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,31 +19,34 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from ragft.eval.registry import primary_metric as task_primary_metric
-from ragft.record.run import write_table
+from ragft.record.run import RunRecord
+from ragft.record.table import write_table
 from ragft.report import notes
+from ragft.report.adaptation import base_group, methods_table, other_tests_table, stage_tables
+from ragft.report.costs import cost_table
+from ragft.report.groups import (
+    LoadedRun,
+    RunGroup,
+    default_baseline,
+    group_runs,
+    headline_metrics,
+    load_runs,
+    primary_metric,
+)
 from ragft.report.plots import metrics_plot, quality_cost_plot
 from ragft.report.tables import (
-    RunGroup,
-    base_group,
     baseline_table,
     category_table,
     comparisons,
     config_differences,
-    cost_table,
-    default_baseline,
-    group_runs,
-    headline_metrics,
+    failed_table,
     leaderboard,
     leakage_table,
-    load_records,
-    methods_table,
-    other_tests_table,
     retrieval_table,
-    stage_tables,
 )
 
 N_EXAMPLES = 3
+CATEGORY_SETTING = "task.data.fields.category"  # the data field a task reads as each example's category
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Report:
     examples: list[dict[str, Any]]
     figures: dict[str, bytes] = field(default_factory=dict)
     stages: dict[str, pd.DataFrame] = field(default_factory=dict)  # per sequentially trained run
+    records: list[RunRecord] = field(default_factory=list)  # every run, finished or failed
+    failed: list[RunRecord] = field(default_factory=list)
 
     @property
     def base_label(self) -> str:
@@ -66,26 +71,28 @@ class Report:
 
     @property
     def metric_names(self) -> set[str]:
-        return {n for g in self.groups for n in g.metrics}
+        return {n for g in self.groups for n in g.scores}
 
     def summary(self) -> dict[str, Any]:
-        runs = [r["run"] for g in self.groups for r in g.records]
-        scored = [g.metrics[self.primary]["n"] for g in self.groups if self.primary in g.metrics]
+        records = [record for g in self.groups for record in g.records]
+        identities = [record.identity for record in self.records]  # failed runs name their task too
+        scored = [g.scores[self.primary].n for g in self.groups if self.primary in g.scores]
         return {
             "title": self.title,
             "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "n_runs": len(runs),
+            "n_runs": len(records),
             "n_groups": len(self.groups),
-            "task": ", ".join(sorted({r["task"] for r in runs})),
-            "generator": ", ".join(sorted({r["generator"] for r in runs})),
-            "embedder": ", ".join(sorted({r["embedder"] for r in runs})),
+            "n_failed": len(self.failed),
+            "task": _names(i.task for i in identities),
+            "generator": _names(i.generator for i in identities),
+            "embedder": _names(i.embedder for i in identities),
             "n_test": max(scored, default=0),
-            "wall": sum(r["wall_s"] for r in runs),
+            "wall": sum(float(record.provenance.get("wall_s", 0.0)) for record in records),
             "primary": self.primary,
             "category_field": _category_field(self.groups),
             "baseline": self.baseline,
             "metric_names": self.metric_names,
-            "multi_seed": any(len(g.records) > 1 for g in self.groups),
+            "multi_seed": any(len(g.runs) > 1 for g in self.groups),
             "examples": self.examples,
             "shown": {name: not frame.empty for name, frame in self.tables.items()},
             "notes": {
@@ -96,18 +103,15 @@ class Report:
         }
 
 
+def _names(values: Iterable[str | None]) -> str:
+    """The distinct names recorded, sorted; "–" where no run records one."""
+    return ", ".join(sorted({v for v in values if v})) or "–"
+
+
 def _category_field(groups: Sequence[RunGroup]) -> str:
     """The data field the task maps to `category` (e.g. specialty), as the breakdown's title."""
-    fields = {((g.task_config.get("data") or {}).get("fields") or {}).get("category") for g in groups}
-    return ", ".join(sorted(f for f in fields if f)) or "category"
-
-
-def primary_metric(groups: Sequence[RunGroup]) -> str:
-    """The metric the runs' task leads with (`metrics.primary_metric`) where the runs scored it, else the
-    first metric they scored."""
-    names = {n for g in groups for n in g.metrics}
-    chosen = task_primary_metric(groups[0].task_config) if groups[0].task_config.get("metrics") else None
-    return chosen if chosen in names else sorted(names)[0]
+    fields = {g.settings.get(CATEGORY_SETTING) for g in groups}
+    return ", ".join(sorted(str(f) for f in fields if f)) or "category"
 
 
 def example_rows(groups: Sequence[RunGroup], n: int = N_EXAMPLES) -> list[dict[str, Any]]:
@@ -126,18 +130,35 @@ def example_rows(groups: Sequence[RunGroup], n: int = N_EXAMPLES) -> list[dict[s
 
 
 def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Report | None:
-    """Gather the finished runs of one or more experiment folders; None if there are none."""
-    records = [r for d in exp_dirs for r in load_records(Path(d))]
-    if not records:
+    """Gather the run records of one or more experiment folders; None if there are none. Failed runs are
+    listed on their own and left out of every comparison; where no run finished, they are all it shows."""
+    runs: list[LoadedRun] = [run for d in exp_dirs for run in load_runs(Path(d))]
+    if not runs:
         return None
-    groups = group_runs(records)
+    title = " vs ".join(Path(d).name for d in exp_dirs)
+    records = [run.record for run in runs]
+    failed = [record for record in records if record.status == "failed"]
+    groups = group_runs(runs)
+    if not groups:
+        return Report(title, [], "–", "–", {"failed": failed_table(records)}, [], records=records, failed=failed)
     labels = [g.label for g in groups]
     baseline = baseline or default_baseline(groups)
     if baseline not in labels:
         raise ValueError(f"baseline '{baseline}' is not one of the runs: {labels}")
     primary = primary_metric(groups)
+    tables = {"failed": failed_table(records), **comparison_tables(groups, baseline, primary)}
+    figures = {
+        "quality_cost": quality_cost_plot(groups, primary),
+        "metrics": metrics_plot(groups, headline_metrics(groups)),
+    }
+    examples, stages = example_rows(groups), stage_tables(groups)
+    return Report(title, groups, baseline, primary, tables, examples, figures, stages, records, failed)
+
+
+def comparison_tables(groups: Sequence[RunGroup], baseline: str, primary: str) -> dict[str, pd.DataFrame]:
+    """Every table of the finished runs, by the name the templates use."""
     versus = comparisons(groups, baseline)
-    tables = {
+    return {
         "methods": methods_table(groups, primary),
         "other_tests": other_tests_table(groups),
         "leaderboard": leaderboard(groups, versus),
@@ -149,12 +170,6 @@ def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Repor
         "leakage": leakage_table(groups),
         "config_diff": config_differences(groups),
     }
-    figures = {
-        "quality_cost": quality_cost_plot(groups, primary),
-        "metrics": metrics_plot(groups, headline_metrics(groups)),
-    }
-    title = " vs ".join(Path(d).name for d in exp_dirs)
-    return Report(title, groups, baseline, primary, tables, example_rows(groups), figures, stage_tables(groups))
 
 
 # --- Markdown ----------------------------------------------------------------------------------------

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from dataclasses import fields, replace
+from typing import Protocol
 
 from ragft.errors import ConfigError
-from ragft.types import Passage
+from ragft.record.cost import RetrievalCost
+from ragft.types import Example, Passage
+
+TRAINING_FIELDS = tuple(f.name for f in fields(RetrievalCost) if f.name.startswith("retriever_"))
 
 
 class Retriever(Protocol):
-    """Built once over a corpus, then asked for the `k` best passages per query, best first."""
+    """Built once over a corpus (its models, fine-tuned on the train split where configured, and its
+    index), then asked for the `k` best passages per query, best first. Its dependencies (embedder,
+    fine-tuner, cross-encoder) come at construction, from its config."""
 
-    name: str
-    stats: dict[str, float]
+    def build(self, passages: Sequence[Passage], train_examples: Sequence[Example]) -> RetrievalCost:
+        """Index `passages` (training on `train_examples` first where configured); what that cost."""
 
-    def build(self, passages: Sequence[Passage], resources: Any) -> None: ...
-
-    def search(self, queries: Sequence[str], k: int, resources: Any) -> list[list[Passage]]: ...
+    def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]: ...
 
 
 def require_corpus(passages: Sequence[Passage]) -> None:
@@ -27,6 +31,23 @@ def require_corpus(passages: Sequence[Passage]) -> None:
             "retrieval needs a corpus, but the task has none.",
             "Set task.corpus.path to a JSONL file of passages.",
         )
+
+
+def with_training(cost: RetrievalCost, training: RetrievalCost | None) -> RetrievalCost:
+    """`cost` (an index's) with the `retriever_train_*` figures of `training` added: times, examples and
+    pairs summed, the last loss, reused only where every training was."""
+    if training is None or training.retriever_train_s is None:
+        return cost
+    if cost.retriever_train_s is None:
+        return replace(cost, **{name: getattr(training, name) for name in TRAINING_FIELDS})
+    return replace(
+        cost,
+        retriever_train_s=cost.retriever_train_s + training.retriever_train_s,
+        retriever_train_examples=(cost.retriever_train_examples or 0) + (training.retriever_train_examples or 0),
+        retriever_train_pairs=(cost.retriever_train_pairs or 0) + (training.retriever_train_pairs or 0),
+        retriever_train_loss=training.retriever_train_loss,
+        retriever_reused=bool(cost.retriever_reused and training.retriever_reused),
+    )
 
 
 def document_ranking(passages: Iterable[Passage]) -> tuple[str, ...]:

@@ -4,39 +4,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 import bm25s
 
 from ragft.record.cache import cached_dir, content_key, dir_bytes
+from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import require_corpus
-from ragft.types import Passage
+from ragft.types import Example, Passage
 
 
 class BM25Retriever:
     """Okapi BM25 over lower-cased word tokens (English stop words removed by default). Passages that
     share no term with the query score 0 and are not returned."""
 
-    def __init__(
-        self, name: str = "bm25", k1: float = 1.5, b: float = 0.75, method: str = "lucene",
-        stopwords: str | None = "en",
-    ) -> None:  # fmt: skip
-        self.name = name
+    def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", stopwords: str | None = "en") -> None:
         self.params = {"k1": k1, "b": b, "method": method}
         self.stopwords = stopwords
         self.index: bm25s.BM25 | None = None
         self.passages: list[Passage] = []
-        self.stats: dict[str, float] = {}
 
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
         return bm25s.tokenize(list(texts), stopwords=self.stopwords, return_ids=False, show_progress=False)
 
-    def build(self, passages: Sequence[Passage], resources: Any = None) -> None:
+    def build(self, passages: Sequence[Passage], train_examples: Sequence[Example] = ()) -> RetrievalCost:
         require_corpus(passages)
         start = time.perf_counter()
         texts = [p.text for p in passages]
 
-        def index(out: Any) -> None:
+        def index(out: Path) -> None:
             model = bm25s.BM25(**self.params)
             model.index(self._tokens(texts), show_progress=len(texts) > 10_000)
             model.save(str(out), show_progress=False)
@@ -45,14 +41,14 @@ class BM25Retriever:
         index_dir, built_now = cached_dir("indexes", key, index)
         self.index = bm25s.BM25.load(str(index_dir), show_progress=False)
         self.passages = list(passages)
-        self.stats = {
-            "index_build_s": time.perf_counter() - start,
-            "index_bytes": dir_bytes(index_dir),
-            "index_reused": not built_now,
-            "corpus_passages": len(passages),
-        }
+        return RetrievalCost(
+            corpus_passages=len(passages),
+            index_build_s=time.perf_counter() - start,
+            index_bytes=dir_bytes(index_dir),
+            index_reused=not built_now,
+        )
 
-    def search(self, queries: Sequence[str], k: int, resources: Any = None) -> list[list[Passage]]:
+    def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
         if self.index is None:
             raise RuntimeError("BM25Retriever.search called before build")
         k = min(k, len(self.passages))

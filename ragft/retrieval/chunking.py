@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 from ragft.errors import ConfigError
+from ragft.retrieval.embeddings import Embedder
 from ragft.types import Passage
+
+
+class Chunker(Protocol):
+    def split(self, documents: Sequence[Passage]) -> list[Passage]:
+        """The passages to index, in document order."""
 
 
 def _as_chunks(document: Passage, texts: Sequence[str]) -> list[Passage]:
@@ -23,17 +29,19 @@ def _as_chunks(document: Passage, texts: Sequence[str]) -> list[Passage]:
 
 
 class TokenChunker:
-    """Windows of `size` tokens of the run's embedder tokenizer, each overlapping the previous by `overlap`."""
+    """Windows of `size` tokens of `embedder`'s tokenizer (the run's), each overlapping the previous by
+    `overlap`, so that a chunk fits what the embedder reads."""
 
-    def __init__(self, size: int = 128, overlap: int = 32) -> None:
+    def __init__(self, embedder: Embedder, size: int = 128, overlap: int = 32) -> None:
         if size < 1 or not 0 <= overlap < size:
             raise ConfigError(
                 "chunking", f"needs size >= 1 and 0 <= overlap < size, got size={size}, overlap={overlap}."
             )
+        self.embedder = embedder
         self.size, self.overlap = size, overlap
 
-    def split(self, documents: Sequence[Passage], resources: Any) -> list[Passage]:
-        tokenizer = resources.embedder.tokenizer
+    def split(self, documents: Sequence[Passage]) -> list[Passage]:
+        tokenizer = self.embedder.tokenizer
         chunks = []
         for document in documents:
             offsets = tokenizer(document.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
@@ -53,5 +61,5 @@ class SectionChunker:
         except re.error as err:
             raise ConfigError("chunking.pattern", f"is not a regular expression: {err}.") from None
 
-    def split(self, documents: Sequence[Passage], resources: Any = None) -> list[Passage]:
+    def split(self, documents: Sequence[Passage]) -> list[Passage]:
         return [chunk for document in documents for chunk in _as_chunks(document, self.pattern.split(document.text))]

@@ -7,65 +7,63 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 
 from ragft.errors import ConfigError
 from ragft.record.cache import cached_dir, content_key, dir_bytes
-from ragft.retrieval.base import require_corpus
-from ragft.retrieval.embeddings import embed_texts
-from ragft.types import Passage
+from ragft.record.cost import RetrievalCost
+from ragft.retrieval.base import require_corpus, with_training
+from ragft.retrieval.embeddings import Embedder
+from ragft.retrieval.finetune import EmbedderFinetune
+from ragft.types import Example, Passage
 
 log = logging.getLogger(__name__)
 
 
 class DenseRetriever:
-    """Inner-product search over L2-normalised embeddings. With `finetune`, the embedder is first trained
-    on the task's query -> gold passage pairs (ragft.retrieval.finetune), and that model is used."""
+    """Inner-product search over L2-normalised embeddings of `embedder`. With `finetune`, the embedder
+    is first trained on the task's query -> gold passage pairs, and that model is used."""
 
     def __init__(
         self,
-        name: str = "dense",
+        embedder: Embedder,
         index: str = "Flat",
         search_params: Mapping[str, float] | None = None,
-        finetune: Mapping[str, Any] | None = None,
+        finetune: EmbedderFinetune | None = None,
     ) -> None:
-        self.name = name
+        self.embedder = embedder
         self.index_spec = index
         self.search_params = dict(search_params or {})
-        self.finetune = dict(finetune) if finetune else None
+        self.finetune = finetune
         self.index: faiss.Index | None = None
         self.passages: list[Passage] = []
-        self.stats: dict[str, float] = {}
-        self._embedder: Any = None
-        self._batch_size = 64
+        self._serving = embedder  # the embedder that indexed the corpus (fine-tuned where configured)
 
-    def build(self, passages: Sequence[Passage], resources: Any) -> None:
+    def build(self, passages: Sequence[Passage], train_examples: Sequence[Example] = ()) -> RetrievalCost:
         require_corpus(passages)
+        training = None
+        self._serving = self.embedder
         if self.finetune is not None:
-            self._embedder, train_stats = resources.finetuned_embedder(self.finetune)
-            self.stats.update(train_stats)
-        else:
-            self._embedder = resources.embedder
-        self._batch_size = resources.embedder_cfg.batch_size
+            self._serving, training = self.finetune.train(self.embedder, train_examples, passages)
+        texts = [p.text for p in passages]
         start = time.perf_counter()  # the embedder is loaded (and fine-tuned): from here on, indexing cost
-        vectors = self.embed([p.text for p in passages])
+        vectors = self._serving.embed(texts)
         embedded = time.perf_counter()
-        embedder_id = getattr(self._embedder, "ragft_path", repr(self._embedder))
-        key = content_key("faiss", embedder_id, [p.text for p in passages], self.index_spec)
+        key = content_key("faiss", self._serving.path, texts, self.index_spec)
         index_dir, built_now = cached_dir("indexes", key, lambda out: self._build_index(vectors, len(passages), out))
         index = faiss.read_index(str(index_dir / "index.faiss"))
         self._set_search_params(index)
         self.index, self.passages = index, list(passages)
-        self.stats.update(
+        cost = RetrievalCost(
+            corpus_passages=len(passages),
             embed_corpus_s=embedded - start,
             index_build_s=time.perf_counter() - embedded,
             index_bytes=dir_bytes(index_dir),
             index_reused=not built_now,
-            corpus_passages=len(passages),
         )
+        return with_training(cost, training)
 
     def _build_index(self, vectors: np.ndarray, n_passages: int, out: Path) -> None:
         try:
@@ -92,13 +90,10 @@ class DenseRetriever:
                     f"retriever.search_params.{param}", f"not valid for '{self.index_spec}': {err}"
                 ) from None
 
-    def embed(self, texts: Sequence[str], cache: bool = True) -> np.ndarray:
-        return embed_texts(self._embedder, texts, batch_size=self._batch_size, cache=cache)
-
-    def search(self, queries: Sequence[str], k: int, resources: Any) -> list[list[Passage]]:
+    def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
         if self.index is None:
             raise RuntimeError("DenseRetriever.search called before build")
         k = min(k, len(self.passages))
-        queries_vectors = self.embed(queries, cache=False)  # a query is embedded when it is asked, and timed so
-        _, ids = self.index.search(np.ascontiguousarray(queries_vectors), k)
+        query_vectors = self._serving.embed(queries, cache=False)  # a query is embedded when it is asked
+        _, ids = self.index.search(np.ascontiguousarray(query_vectors), k)
         return [[self.passages[i] for i in row if i >= 0] for row in ids]

@@ -1,4 +1,5 @@
-"""Sentence embeddings for retrieval: L2-normalised float32, cached on disk by embedder and texts.
+"""Sentence embeddings for retrieval: the `Embedder` component, and L2-normalised float32 vectors
+cached on disk by embedder and texts.
 
 Large corpora are embedded in batches straight into a memory-mapped file, so the corpus need not
 fit in memory as text embeddings twice, and progress is shown.
@@ -6,17 +7,72 @@ fit in memory as text embeddings twice, and progress is shown.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from ragft.models.loading import load_embedder
+from ragft.models.sources import resolve_source
 from ragft.record.cache import cached_dir, content_key
 
 STREAM_ABOVE = 4096  # texts: above this, embed in chunks into a memory-mapped file with a progress bar
 STREAM_CHUNK = 1024
+
+# Loaded models by folder, held only as long as some Embedder uses them: the retriever, the few-shot
+# selection, the chunker and the evaluation share one model in a run, and a sweep's next job starts clean.
+_LOADED: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+class Embedder:
+    """A sentence-transformers model named by the `embedder` config, loaded on first use (a run that
+    never embeds never loads it). Components that embed receive one at construction
+    (`embedder: ${embedder}` in their config)."""
+
+    def __init__(self, source: Any, batch_size: int, name: str = "") -> None:
+        self.source = source  # a model id / folder, or a `_target_` node that returns one (resolved lazily)
+        self.batch_size = batch_size
+        self.name = name
+        self._model: Any = None
+
+    @property
+    def path(self) -> str:
+        """The model's folder: its identity in the embeddings, index and fine-tuning caches."""
+        return self.model.ragft_path
+
+    @property
+    def model(self) -> Any:
+        """The loaded SentenceTransformer (loaded now if no other Embedder of the run holds it)."""
+        if self._model is None:
+            folder = resolve_source(self.source, "embedder.source")
+            self._model = _LOADED.get(folder)
+            if self._model is None:
+                self._model = load_embedder(DictConfig({"source": folder}))
+                _LOADED[folder] = self._model
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
+        """L2-normalised float32 embeddings, computed now."""
+        return encode(self.model, texts, self.batch_size, progress)
+
+    def embed(self, texts: Sequence[str], cache: bool = True) -> np.ndarray:
+        """L2-normalised float32 embeddings, cached on disk by model and texts unless `cache` is False."""
+        return embed_texts(self.model, texts, self.batch_size, cache)
+
+    def with_source(self, source: str) -> Embedder:
+        """An embedder like this one over another model (e.g. this one fine-tuned)."""
+        return Embedder(source, self.batch_size, self.name)
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.name or self.source!r}, batch_size={self.batch_size})"
 
 
 def encode(embedder: Any, texts: Sequence[str], batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
@@ -45,8 +101,8 @@ def encode_to_file(embedder: Any, texts: Sequence[str], path: Path, batch_size: 
 
 
 def embed_texts(embedder: Any, texts: Sequence[str], batch_size: int = 64, cache: bool = True) -> np.ndarray:
-    """L2-normalised float32 embeddings; cached on disk under a hash of the embedder and the texts (a
-    large cached set is returned memory-mapped)."""
+    """L2-normalised float32 embeddings of a loaded SentenceTransformer; cached on disk under a hash of
+    the model's folder and the texts (a large cached set is returned memory-mapped)."""
     if not cache:
         return encode(embedder, texts, batch_size)
     key = content_key("embeddings", getattr(embedder, "ragft_path", repr(embedder)), list(texts))

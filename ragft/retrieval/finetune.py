@@ -1,6 +1,13 @@
-"""Retriever fine-tuning: the embedder trained on the task's query -> gold passage pairs with the
-multiple-negatives ranking loss and hard negatives mined from the corpus (sentence-transformers),
-cached by base model, data and settings like any artefact."""
+"""Fine-tuning retrieval models on the task's query -> gold passage pairs (sentence-transformers),
+cached by base model, data and settings like any artefact:
+
+- `EmbedderFinetune` (`retriever.finetune`): the embedder, with the multiple-negatives ranking loss and
+  hard negatives mined from the corpus;
+- `RerankerFinetune` (`retriever.reranker.finetune`): a cross-encoder, with binary cross-entropy over
+  each query's gold passage and the passages the embedder ranks highest outside it.
+
+Their settings come only from the config (conf/retriever/dense_ft.yaml, reranked_ft.yaml).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +15,101 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ragft.errors import ConfigError
 from ragft.record.cache import cached_dir, content_key
+from ragft.record.cost import RetrievalCost
+from ragft.retrieval.embeddings import Embedder, encode
 from ragft.types import Example, Passage
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "epochs": 1,
-    "batch_size": 16,
-    "learning_rate": 2.0e-5,
-    "warmup_ratio": 0.1,
-    "hard_negatives": 1,  # per pair: the base model's best-ranked passages outside the gold document
-    "seed": 0,
-}
+Pair = tuple[str, str, str]  # (query, gold passage text, gold document id)
 
 
-def training_pairs(examples: Sequence[Example], passages: Sequence[Passage]) -> list[tuple[str, str, str]]:
+@dataclass(frozen=True)
+class _TrainingSettings:
+    """What both fine-tunings are configured with; checked as they are built, so a bad value fails
+    before any work, naming its config key."""
+
+    config_key: ClassVar[str]
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    warmup_ratio: float
+    hard_negatives: int  # per pair: the passages ranked highest outside the gold document
+    seed: int
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs > 0,
+            "batch_size": self.batch_size >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "hard_negatives": self.hard_negatives >= 0,
+        }
+        for name, valid in checks.items():
+            if not valid:
+                raise ConfigError(f"{self.config_key}.{name}", f"is out of range: {getattr(self, name)!r}.")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The settings that shape the trained model (part of its cache key)."""
+        names = ("epochs", "batch_size", "learning_rate", "warmup_ratio", "hard_negatives", "seed")
+        return {name: getattr(self, name) for name in names}
+
+
+@dataclass(frozen=True)
+class EmbedderFinetune(_TrainingSettings):
+    """The embedder trained on the train split's (query, gold passage) pairs with in-batch and mined
+    hard negatives (multiple-negatives ranking loss)."""
+
+    config_key: ClassVar[str] = "retriever.finetune"
+
+    def train(
+        self, embedder: Embedder, examples: Sequence[Example], passages: Sequence[Passage]
+    ) -> tuple[Embedder, RetrievalCost]:
+        """Train (or reuse) a fine-tuned copy of `embedder`; returns it and what training cost."""
+        folder, cost = _cached_finetune(
+            self, "embedders", "retriever", examples, passages,
+            key_parts=("embedder-ft", embedder.path),
+            train=lambda pairs, out: _train_embedder(embedder.path, pairs, passages, self.params, out),
+            fix="Map gold passage ids with task.data.fields.gold_passages, or use a retriever without finetune.",
+        )  # fmt: skip
+        return embedder.with_source(folder), cost
+
+
+@dataclass(frozen=True)
+class RerankerFinetune(_TrainingSettings):
+    """A cross-encoder trained from a base folder (any BERT-like model, e.g. the embedder's) on the train
+    split: each query with its gold passage (label 1) and the `hard_negatives` passages `embedder` ranks
+    highest outside the gold document (label 0), binary cross-entropy."""
+
+    config_key: ClassVar[str] = "retriever.reranker.finetune"
+    embedder: Embedder  # mines the hard negatives
+
+    def train(
+        self, base_path: str, examples: Sequence[Example], passages: Sequence[Passage]
+    ) -> tuple[str, RetrievalCost]:
+        """Train (or reuse) the cross-encoder; returns its folder and what training cost."""
+
+        def train(pairs: list[Pair], out: Path) -> None:
+            negatives = hard_negatives(self.embedder.model, pairs, passages, self.hard_negatives)  # only when training
+            _train_reranker(base_path, pairs, negatives, self.params, out)
+
+        return _cached_finetune(
+            self, "rerankers", "reranker", examples, passages,
+            key_parts=("reranker-ft", base_path, self.embedder.path), train=train,
+        )  # fmt: skip
+
+
+def training_pairs(examples: Sequence[Example], passages: Sequence[Passage]) -> list[Pair]:
     """(query, gold passage text, gold document) for every train example with a gold passage in the
     corpus; a chunked document contributes its first chunk (gold ids name documents, not chunks)."""
     first_chunk: dict[str, str] = {}
@@ -39,59 +118,46 @@ def training_pairs(examples: Sequence[Example], passages: Sequence[Passage]) -> 
     return [(e.input, first_chunk[d], d) for e in examples for d in e.gold_passages if d in first_chunk]
 
 
-def finetune_embedder(
-    base: Any, examples: Sequence[Example], passages: Sequence[Passage], settings: Mapping[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """Train (or reuse) a fine-tuned copy of the `base` SentenceTransformer; returns its folder and stats."""
-    return _cached_finetune(
-        "embedders", "retriever", "retriever.finetune", DEFAULTS, settings, examples, passages,
-        key_parts=("embedder-ft", getattr(base, "ragft_path", repr(base))),
-        train=lambda pairs, params, out: _train(base, pairs, passages, params, out),
-        fix="Map gold passage ids with task.data.fields.gold_passages, or use a retriever without finetune.",
-    )  # fmt: skip
-
-
 def _cached_finetune(
+    settings: _TrainingSettings,
     cache_kind: str,
     prefix: str,
-    config_key: str,
-    defaults: Mapping[str, Any],
-    settings: Mapping[str, Any],
     examples: Sequence[Example],
     passages: Sequence[Passage],
     key_parts: tuple[Any, ...],
-    train: Callable[[list, dict, Path], None],
+    train: Callable[[list[Pair], Path], None],
     fix: str = "",
-) -> tuple[str, dict[str, Any]]:
-    """What both fine-tunings share: check the settings, build the training pairs, and train into the
-    artefact cache (keyed by base model, data, settings, device and dtype) unless a copy is there."""
+) -> tuple[str, RetrievalCost]:
+    """What both fine-tunings share: build the training pairs, and train into the artefact cache (keyed
+    by base model, data, settings, device and dtype) unless a copy is there."""
     from ragft.models.loading import best_device, compute_dtype
 
-    if not isinstance(settings, Mapping) or set(settings) - set(defaults):
-        raise ConfigError(config_key, f"expects a mapping with keys from {sorted(defaults)}, got {settings!r}.")
-    params = {**defaults, **settings}
     pairs = training_pairs(examples, passages)
     if len(pairs) < 2:
         raise ConfigError(
-            config_key, f"needs train examples with gold passages in the corpus; found {len(pairs)} pair(s).", fix
-        )
+            settings.config_key, f"needs train examples with gold passages in the corpus; found {len(pairs)} pair(s).", fix
+        )  # fmt: skip
     device = best_device()
     key = content_key(
-        *key_parts, pairs, [(p.doc_id, p.text) for p in passages], params, device.type, str(compute_dtype(device))
-    )
-    folder, trained_now = cached_dir(cache_kind, key, lambda out: train(pairs, params, out))
+        *key_parts, pairs, [(p.doc_id, p.text) for p in passages], settings.params, device.type,
+        str(compute_dtype(device)),
+    )  # fmt: skip
+    folder, trained_now = cached_dir(cache_kind, key, lambda out: train(pairs, out))
     stats = json.loads((folder / "train_stats.json").read_text())
-    return str(folder), {**stats, f"{prefix}_train_pairs": len(pairs), f"{prefix}_reused": not trained_now}
+    cost = RetrievalCost(
+        retriever_train_s=stats[f"{prefix}_train_s"],
+        retriever_train_examples=stats[f"{prefix}_train_examples"],
+        retriever_train_pairs=len(pairs),
+        retriever_train_loss=stats[f"{prefix}_train_loss"],
+        retriever_reused=not trained_now,
+    )
+    return str(folder), cost
 
 
-def hard_negatives(
-    model: Any, pairs: Sequence[tuple[str, str, str]], passages: Sequence[Passage], n: int
-) -> list[list[str]]:
+def hard_negatives(model: Any, pairs: Sequence[Pair], passages: Sequence[Passage], n: int) -> list[list[str]]:
     """For each pair, the `n` passages the model ranks highest for the query that do not belong to the
     query's gold document. (sentence-transformers' miner excludes only the pair's own positive; another
     chunk of the gold document is no negative.)"""
-    from ragft.retrieval.embeddings import encode
-
     queries = encode(model, [q for q, _, _ in pairs])
     corpus = encode(model, [p.text for p in passages])
     negatives = []
@@ -101,7 +167,7 @@ def hard_negatives(
     return negatives
 
 
-def training_arguments(arguments_class: Any, params: Mapping[str, Any], out: Path, device: Any, **extra: Any) -> Any:
+def training_arguments(arguments_class: Any, params: dict[str, Any], out: Path, device: Any, **extra: Any) -> Any:
     """The sentence-transformers trainer arguments both fine-tunings share (bf16 where the device has it)."""
     import torch
 
@@ -123,8 +189,8 @@ def training_arguments(arguments_class: Any, params: Mapping[str, Any], out: Pat
     )
 
 
-def _train(
-    base: Any, pairs: list[tuple[str, str, str]], passages: Sequence[Passage], params: dict[str, Any], out: Path
+def _train_embedder(
+    base_path: str, pairs: list[Pair], passages: Sequence[Passage], params: dict[str, Any], out: Path
 ) -> None:
     from datasets import Dataset
     from sentence_transformers import (
@@ -139,7 +205,7 @@ def _train(
 
     started = time.perf_counter()
     device = best_device()
-    model = SentenceTransformer(base.ragft_path, device=str(device), local_files_only=True)
+    model = SentenceTransformer(base_path, device=str(device), local_files_only=True)
     columns = {"anchor": [q for q, _, _ in pairs], "positive": [p for _, p, _ in pairs]}
     n = params["hard_negatives"]
     if n:
@@ -157,44 +223,19 @@ def _train(
     _save_trained(model, result, len(data), out, started, "retriever")
 
 
-RERANKER_DEFAULTS = {
-    "epochs": 1,
-    "batch_size": 16,
-    "learning_rate": 2.0e-5,
-    "warmup_ratio": 0.1,
-    "hard_negatives": 3,  # per query, labelled 0 beside its gold passage labelled 1
-    "seed": 0,
-}
-
-
-def finetune_reranker(
-    base_path: str, embedder: Any, examples: Sequence[Example], passages: Sequence[Passage], settings: Mapping[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """Train (or reuse) a cross-encoder from `base_path` (any BERT-like folder, e.g. the embedder's) on
-    the train split: each query with its gold passage (label 1) and the `hard_negatives` passages the
-    `embedder` ranks highest outside the gold document (label 0), binary cross-entropy."""
-
-    def train(pairs: list, params: dict, out: Path) -> None:
-        negatives = hard_negatives(embedder, pairs, passages, params["hard_negatives"])  # only when training
-        _train_reranker(base_path, pairs, negatives, params, out)
-
-    return _cached_finetune(
-        "rerankers", "reranker", "retriever.reranker.finetune", RERANKER_DEFAULTS, settings, examples, passages,
-        key_parts=("reranker-ft", base_path, getattr(embedder, "ragft_path", repr(embedder))), train=train,
-    )  # fmt: skip
-
-
 def _train_reranker(
-    base_path: str, pairs: Sequence[tuple[str, str, str]], negatives: list[list[str]], params: dict, out: Path
+    base_path: str, pairs: Sequence[Pair], negatives: list[list[str]], params: dict[str, Any], out: Path
 ) -> None:
     from datasets import Dataset
     from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers import set_seed
 
     from ragft.models.loading import best_device
 
     started = time.perf_counter()
     device = best_device()
+    set_seed(params["seed"])  # a base without a relevance head gets a fresh one: the same one every time
     model = CrossEncoder(base_path, num_labels=1, device=str(device), local_files_only=True)
     rows: dict[str, list] = {"query": [], "passage": [], "label": []}
     for (query, positive, _), wrong in zip(pairs, negatives):

@@ -2,62 +2,73 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ragft.retrieval.base import Retriever
-from ragft.types import Passage
+from ragft.record.cost import RetrievalCost
+from ragft.retrieval.base import Retriever, with_training
+from ragft.retrieval.finetune import RerankerFinetune
+from ragft.types import Example, Passage
 
 
-class RerankedRetriever:
-    """The first stage ranks `depth` passages; the cross-encoder `reranker` (any sentence-transformers
-    CrossEncoder, loaded offline) scores each (query, passage) pair and the best `k` are returned. With
-    `reranker.finetune`, the cross-encoder is first trained from `reranker.source` on the task's train
-    split (ragft.retrieval.finetune), cached."""
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder from `source` (a local folder or a model in the cache),
+    loaded offline when the retriever is built. With `finetune`, it is first trained from `source` on
+    the task's train split, cached."""
 
-    def __init__(
-        self,
-        first_stage: Retriever,
-        reranker: Mapping[str, Any],
-        name: str = "reranked",
-        depth: int = 20,
-    ) -> None:
-        self.name = name
-        self.first_stage = first_stage
-        self.reranker_cfg = reranker
-        self.depth = depth
+    def __init__(self, source: str, batch_size: int, max_length: int, finetune: RerankerFinetune | None = None) -> None:
+        self.source = source
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.finetune = finetune
         self.model: Any = None
-        self.stats: dict[str, float] = {}
 
-    def build(self, passages: Sequence[Passage], resources: Any) -> None:
+    def load(self, passages: Sequence[Passage], train_examples: Sequence[Example]) -> RetrievalCost | None:
+        """Load the model (trained first where configured); what training cost, if it trained."""
         from ragft.models.loading import load_cross_encoder
         from ragft.models.sources import resolve_source
 
-        self.first_stage.build(passages, resources)
-        settings, train_stats = dict(self.reranker_cfg), {}
-        if settings.get("finetune") is not None:
-            from ragft.retrieval.finetune import finetune_reranker
+        source, training = resolve_source(self.source, "retriever.reranker.source"), None
+        if self.finetune is not None:
+            source, training = self.finetune.train(source, train_examples, passages)
+        self.model = load_cross_encoder({"source": source, "max_length": self.max_length})
+        return training
 
-            base = resolve_source(settings["source"], "retriever.reranker.source")
-            settings["source"], train_stats = finetune_reranker(
-                base, resources.embedder, resources.train_pool, passages, settings["finetune"]
-            )
-        self.model = load_cross_encoder(settings)
-        self.stats = {**self.first_stage.stats, **train_stats, "rerank_s": 0.0, "reranked_pairs": 0}
+    def scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One relevance score per (query, passage) pair."""
+        scores = self.model.predict(list(pairs), batch_size=self.batch_size, show_progress_bar=False)
+        return np.asarray(scores, dtype=np.float64)
 
-    def search(self, queries: Sequence[str], k: int, resources: Any) -> list[list[Passage]]:
-        candidates = self.first_stage.search(queries, max(k, self.depth), resources)
+
+class RerankedRetriever:
+    """The first stage ranks `depth` passages; the `reranker` scores each (query, passage) pair and the
+    best `k` are returned."""
+
+    def __init__(self, first_stage: Retriever, reranker: CrossEncoderReranker, depth: int = 20) -> None:
+        self.first_stage = first_stage
+        self.reranker = reranker
+        self.depth = depth
+        self.cost = RetrievalCost()
+
+    def build(self, passages: Sequence[Passage], train_examples: Sequence[Example] = ()) -> RetrievalCost:
+        """The first stage's cost with the reranker's training added; `reranked_pairs` then counts the
+        pairs the cross-encoder scores as queries are asked."""
+        first = self.first_stage.build(passages, train_examples)
+        training = self.reranker.load(passages, train_examples)
+        self.cost = replace(with_training(first, training), reranked_pairs=0)
+        return self.cost
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+        candidates = self.first_stage.search(queries, max(k, self.depth))
         pairs = [(q, p.text) for q, row in zip(queries, candidates) for p in row]
-        start = time.perf_counter()
-        scores = self.model.predict(pairs, batch_size=self.reranker_cfg.get("batch_size", 32), show_progress_bar=False)
-        self.stats["rerank_s"] = self.stats.get("rerank_s", 0.0) + time.perf_counter() - start
-        self.stats["reranked_pairs"] = self.stats.get("reranked_pairs", 0) + len(pairs)
+        scores = self.reranker.scores(pairs)
+        self.cost.reranked_pairs = (self.cost.reranked_pairs or 0) + len(pairs)
         reranked, offset = [], 0
         for row in candidates:
-            row_scores = np.asarray(scores[offset : offset + len(row)], dtype=np.float64)
+            row_scores = scores[offset : offset + len(row)]
             offset += len(row)
             order = np.argsort(-row_scores, kind="stable")[:k]
             reranked.append([row[i] for i in order])

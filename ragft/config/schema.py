@@ -1,0 +1,374 @@
+"""The schema of ragft's config: every section ragft defines, with its types and ranges, checked before
+a run does any work, so that a misspelt key or a value out of range stops it with one line that names
+the key, what is wrong and how to fix it.
+
+Sections whose keys belong to a component built from `_target_` (a retriever, chunker, embedder,
+context builder selection, adaptation method, quantization) or read by one (a metric's settings, a
+prompt template) are open here: that component checks them when it is built, before any work too.
+
+`validate(cfg)` checks a composed config. `check_override_keys(overrides)` checks the keys of
+command-line overrides before Hydra composes: Hydra would stop a misspelt `trainig.epochs=3` with its
+own message, which advises adding the key with `+`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Union
+
+from annotated_types import Ge, Gt, Le, Lt
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from ragft.errors import ConfigError
+
+PositiveInt = Annotated[int, Gt(0)]
+NonNegativeInt = Annotated[int, Ge(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+
+
+class Described(typing.NamedTuple):
+    """Schema metadata: what a value must be, in words, where its type and bounds do not say it."""
+
+    words: str
+
+
+Fraction = Annotated[float, Gt(0), Lt(1)]
+Open = dict[str, Any]  # a section whose keys its component checks
+MISSING = "???"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- a task: the run's own, and any other (train_task, train_mix, sequence, evaluate_also) ------------
+
+
+class TaskData(_Section):
+    path: str
+    fields: dict[str, str | None]  # example field -> column; the loader names a missing mapping
+    categories: list[str] | None = None  # keep only these categories
+
+
+class Corpus(_Section):
+    path: str
+    id_field: str = "id"
+    text_field: str = "text"
+    exclude: list[str] | None = None  # document ids taken out of the index
+
+
+class TaskGeneration(_Section):
+    max_new_tokens: PositiveInt
+
+
+class Task(_Section):
+    name: str  # the task's identity in records and reports
+    dir: str | None = None  # a folder the task's paths are built from (tasks whose data is not shipped)
+    data: TaskData
+    corpus: Corpus | None = None
+    limits: dict[str, PositiveInt | None] = {}  # split -> first n examples; the loader names unknown splits
+    template: Open  # PromptTemplate names unknown keys
+    generation: TaskGeneration
+    primary_metric: str | None = None
+    metrics: dict[str, Open | None]  # the metric registry checks names and settings
+
+
+# --- models, components and the arm's axes -------------------------------------------------------------
+
+
+class Generator(_Section):
+    name: str  # the model's name in records
+    source: Any  # a path, a model id, or a `_target_` that returns one
+    max_context: PositiveInt | None = None
+
+
+class Evaluation(_Section):
+    embedder: Open | None = None
+    judge: Generator | None = None
+
+
+class Adaptation(_Section):
+    method: Open | None  # a peft config or ragft method (`_target_`); null: nothing trains
+    merge_for_inference: StrictBool = False
+    learning_rate: PositiveFloat | None = None  # the method's default for training.learning_rate
+    quantization: Open | None = None
+
+
+class Builder(BaseModel):
+    """A context builder: its constructor checks its settings; whole-number sizes are checked here
+    too, since a fractional `k` would pass a range check and fail only when contexts are built."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    target: str = Field(alias="_target_")
+    k: PositiveInt | None = None
+    top_k: PositiveInt | None = None
+    depth: PositiveInt | None = None
+
+
+class Context(_Section):
+    retrieves: StrictBool = False  # puts retrieved passages in prompts: the run uses retriever and chunking
+    builder: Builder
+
+
+# --- run-wide sections ----------------------------------------------------------------------------------
+
+
+class Validation(_Section):
+    split: str | None = None
+    holdout: Fraction | None = None
+    eval_steps: PositiveInt | None = None
+    early_stopping_patience: PositiveInt | None = None
+
+
+class Training(_Section):
+    learning_rate: PositiveFloat | None
+    batch_size: PositiveInt
+    gradient_accumulation_steps: PositiveInt = 1
+    epochs: PositiveFloat
+    max_steps: PositiveInt | None = None
+    weight_decay: NonNegativeFloat = 0.0
+    warmup_steps: NonNegativeInt = 0
+    lr_scheduler: str = "linear"
+    max_length: PositiveInt
+    logging_steps: PositiveInt = 5
+    seed: NonNegativeInt
+    instruction_mix: StrictBool = False
+    validation: Validation = Validation()
+
+
+class TrainMix(_Section):
+    tasks: dict[str, Task] = {}
+    weights: dict[str, PositiveFloat] = {}
+    size: PositiveInt | None = None
+
+
+class Paths(_Section):
+    root: str
+    corpora: str
+    results: str
+
+
+class Leakage(_Section):
+    ngram: PositiveInt
+    near_threshold: Annotated[float, Gt(0), Le(1)]
+    min_reference_words: NonNegativeInt
+    fail: StrictBool
+
+
+class RetrievalEval(_Section):
+    split: str
+    depth: PositiveInt
+    ks: list[PositiveInt]
+
+
+class Generation(_Section):
+    batch_size: PositiveInt
+
+
+class RunConfig(_Section):
+    """The whole config of a run, as `conf/config.yaml` composes it."""
+
+    task: Task
+    generator: Generator
+    embedder: Open  # the embedder component (`_target_`), used through `${embedder}` interpolations
+    retriever: Open | None = None  # null: no retriever (a run whose context retrieves needs one)
+    chunking: Open | None = None
+    adaptation: Adaptation
+    context: Context
+    evaluation: Evaluation = Evaluation()
+    exp_name: Annotated[str, Field(min_length=1, pattern=r"^[^/\\]+$"), Described("a folder name (no / or \\)")]
+    seed: NonNegativeInt
+    plugins: list[str] = []
+    paths: Paths
+    leakage: Leakage
+    retrieval_eval: RetrievalEval
+    generation: Generation
+    training: Training
+    evaluate_also: dict[str, Task] = {}
+    train_mix: TrainMix = TrainMix()
+    sequence: dict[str, Task] = {}
+    train_task: Task | None = None  # the adapter's training data, where it is not the run's task
+    withdrawn: list[str] | None = None  # documents an experiment takes out of the index (conf/exp/withdrawal.yaml)
+
+
+# --- checks ----------------------------------------------------------------------------------------------
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check `cfg` against the schema, and the settings that must agree with each other; raise a
+    ConfigError naming the first key that is wrong."""
+    settings = _resolved(cfg)
+    if missing := next(_missing_values(settings), None):
+        raise ConfigError(missing, "must be set (it has no default).", f"Set it on the command line: {missing}=...")
+    try:
+        run = RunConfig.model_validate(settings)
+    except ValidationError as err:
+        raise _config_error(err.errors()[0]) from None
+    _check_consistency(run)
+
+
+def check_override_keys(overrides: Sequence[str]) -> None:
+    """Check the keys that command-line overrides set (`training.epochs=3`, `+trainig.epochs=3`)
+    against the schema; group choices (`arm=lora`), Hydra's own settings and deletions are Hydra's to
+    check, and an override Hydra cannot parse is left for Hydra to report."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return
+    for override in parsed:
+        if override.is_hydra_override() or override.package is not None or override.is_delete():
+            continue
+        if "." in override.key_or_group:  # a dotted key is a setting, never a group
+            _schema_at(override.key_or_group.split("."))
+
+
+def _check_consistency(run: RunConfig) -> None:
+    """Settings that are valid alone but not together."""
+    if run.context.retrieves and run.retriever is None:
+        raise ConfigError(
+            "retriever", "is null, but the context retrieves passages.", "Choose one, e.g. retriever=dense_flat."
+        )
+    if run.context.retrieves and run.task.corpus is None:
+        raise ConfigError(
+            "task.corpus", "is null, but the context retrieves passages from it.", "Set the task's corpus."
+        )
+    if run.adaptation.method is not None and run.training.learning_rate is None:
+        raise ConfigError(
+            "training.learning_rate",
+            "is null, but the adaptation trains.",
+            "Set training.learning_rate or adaptation.learning_rate (e.g. 1.0e-4).",
+        )
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data, interpolations resolved (Hydra's own `hydra` section left out); a value
+    still `???` stays as it is, an interpolation that cannot resolve is a ConfigError."""
+    keys = [key for key in cfg if key != "hydra"]
+    try:
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as err:
+        problem = str(err).splitlines()[0]
+        raise ConfigError(str(err.full_key or "?"), f"cannot be resolved: {problem}.") from None
+
+
+def _missing_values(settings: Any, path: tuple[str, ...] = ()) -> Iterator[str]:
+    """Keys still `???` outside the open sections (where the component's builder reports them)."""
+    if isinstance(settings, dict):
+        for key, value in settings.items():
+            yield from _missing_values(value, (*path, str(key)))
+    elif settings == MISSING and not _schema_at(list(path)).open:
+        yield ".".join(path)
+
+
+# --- the schema at a key ---------------------------------------------------------------------------------
+
+
+class _Place(typing.NamedTuple):
+    annotation: Any  # the schema's type at the key
+    nullable: bool
+    open: bool  # inside a section its component checks: any key may follow
+
+
+def _schema_at(path: Sequence[str | int]) -> _Place:
+    """The schema's type at a dotted key; a ConfigError where the key is not a setting."""
+    annotation: Any = RunConfig
+    nullable = opened = False
+    for depth, part in enumerate(path):
+        annotation, nullable = _unwrap_optional(annotation)
+        if opened or annotation is Any:
+            return _Place(Any, True, True)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = _field(annotation, str(part))
+            if field is None:
+                if annotation.model_config.get("extra") == "allow":
+                    return _Place(Any, True, True)
+                raise _unknown_key(list(path[: depth + 1]), annotation)
+            annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        elif typing.get_origin(annotation) in (dict, list):
+            annotation = typing.get_args(annotation)[-1]
+            opened = annotation is Any
+        else:
+            return _Place(Any, True, True)  # inside a value Hydra will refuse to descend into
+    annotation, nullable = _unwrap_optional(annotation)
+    return _Place(annotation, nullable, opened)
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return (members[0] if len(members) == 1 else Any), True
+    return annotation, False
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            return field
+    return None
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+# --- messages --------------------------------------------------------------------------------------------
+
+
+def _unknown_key(path: Sequence[str | int], model: type[BaseModel]) -> ConfigError:
+    key, parent = ".".join(map(str, path)), ".".join(map(str, path[:-1]))
+    known = _keys_of(model)
+    close = difflib.get_close_matches(str(path[-1]), known, n=1)
+    where = f"a setting of `{parent}`" if parent else "a top-level setting"
+    if path[-1] == "name" and parent in ("adaptation", "context"):
+        fix = "A group's name is its file name, which Hydra records: remove the `name:` key."
+    elif close:
+        fix = f"Did you mean `{'.'.join([*map(str, path[:-1]), close[0]])}`?"
+    else:
+        fix = f"Its settings are: {', '.join(known)}."
+    return ConfigError(key, f"is not {where} (with or without `+`).", fix)
+
+
+def _config_error(error: Any) -> ConfigError:
+    """One pydantic error as ragft's ConfigError: the key, the value given, what it must be."""
+    path, kind = list(error["loc"]), error["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key(path, _schema_at(path[:-1]).annotation)
+    key = ".".join(map(str, path))
+    expected = _describe(_schema_at(path))
+    if kind == "missing":
+        return ConfigError(key, "is missing.", f"Set it to {expected}.")
+    return ConfigError(key, f"{error['input']!r} is not allowed.", f"Set it to {expected}.")
+
+
+def _describe(place: _Place) -> str:
+    """What a value at this place must be, in words: 'a whole number > 0, or null'."""
+    annotation = place.annotation
+    base, bounds = annotation, []
+    if typing.get_origin(annotation) is Annotated:
+        base, *metadata = typing.get_args(annotation)
+        bounds = [_bound(m) for m in metadata if _bound(m)]
+        if said := [m.words for m in metadata if isinstance(m, Described)]:
+            return said[0] + (", or null" if place.nullable else "")
+    words = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(base)
+    if isinstance(base, type) and issubclass(base, BaseModel):
+        words = f"a section with the settings {', '.join(_keys_of(base))}"
+    elif words is None:
+        words = {list: "a list", dict: "a section of settings"}.get(typing.get_origin(base), "a value")
+    described = " ".join([words, " and ".join(bounds)]).strip()
+    return f"{described}, or null" if place.nullable else described
+
+
+def _bound(metadata: Any) -> str:
+    for kind, sign, limit in ((Gt, ">", "gt"), (Ge, ">=", "ge"), (Lt, "<", "lt"), (Le, "<=", "le")):
+        if isinstance(metadata, kind):
+            return f"{sign} {getattr(metadata, limit)}"
+    return ""
