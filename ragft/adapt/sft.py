@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ragft.adapt.methods import as_method
+from ragft.config.plain import as_dict
 from ragft.errors import ConfigError
 from ragft.models.loading import Generator, compute_dtype
 from ragft.record.cache import cached_dir, content_key, dir_bytes
-from ragft.record.cost import MemoryCost, PeakMemory, TrainingCost, parameter_counts
+from ragft.record.cost import MemoryCost, ParameterCounts, PeakMemory, TrainingCost, parameter_counts
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -192,8 +193,8 @@ def train_adapter(
         generator.path,
         str(generator.model.dtype),
         str(getattr(generator.model.config, "quantization_config", None)),
-        OmegaConf.to_container(method, resolve=True),
-        {k: v for k, v in OmegaConf.to_container(training, resolve=True).items() if k != "logging_steps"},
+        as_dict(method),
+        {k: v for k, v in as_dict(training).items() if k != "logging_steps"},
         features,
         validation or [],
         start_from.name if start_from else None,
@@ -245,7 +246,7 @@ def _train(
 
 
 def _training_cost(
-    trainer: Any, result: Any, train_s: float, examples: int, memory: MemoryCost, stored: str, counts: dict[str, int]
+    trainer: Any, result: Any, train_s: float, examples: int, memory: MemoryCost, stored: str, counts: ParameterCounts
 ) -> TrainingCost:
     tokens = int(trainer.state.num_input_tokens_seen)  # non-padding tokens actually trained on
     return TrainingCost(

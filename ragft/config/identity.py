@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from ragft.config.plain import as_plain
 from ragft.record.cache import content_key, file_digest
 from ragft.record.run import RunIdentity
 
@@ -130,11 +131,7 @@ def result_config(cfg: DictConfig) -> dict[str, Any]:
         unused |= set(TRAINING_SECTIONS)
     if not _retrieves(cfg):
         unused |= set(RETRIEVAL_SECTIONS)
-    container = {
-        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-        for key in cfg
-        if key not in unused
-    }
+    container = {str(key): as_plain(cfg[key]) for key in cfg if key not in unused}
     for dotted in unused:
         section, _, leaf = dotted.partition(".")
         if leaf and isinstance(container.get(section), dict):

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from ragft.config.plain import as_dict
 from ragft.errors import ConfigError
 
 PositiveInt = Annotated[int, Gt(0)]
@@ -252,9 +253,9 @@ def _check_consistency(run: RunConfig) -> None:
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain data, interpolations resolved (Hydra's own `hydra` section left out); a value
     still `???` stays as it is, an interpolation that cannot resolve is a ConfigError."""
-    keys = [key for key in cfg if key != "hydra"]
+    keys: list[Any] = [key for key in cfg if key != "hydra"]  # masked_copy takes any key type; its stub says str
     try:
-        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True, throw_on_missing=False)
+        return as_dict(OmegaConf.masked_copy(cfg, keys))
     except OmegaConfBaseException as err:
         problem = str(err).splitlines()[0]
         raise ConfigError(str(err.full_key or "?"), f"cannot be resolved: {problem}.") from None
@@ -292,7 +293,7 @@ def _schema_at(path: Sequence[str | int]) -> _Place:
                 if annotation.model_config.get("extra") == "allow":
                     return _Place(Any, True, True)
                 raise _unknown_key(list(path[: depth + 1]), annotation)
-            annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            annotation = _annotated(field.annotation, field.metadata)
         elif typing.get_origin(annotation) in (dict, list):
             annotation = typing.get_args(annotation)[-1]
             opened = annotation is Any
@@ -300,6 +301,11 @@ def _schema_at(path: Sequence[str | int]) -> _Place:
             return _Place(Any, True, True)  # inside a value Hydra will refuse to descend into
     annotation, nullable = _unwrap_optional(annotation)
     return _Place(annotation, nullable, opened)
+
+
+def _annotated(annotation: Any, metadata: list[Any]) -> Any:
+    """`annotation` carrying a field's bounds and descriptions again (pydantic keeps them apart)."""
+    return Annotated[(annotation,) + tuple(metadata)] if metadata else annotation
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:

@@ -98,7 +98,7 @@ def _field(record: Mapping[str, Any], name: str, path: Path, where: str, expecte
         except json.JSONDecodeError:
             raise DataError(path, f"expected a JSON {expected.__name__}", where, field=name) from None
     if not isinstance(value, expected):
-        kind = getattr(expected, "__name__", None) or " or ".join(t.__name__ for t in expected)
+        kind = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
         raise DataError(path, f"expected {kind}, got {type(value).__name__}", where, field=name)
     return value
 
@@ -114,18 +114,12 @@ def load_examples(
     facts) to the file's field names; a null optional name means the file has no such field.
     """
     path = Path(path)
-    missing = [name for name in REQUIRED_FIELDS if not fields.get(name)]
-    if missing:
-        raise ConfigError(
-            "task.data.fields",
-            f"no mapping for {missing}.",
-            "Map each of id, input, reference and split to a field of the data file.",
-        )
+    required = _required_fields(fields)
     splits: dict[str, list[Example]] = {}
     first_seen: dict[str, str] = {}
-    for line, record in read_records(path, config_key, fields["split"]):
-        split = str(_field(record, fields["split"], path, line, str))
-        optional = {
+    for line, record in read_records(path, config_key, required["split"]):
+        split = str(_field(record, required["split"], path, line, str))
+        optional: dict[str, tuple[str | None, type | tuple[type, ...], Any]] = {
             "category": (fields.get("category"), (str, bool, int), ""),  # a flag or a number names a group too
             "gold_passages": (fields.get("gold_passages"), list, []),
             "facts": (fields.get("facts"), dict, {}),
@@ -135,20 +129,33 @@ def load_examples(
             for key, (name, kind, default) in optional.items()
         }
         example = Example(
-            id=str(_field(record, fields["id"], path, line, (str, int))),
-            input=_field(record, fields["input"], path, line, str),
-            reference=str(_field(record, fields["reference"], path, line, (str, int, float))),
+            id=str(_field(record, required["id"], path, line, (str, int))),
+            input=_field(record, required["input"], path, line, str),
+            reference=str(_field(record, required["reference"], path, line, (str, int, float))),
             category=str(values["category"]),
             gold_passages=tuple(str(p) for p in values["gold_passages"]),
             facts={str(k): str(v) for k, v in values["facts"].items()},
         )
         if example.id in first_seen:
             raise DataError(
-                path, f"duplicate id '{example.id}' (first at {first_seen[example.id]})", line, field=fields["id"]
+                path, f"duplicate id '{example.id}' (first at {first_seen[example.id]})", line, field=required["id"]
             )
         first_seen[example.id] = line
         splits.setdefault(split, []).append(example)
     return splits
+
+
+def _required_fields(fields: Mapping[str, str | None]) -> dict[str, str]:
+    """The file's field for each of `REQUIRED_FIELDS`; a ConfigError where one is not mapped."""
+    mapped = {name: fields.get(name) for name in REQUIRED_FIELDS}
+    missing = [name for name, field in mapped.items() if not field]
+    if missing:
+        raise ConfigError(
+            "task.data.fields",
+            f"no mapping for {missing}.",
+            "Map each of id, input, reference and split to a field of the data file.",
+        )
+    return {name: field for name, field in mapped.items() if field}
 
 
 def load_corpus(

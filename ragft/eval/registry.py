@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 from scipy import stats
@@ -24,13 +24,15 @@ from ragft.types import Example, Prediction
 
 log = logging.getLogger(__name__)
 
-MetricFn = Callable[..., dict[str, float]]
+MetricFn = Callable[..., dict[str, float]]  # one prediction (and the metric's parameters) -> its scores
+BatchedMetricFn = Callable[..., list[dict[str, float]]]  # all predictions and the models -> one dict each
+_Fn = TypeVar("_Fn", bound=MetricFn | BatchedMetricFn)
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
-    fn: MetricFn
+    fn: Callable[..., Any]  # a MetricFn, or a BatchedMetricFn where `batched`
     higher_is_better: bool = True
     batched: bool = False
     group: str = "quality"  # "retrieval": judges the retriever, shown in the report's retrieval table
@@ -41,8 +43,8 @@ METRICS: dict[str, Metric] = {}
 
 def register_metric(
     name: str, higher_is_better: bool = True, batched: bool = False, group: str = "quality"
-) -> Callable[[MetricFn], MetricFn]:
-    def decorate(fn: MetricFn) -> MetricFn:
+) -> Callable[[_Fn], _Fn]:
+    def decorate(fn: _Fn) -> _Fn:
         if name in METRICS:
             raise ValueError(f"metric '{name}' registered twice")
         METRICS[name] = Metric(name, fn, higher_is_better, batched, group)
@@ -61,7 +63,9 @@ def resolve_metrics(selection: Mapping[str, Mapping[str, Any] | None]) -> list[t
     return [(METRICS[name], dict(params or {})) for name, params in selection.items()]
 
 
-def _apply(metric: Metric, params: dict[str, Any], predictions: Sequence[Prediction], models: Any) -> list[dict]:
+def _apply(
+    metric: Metric, params: dict[str, Any], predictions: Sequence[Prediction], models: Any
+) -> list[dict[str, float]]:
     if metric.batched:
         return metric.fn(predictions, models, **params)
     return [metric.fn(p, **params) for p in predictions]
@@ -132,7 +136,16 @@ def score_predictions(
     }
 
 
-def mean_with_ci(values: Sequence[float], seed: int = 0, resamples: int = 1000) -> dict[str, float]:
+class Interval(TypedDict):
+    """A mean with its 95% bootstrap interval and the number of values it is taken over."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def mean_with_ci(values: Sequence[float], seed: int = 0, resamples: int = 1000) -> Interval:
     """Mean and percentile-bootstrap 95% confidence interval (scipy.stats.bootstrap) of the finite values."""
     data = np.asarray(values, dtype=float)
     data = data[np.isfinite(data)]

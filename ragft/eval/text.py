@@ -99,7 +99,7 @@ def token_f1(prediction: Prediction) -> dict[str, float]:
 
 def report_sections(text: str) -> dict[str, str]:
     """`HEADER: value` lines of a structured report, keyed by upper-case header."""
-    sections = {}
+    sections: dict[str, str] = {}
     for line in text.splitlines():
         header, sep, value = line.partition(":")
         if sep and header.strip().isupper():

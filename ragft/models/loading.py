@@ -77,7 +77,8 @@ def load_generator(cfg: DictConfig, quantization: DictConfig | None = None) -> G
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     if not placement:
-        model.to(device)
+        # transformers wraps `to` with functools.wraps, whose typeshed type does not bind `self`
+        model.to(device)  # type: ignore[arg-type]
     model.eval()
     max_context = int(cfg.get("max_context") or getattr(model.config, "max_position_embeddings", 2048))
     return Generator(model=model, tokenizer=tokenizer, name=cfg.name, path=path, max_context=max_context)
@@ -96,7 +97,8 @@ def load_embedder(cfg: DictConfig) -> Any:
             f"cannot load '{path}' offline ({err}).",
             "Use a local sentence-transformers folder or a model already in the cache.",
         ) from None
-    model.ragft_path = path
+    # torch types Module.__setattr__ for tensors and submodules only; any other value is stored as an attribute
+    model.ragft_path = path  # type: ignore[assignment]
     return model
 
 

@@ -148,7 +148,8 @@ def tiny_bert_embedder(
         return BertModel(_tiny_bert_config(tokenizer, hidden_size, layers, heads))
 
     def save(model: Any, tokenizer: Any, out: Path) -> None:
-        from sentence_transformers import SentenceTransformer, models
+        # sentence-transformers 6 keeps `models` (5's path) as a deprecated alias its types do not declare
+        from sentence_transformers import SentenceTransformer, models  # type: ignore[attr-defined]
 
         model.save_pretrained(out / "bert")
         tokenizer.save_pretrained(out / "bert")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import psutil
@@ -255,7 +255,14 @@ class StageTimer:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def parameter_counts(model: Any) -> dict[str, int]:
+class ParameterCounts(TypedDict):
+    """A model's parameters, as `TrainingCost` names them."""
+
+    total_params: int
+    trainable_params: int
+
+
+def parameter_counts(model: Any) -> ParameterCounts:
     """Trainable and total parameters; a 4-bit weight counts as the weights it packs."""
     if hasattr(model, "get_nb_trainable_parameters"):  # peft: virtual-token embeddings included
         trainable, total = model.get_nb_trainable_parameters()
