@@ -21,12 +21,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ragft.context.sources import RunResources
+from ragft.context.sources import ContextSources
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import task_from_config
 from ragft.models.generation import encode, generate
 from ragft.models.loading import load_generator
-from ragft.recipe import prompts_for
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
@@ -64,8 +63,10 @@ def main() -> None:
     task = task_from_config(cfg.task)
     generator = load_generator(cfg.generator)
     test = task.split("test")
-    contexts = instantiate(cfg.context.builder).build(test, RunResources(task, cfg.embedder, cfg.retriever))
-    prompts = prompts_for(PromptTemplate.from_config(cfg.task.template), test, contexts, generator.tokenizer)
+    contexts = instantiate(cfg.context.builder).build(
+        test, ContextSources.from_config(task, cfg.get("retriever"), cfg.get("chunking"))
+    )
+    prompts = PromptTemplate.from_config(cfg.task.template).render_all(test, contexts, generator.tokenizer)
     max_new = cfg.task.generation.max_new_tokens
 
     start = time.perf_counter()

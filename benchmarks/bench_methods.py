@@ -33,11 +33,10 @@ def features_for(cfg, generator, examples: int) -> list:  # noqa: ANN001
     from ragft.context.shots import ZeroShot
     from ragft.context.template import PromptTemplate
     from ragft.data.loading import load_task
-    from ragft.recipe import prompts_for
 
     train = load_task(cfg.task.name, cfg.task.data, None, {"train": examples}).split("train")
-    prompts = prompts_for(
-        PromptTemplate.from_config(cfg.task.template), train, ZeroShot().build(train, None), generator.tokenizer
+    prompts = PromptTemplate.from_config(cfg.task.template).render_all(
+        train, ZeroShot().build(train, None), generator.tokenizer
     )
     return build_features(
         generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length

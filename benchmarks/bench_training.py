@@ -28,7 +28,6 @@ from ragft.context.shots import ZeroShot
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import load_task
 from ragft.models.loading import load_generator
-from ragft.recipe import prompts_for
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
@@ -83,8 +82,8 @@ def main() -> None:
     task = load_task(cfg.task.name, cfg.task.data, None, {"train": args.examples})
     generator = load_generator(cfg.generator)
     train = task.split("train")
-    prompts = prompts_for(
-        PromptTemplate.from_config(cfg.task.template), train, ZeroShot().build(train, None), generator.tokenizer
+    prompts = PromptTemplate.from_config(cfg.task.template).render_all(
+        train, ZeroShot().build(train, None), generator.tokenizer
     )
     features = sft.build_features(
         generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length

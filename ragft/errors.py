@@ -33,7 +33,9 @@ def build(config: Any, config_key: str, **kwargs: Any) -> Any:
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(config, DictConfig) and (missing := sorted(OmegaConf.missing_keys(config))):
-        raise ConfigError(f"{config_key}.{missing[0]}", "must be set (it has no default).")
+        # a node inside a config reports full paths already; a stand-alone node, paths below it
+        key = missing[0] if missing[0].startswith(f"{config_key}.") else f"{config_key}.{missing[0]}"
+        raise ConfigError(key, "must be set (it has no default).")
     try:
         return instantiate(config, **kwargs)
     except InstantiationException as err:

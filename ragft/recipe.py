@@ -138,7 +138,7 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
     base_params = parameter_counts(generator.model)["total_params"]
     with timer.stage("build_context"):
         contexts = arm.builder.build(arm.test, arm.sources)
-        prompts = [arm.template.render(e, c, generator.tokenizer) for e, c in zip(arm.test, contexts)]
+        prompts = arm.template.render_all(arm.test, contexts, generator.tokenizer)
         encoded = encode(generator, prompts)  # a prompt too long for the model fails here, before any training
         check_fits([len(e) for e in encoded], [e.id for e in arm.test], arm.max_new_tokens, generator.max_context)
     retrieval = arm.sources.cost()  # the test contexts' retrieval, before training reuses the retriever
@@ -175,7 +175,7 @@ def prepare(cfg: DictConfig) -> Arm:
     builder = build(cfg.context.builder, "context.builder")
     evaluation = EvaluationModels(cfg.evaluation)
     check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)
-    sources = ContextSources.from_config(task, cfg.get("retriever"), cfg.get("chunking"))
+    sources = _sources(cfg, task)
     builder.check(sources)  # e.g. a RAG context without a retriever fails here, before any work
     adaptation = _adaptation(cfg, task, builder, sources)
     if cfg.adaptation.get("quantization") is not None:
@@ -209,7 +209,7 @@ def _adaptation(cfg: DictConfig, task: TaskData, builder: Any, sources: ContextS
     def sources_for(other: TaskData) -> ContextSources:  # a task's own corpus: v1 passages for a v1 adapter
         if other is task:
             return sources
-        return ContextSources.from_config(other, cfg.get("retriever"), cfg.get("chunking"))
+        return _sources(cfg, other)
 
     adaptation = Adaptation(
         method=cfg.adaptation.method,
@@ -223,6 +223,13 @@ def _adaptation(cfg: DictConfig, task: TaskData, builder: Any, sources: ContextS
     )
     adaptation.check_data()
     return adaptation
+
+
+def _sources(cfg: DictConfig, task: TaskData) -> ContextSources:
+    """What the task's contexts draw on; a retriever (and chunking) only where the context retrieves."""
+    if not cfg.context.get("retrieves"):
+        return ContextSources.from_config(task, None, None)
+    return ContextSources.from_config(task, cfg.get("retriever"), cfg.get("chunking"))
 
 
 def _other_test_sets(cfg: DictConfig, adaptation: Adaptation | None) -> dict[str, TestSet]:

@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.cli import run_job
+from ragft.config.plain import as_dict
 from ragft.errors import ConfigError
 from ragft.record.cache import content_key
 from ragft.types import Example, TaskData
@@ -103,7 +104,7 @@ def retriever_name(cfg: DictConfig) -> str:
 def write_record(cfg: DictConfig, record: dict[str, Any]) -> Path:
     folder = Path(cfg.paths.results) / cfg.exp_name / "retrieval"
     folder.mkdir(parents=True, exist_ok=True)
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = as_dict(cfg)
     key = content_key({k: container.get(k) for k in RECORD_KEYS})
     path = folder / f"{retriever_name(cfg)}-{key}.json"
     path.write_text(json.dumps(record, indent=1), encoding="utf-8")

@@ -214,7 +214,7 @@ def test_validation_split_and_early_stopping_through_a_run(smoke_cfg):
         "training.validation.split=validation",
         "training.validation.eval_steps=1",
         "training.validation.early_stopping_patience=1",
-        "training.learning_rate=0.0",  # the validation loss cannot improve: stop after 1 + 1 evaluations
+        "training.learning_rate=1e-30",  # moves no fp32 weight: the loss cannot improve, stop after 1 + 1 evaluations
         "training.max_steps=5",
         "task.limits.validation=4",
     )

@@ -1,12 +1,12 @@
 """The knowledge-update experiment: v2 answers split into changed and unchanged facts, arms that train
 on v1 while being tested on v2, and the stale v1 index."""
 
-import json
+import pytest
 
 from ragft.data.loading import task_from_config
+from ragft.errors import ConfigError
 from ragft.recipe import prepare
-from tests.conftest import compose_config
-from tests.test_end_to_end import run_dirs
+from tests.conftest import by_arm, compose_config, ragft_command
 
 
 def task_of(cfg):  # noqa: ANN001
@@ -41,28 +41,20 @@ def test_stale_and_v1_trained_arms_read_and_learn_version_1():
     assert "version 2" in arm.sources.passages()[0].text  # and is served the new ones
 
 
+@pytest.mark.integration
 def test_the_experiment_runs_every_arm_with_its_label(tmp_path):
-    from tests.test_end_to_end import ragft
-
-    ragft("ragft.run", "+exp=knowledge_update", "+debug=smoke", f"paths.results={tmp_path}")
-    labels = sorted(d.name.rsplit("-", 1)[0] for d in run_dirs(tmp_path / "knowledge_update"))
-    assert labels == sorted(
+    ragft_command("ragft.run", "+exp=knowledge_update", "+debug=smoke", f"paths.results={tmp_path}")
+    runs = by_arm(tmp_path / "knowledge_update")
+    assert sorted(runs) == sorted(
         ["zero_shot", "rag_v1_index", "rag_reindexed", "lora_v1", "lora_retrained_v2", "lora_v1_rag_v2"]
     )
     report = (tmp_path / "knowledge_update" / "report.md").read_text()
     assert "## `contains_reference` by `changed_in_v2`" in report
-    costs = {
-        d.name.rsplit("-", 1)[0]: json.loads((d / "cost.json").read_text())
-        for d in run_dirs(tmp_path / "knowledge_update")
-    }
-    assert costs["lora_retrained_v2"]["train_s"] > 0 and costs["rag_reindexed"]["index_build_s"] >= 0
+    assert runs["lora_retrained_v2"].cost.training.train_s > 0 and runs["lora_retrained_v2"].cost.retrieval is None
+    assert runs["rag_reindexed"].cost.retrieval.index_build_s >= 0 and runs["rag_reindexed"].cost.training is None
 
 
 def test_a_withdrawn_protocol_leaves_the_index_and_an_unknown_one_is_a_config_error():
-    import pytest
-
-    from ragft.errors import ConfigError
-
     withdrawn = compose_config("+exp=withdrawal", "arm=update/rag_withdrawn")
     ids = {p.id for p in task_of(withdrawn).corpus}
     assert "protocol-conjunctivitis" not in ids and len(ids) == 12

@@ -282,20 +282,22 @@ def finetuner(cls=EmbedderFinetune, **settings):  # noqa: ANN001, ANN003, ANN201
                   "seed": 0, **settings})  # fmt: skip
 
 
-def test_fine_tuning_the_embedder_raises_recall_on_a_toy_set():
-    """Opaque protocol names: only training on query -> passage pairs can link a symptom to its protocol."""
+def test_fine_tuning_the_embedder_raises_recall_on_a_toy_set(embedder):
+    """Opaque protocol names: only training on query -> passage pairs can link a symptom to its protocol.
+    MiniLM ranks at chance before (1 of 6) and every protocol first after training: recall@1 1.0 at every
+    seed and thread count tried (from half these epochs on), at chance with the learning rate at 1e-9."""
     corpus, train, test = toy_set()
 
     def recall_at_1(finetune) -> tuple[float, RetrievalCost]:  # noqa: ANN001
-        retriever = DenseRetriever(tiny_embedder(), finetune=finetune)
+        retriever = DenseRetriever(embedder, finetune=finetune)
         cost = retriever.build(corpus, train)
         hits = retriever.search([e.input for e in test], 1)
         return float(np.mean([row[0].id == e.gold_passages[0] for row, e in zip(hits, test)])), cost
 
-    settings = {"epochs": 30, "learning_rate": 5e-3, "batch_size": 6, "hard_negatives": 1}
+    settings = {"epochs": 10, "learning_rate": 1e-4, "batch_size": 6, "hard_negatives": 1}
     base, _ = recall_at_1(None)
     tuned, cost = recall_at_1(finetuner(**settings))
-    assert tuned >= base + 0.5, (base, tuned)
+    assert tuned >= 0.8 and tuned >= base + 0.5, (base, tuned)
     assert cost.retriever_train_pairs == len(train) and cost.retriever_train_s > 0 and not cost.retriever_reused
     assert cost.corpus_passages == len(corpus) and cost.index_bytes > 0
     _, again = recall_at_1(finetuner(**settings))

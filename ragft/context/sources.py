@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from ragft.config.plain import as_dict
 from ragft.errors import ConfigError, build
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import Retriever
@@ -17,7 +18,7 @@ def build_retriever(cfg: DictConfig | None) -> Retriever | None:
     Its `label` only names arms, so the class does not get it."""
     if cfg is None:
         return None
-    settings = OmegaConf.to_container(cfg, resolve=True)  # (a value still `???` stays missing)
+    settings = as_dict(cfg)  # (a value still `???` stays missing)
     settings.pop("label", None)
     node = OmegaConf.create({"retriever": settings}).retriever  # so that errors name `retriever.<key>`
     if missing := sorted(OmegaConf.missing_keys(node)):  # (keys come with their full path)

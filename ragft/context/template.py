@@ -82,6 +82,10 @@ class PromptTemplate:
         """The prompt text, through the tokenizer's chat template where it has one."""
         return chat_prompt(self.messages(example, context), tokenizer)
 
+    def render_all(self, examples: Sequence[Example], contexts: Sequence[Context], tokenizer: Any) -> list[str]:
+        """One prompt per example, each with its own context."""
+        return [self.render(e, c, tokenizer) for e, c in zip(examples, contexts, strict=True)]
+
 
 def chat_prompt(messages: Sequence[Mapping[str, str]], tokenizer: Any) -> str:
     """Messages as prompt text, through the tokenizer's chat template where it has one."""
