@@ -113,12 +113,14 @@ class RetrievalCost:
             embed_corpus_s=total("embed_corpus_s") or 0.0,
             index_build_s=total("index_build_s") or 0.0,
             index_bytes=total("index_bytes") or 0,
-            index_reused=all(p.index_reused for p in parts),
+            index_reused=all(p.index_reused for p in parts if p.index_bytes),  # parts that index
             retriever_train_s=total("retriever_train_s"),
             retriever_train_examples=total("retriever_train_examples"),
             retriever_train_pairs=total("retriever_train_pairs"),
             retriever_train_loss=next((p.retriever_train_loss for p in parts if p.retriever_train_loss), None),
-            retriever_reused=None if total("retriever_train_s") is None else all(p.retriever_reused for p in parts),
+            retriever_reused=None
+            if total("retriever_train_s") is None
+            else all(p.retriever_reused for p in parts if p.retriever_train_s is not None),  # parts that train
             reranked_pairs=total("reranked_pairs"),
         )
 
