@@ -194,11 +194,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str, res
     assert [p for p in results.rglob("*") if p.is_file() and ".hydra" not in p.parts] == []
 
 
+@pytest.mark.integration
 def test_the_command_line_prints_the_error_without_a_traceback(tmp_path):
     result = ragft_run(f"paths.results={tmp_path}", f"task.data.path={tmp_path}/missing.jsonl")
     assert_one_line_error(result, "config `task.data.path`", tmp_path)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "message"),
     [("trainig.epochs=3", "config `trainig`: is not a top-level setting (with or without `+`). Did you mean `training`?"),
