@@ -206,8 +206,9 @@ def toy_experiment(tmp_path: Path) -> Path:
     return write_experiment(tmp_path)
 
 
-def ragft_command(*args: str, expect: int = 0, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """`python -m <args>` as a user types it; fails the test unless it exits with `expect`."""
+def ragft_command(*args: str, expect: int | None = 0, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python -m <args>` as a user types it; fails the test unless it exits with `expect` (None: any
+    failure)."""
     result = subprocess.run(
         [sys.executable, "-m", *args],
         capture_output=True,
@@ -216,7 +217,8 @@ def ragft_command(*args: str, expect: int = 0, cwd: Path = ROOT) -> subprocess.C
         timeout=1800,
         env={**os.environ, "HYDRA_FULL_ERROR": "1"},
     )
-    assert result.returncode == expect, f"exit {result.returncode}, not {expect}:\n{result.stderr[-3000:]}"
+    expected = result.returncode != 0 if expect is None else result.returncode == expect
+    assert expected, f"exit {result.returncode}, not {expect}:\n{result.stderr[-3000:]}"
     return result
 
 

@@ -3,34 +3,17 @@ codes, a failing arm among others, a user's own task from their own config folde
 retrieval commands. Marked `integration` (run with `pytest -m integration`)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ragft.record.run import read_record, run_dirs
+from tests.conftest import ragft_command as ragft
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
 ARMS = ["zero_shot", "few_shot", "rag", "lora", "lora_rag"]
-
-
-def ragft(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
-    """Run `python -m <args>`; `expect` is its exit status (None: any failure)."""
-    result = subprocess.run(
-        [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=900,
-        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
-    )
-    assert result.returncode == expect if expect is not None else result.returncode != 0, result.stderr[-3000:]
-    return result
 
 
 def arms(exp_dir: Path) -> list[str]:
