@@ -9,7 +9,7 @@ hands each step its own typed piece; `execute` is the recipe itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -61,7 +61,7 @@ class Arm:
     template: PromptTemplate
     builder: Any  # a context builder (ragft.context)
     sources: ContextSources
-    load_base: Any  # () -> Generator: the generator as configured (4-bit for QLoRA)
+    load_base: Callable[[], Generator]  # the generator as configured (4-bit for QLoRA)
     adaptation: Adaptation | None
     metrics: DictConfig  # task.metrics
     primary_metric: str
@@ -177,7 +177,8 @@ def prepare(cfg: DictConfig) -> Arm:
     check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)
     sources = _sources(cfg, task)
     builder.check(sources)  # e.g. a RAG context without a retriever fails here, before any work
-    adaptation = _adaptation(cfg, task, builder, sources)
+    load_base = partial(load_generator, cfg.generator, cfg.adaptation.get("quantization"))
+    adaptation = _adaptation(cfg, task, builder, sources, load_base)
     if cfg.adaptation.get("quantization") is not None:
         require_4bit_support(best_device())
     return Arm(
@@ -186,7 +187,7 @@ def prepare(cfg: DictConfig) -> Arm:
         template=template,
         builder=builder,
         sources=sources,
-        load_base=partial(load_generator, cfg.generator, cfg.adaptation.get("quantization")),
+        load_base=load_base,
         adaptation=adaptation,
         metrics=cfg.task.metrics,
         primary_metric=primary_metric(cfg.task),
@@ -199,7 +200,9 @@ def prepare(cfg: DictConfig) -> Arm:
     )
 
 
-def _adaptation(cfg: DictConfig, task: TaskData, builder: Any, sources: ContextSources) -> Adaptation | None:
+def _adaptation(
+    cfg: DictConfig, task: TaskData, builder: Any, sources: ContextSources, load_base: Callable[[], Generator]
+) -> Adaptation | None:
     """The arm's training, its settings and data checked; None where the arm trains nothing."""
     if cfg.adaptation.method is None:
         return None
@@ -217,7 +220,7 @@ def _adaptation(cfg: DictConfig, task: TaskData, builder: Any, sources: ContextS
         training=cfg.training,
         stages=stages,
         run_task=task,
-        load_base=partial(load_generator, cfg.generator, cfg.adaptation.get("quantization")),
+        load_base=load_base,
         builder=builder,
         sources_for=sources_for,
     )
