@@ -16,6 +16,7 @@ class Example:
     category: str = ""
     gold_passages: tuple[str, ...] = ()
     facts: dict[str, str] = field(default_factory=dict, hash=False)
+    breakdowns: dict[str, str] = field(default_factory=dict, hash=False)  # e.g. knowledge: seen | unseen
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Prediction:
         return {
             "id": self.example.id,
             "category": self.example.category,
+            "breakdowns": self.example.breakdowns,
             "input": self.example.input,
             "prompt": self.prompt,
             "retrieved": list(self.retrieved),

@@ -85,7 +85,11 @@ def predictions(scores: list[float], output: str) -> list[Prediction]:
     return [
         Prediction(
             example=Example(
-                id=f"e{i}", input=f"note {i}", reference="the reference", category="odd" if i % 2 else "even"
+                id=f"e{i}",
+                input=f"note {i}",
+                reference="the reference",
+                category="odd" if i % 2 else "even",
+                breakdowns={"knowledge": "unseen" if i % 4 == 0 else "seen"},
             ),
             prompt="p",
             output=output,

@@ -250,3 +250,33 @@ def test_seeds_costs_are_averaged_figure_by_figure():
     assert (mean.train_s, mean.trainable_params, mean.stored, mean.adapter_reused) == (5.0, 10, "adapter", True)
     assert mean.memory.peak_rss_mb == 50.0 and mean.memory.peak_cuda_mb is None
     assert averaged([None, None]) is None
+
+
+def test_markers_follow_holm_adjusted_p_values_over_every_comparison(tmp_path):
+    exp = tmp_path / "holm"
+    write_run(exp, "zero_shot", [0.0] * 40)
+    for arm in ("a", "b", "c", "d", "e", "f"):  # 6 of 40 examples better: raw p ~ 0.03 each
+        write_run(exp, arm, [1.0] * 6 + [0.0] * 34)
+    write_run(exp, "strong", [1.0] * 20 + [0.0] * 20)
+    report = build_report([exp])
+    versus, board = report.tables["versus"], report.tables["leaderboard"]
+    raw = float(re.search(r" p=([0-9.e-]+)", versus.loc["a", "exact_match"]).group(1))
+    assert raw < 0.05  # significant on its own ...
+    assert not board.loc["a", "exact_match"].endswith("▲")  # ... but not among seven comparisons
+    assert "*" not in versus.loc["a", "exact_match"].split()[0]
+    assert board.loc["strong", "exact_match"].endswith("▲")  # survives the adjustment
+    assert "(Holm " in versus.loc["strong", "exact_match"]
+
+
+def test_the_headline_is_broken_down_by_each_marked_grouping_with_intervals(tmp_path):
+    exp = tmp_path / "knowledge"
+    scores = [0.0 if i % 4 == 0 else 1.0 for i in range(40)]  # right on every seen example, wrong on unseen
+    write_run(exp, "zero_shot", [0.5] * 40)
+    write_run(exp, "lora", scores)
+    report = build_report([exp])
+    table = report.breakdowns["knowledge"]
+    assert list(table.columns) == ["seen (n=30)", "unseen (n=10)"]
+    assert table.loc["lora", "seen (n=30)"] == "1.000 [1.000, 1.000]"
+    assert table.loc["lora", "unseen (n=10)"].startswith("0.000 ")
+    markdown, html = (path.read_text() for path in write_report(exp)[:2])
+    assert "by `knowledge`" in markdown and 'id="by-knowledge"' in html

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ragft.eval.stats import paired_difference
+from ragft.eval.stats import holm_adjusted, paired_difference
 
 
 def scores(values) -> dict[str, float]:  # noqa: ANN001
@@ -47,3 +47,19 @@ def test_identical_runs_and_uniform_shifts_have_exact_answers():
 def test_runs_without_shared_examples_cannot_be_compared():
     with pytest.raises(ValueError, match="share no scored example"):
         paired_difference({"a": 1.0}, {"b": 1.0})
+
+
+def test_holm_adjustment_matches_its_definition_on_a_worked_family():
+    # sorted p = .01, .02, .03, .04 -> x4, x3, x2, x1 = .04, .06, .06, .04 -> running max .04, .06, .06, .06
+    assert holm_adjusted([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm_adjusted([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1; order kept by the running maximum
+    assert holm_adjusted([]) == []
+
+
+def test_holm_keeps_the_familywise_error_rate_where_raw_p_values_do_not():
+    rng = np.random.default_rng(3)
+    families = rng.uniform(size=(2000, 10))  # ten true null hypotheses per family
+    raw_any = np.mean((families < 0.05).any(axis=1))
+    holm_any = np.mean([min(holm_adjusted(f)) < 0.05 for f in families])
+    assert raw_any > 0.3  # ~40% of families would show at least one false "significant" result
+    assert holm_any <= 0.07

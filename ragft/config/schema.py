@@ -55,6 +55,7 @@ class TaskData(_Section):
     path: str
     fields: dict[str, str | None]  # example field -> column; the loader names a missing mapping
     categories: list[str] | None = None  # keep only these categories
+    breakdowns: dict[str, str] | None = None  # report breakdowns besides category: name -> field (knowledge)
 
 
 class Corpus(_Section):

@@ -107,11 +107,14 @@ def load_examples(
     path: str | Path,
     fields: Mapping[str, str | None],
     config_key: str = "task.data.path",
+    breakdowns: Mapping[str, str] | None = None,
 ) -> dict[str, list[Example]]:
     """Read examples grouped by split from any format `read_records` knows.
 
     `fields` maps ragft's names (id, input, reference, split, and optionally category, gold_passages,
     facts) to the file's field names; a null optional name means the file has no such field.
+    `breakdowns` maps the name of each further grouping the report breaks its headline down by (e.g.
+    `knowledge`) to the file's field; every example must have it.
     """
     path = Path(path)
     required = _required_fields(fields)
@@ -135,6 +138,10 @@ def load_examples(
             category=str(values["category"]),
             gold_passages=tuple(str(p) for p in values["gold_passages"]),
             facts={str(k): str(v) for k, v in values["facts"].items()},
+            breakdowns={
+                name: str(_field(record, column, path, line, (str, bool, int)))
+                for name, column in (breakdowns or {}).items()
+            },
         )
         if example.id in first_seen:
             raise DataError(
@@ -184,7 +191,7 @@ def load_task(
     caps each split to its first n examples (the default experiment's size knob). `required` names
     the splits that must not be empty (a test set scored only for forgetting needs no train split).
     """
-    splits = load_examples(data["path"], data["fields"])
+    splits = load_examples(data["path"], data["fields"], breakdowns=data.get("breakdowns"))
     if data.get("categories"):
         splits = _only_categories(splits, data["categories"], data["path"])
     for split in required:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -33,3 +33,21 @@ def paired_difference(
         (diff,), np.mean, permutation_type="samples", n_resamples=resamples, alternative="two-sided", rng=rng
     )
     return {**result, "ci_low": float(interval.low), "ci_high": float(interval.high), "p_value": float(test.pvalue)}
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (Holm 1979), in the given order.
+
+    The i-th smallest of m p-values is multiplied by m - i (0-based i), running maxima keep the order,
+    and values are capped at 1. Rejecting where the adjusted value is below alpha keeps the chance of
+    any false positive in the whole family at most alpha, whatever the dependence between the tests.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (p.size - np.arange(p.size))
+    adjusted = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    result = np.empty_like(adjusted)
+    result[order] = adjusted
+    return [float(v) for v in result]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ragft.eval.stats import paired_difference
+from ragft.eval.stats import holm_adjusted, paired_difference
 from ragft.report.costs import figure, stored, total_params, train_memory
 from ragft.report.groups import RunGroup
 from ragft.report.tables import SIGNIFICANCE, with_ci
@@ -24,6 +24,9 @@ def other_test_names(groups: Sequence[RunGroup]) -> list[str]:
     return list(dict.fromkeys(n for g in groups for n in g.other_tests))
 
 
+Changes = dict[tuple[str, str], dict[str, float]]  # (run label, other test set) -> paired difference
+
+
 def _change(group: RunGroup, base: RunGroup | None, name: str) -> dict[str, float] | None:
     """Paired difference from the base model on another test set's examples (None: nothing to compare)."""
     if base is None or group is base or name not in base.other_tests or name not in group.other_tests:
@@ -34,16 +37,30 @@ def _change(group: RunGroup, base: RunGroup | None, name: str) -> dict[str, floa
     return paired_difference(candidate, reference)
 
 
+def forgetting_changes(groups: Sequence[RunGroup]) -> Changes:
+    """Every run's change against the base model on every other test set, each with `p_holm`: its p-value
+    Holm-adjusted over all of these comparisons (one family: the report's forgetting columns)."""
+    base = base_group(groups)
+    changes: Changes = {}
+    for g in groups:
+        for name in other_test_names(groups):
+            if (difference := _change(g, base, name)) is not None:
+                changes[(g.label, name)] = difference
+    for difference, adjusted in zip(changes.values(), holm_adjusted([d["p_value"] for d in changes.values()])):
+        difference["p_holm"] = adjusted
+    return changes
+
+
 def _change_text(difference: dict[str, float] | None) -> str:
     if difference is None:
         return "–"
-    star = "*" if difference["p_value"] < SIGNIFICANCE else ""
+    star = "*" if difference["p_holm"] < SIGNIFICANCE else ""
     return f"{difference['diff']:+.3f}{star} [{difference['ci_low']:+.3f}, {difference['ci_high']:+.3f}]"
 
 
 def other_tests_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
     """Each run's score on the other test sets and its change against the base model (forgetting)."""
-    base = base_group(groups)
+    changes = forgetting_changes(groups)
     names = other_test_names(groups)
     metric = {n: next(g.other_tests[n].metric for g in groups if n in g.other_tests) for n in names}
     rows = {}
@@ -52,7 +69,7 @@ def other_tests_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
         for name in names:
             scored = g.other_tests.get(name)
             row[f"{name} {metric[name]}"] = with_ci(scored.summary if scored else None)
-            row[f"{name}: change vs base"] = _change_text(_change(g, base, name)) if scored else "–"
+            row[f"{name}: change vs base"] = _change_text(changes.get((g.label, name))) if scored else "–"
         rows[g.label] = row
     return pd.DataFrame.from_dict(rows, orient="index") if names else pd.DataFrame()
 
@@ -63,7 +80,7 @@ def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
     several adaptation methods."""
     if len({g.identity.adaptation for g in groups if g.trains}) < 2:
         return pd.DataFrame()
-    base = base_group(groups)
+    changes = forgetting_changes(groups)
     rows = {}
     for g in groups:
         cost, training = g.cost, g.cost.training
@@ -77,7 +94,7 @@ def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
             "train peak RSS (at start) MB": train_memory(training) if training and trained else "–",
         }
         for name in other_test_names(groups):
-            row[f"{name} change"] = _change_text(_change(g, base, name))
+            row[f"{name} change"] = _change_text(changes.get((g.label, name)))
         rows[g.label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 

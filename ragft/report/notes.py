@@ -16,17 +16,25 @@ SECTIONS = {
     "quality": (
         "Mean over the test examples with a bootstrap 95% confidence interval; ▲ / ▼ mark a run "
         "significantly better / worse than the baseline `{baseline}` (paired permutation test on the same "
-        "examples, p < 0.05)."
+        "examples, p < 0.05 after Holm's adjustment for the number of comparisons in this report)."
     ),
     "seeds": (
         "Runs that differ only in their seed are one row: each example's score is averaged over the seeds, "
         "the interval is bootstrapped over examples, and `sd` is the standard deviation of the seeds' means."
     ),
+    "breakdown": (
+        "`{primary}` on each group of test examples the task marks (`task.data.breakdowns`), with its bootstrap "
+        "95% interval and the group's size. For the clinic's reports, `knowledge`: `seen` where every protocol "
+        "fact of the reference occurs in some training report, `unseen` where one occurs only in the corpus "
+        "(a held-out condition x severity x age-group cell, or a condition no training note has). An arm that "
+        "only memorised the training reports scores well on `seen` and not on `unseen`."
+    ),
     "versus": (
         "Mean per-example difference from `{baseline}` on the same test examples, its paired-bootstrap 95% "
-        "interval, and the p-value of a paired permutation test (signs of the differences flipped at random); "
-        "`*` marks p < 0.05; 0.001 is the resolution of the 2,000 permutations. Each comparison is one test: "
-        "with many runs, expect some false positives."
+        "interval, the p-value of a paired permutation test (signs of the differences flipped at random) and, "
+        "in brackets, that p-value Holm-adjusted over every comparison in this table (all runs and metrics), "
+        "which keeps the chance of any false positive among them under 5%; `*` and the ▲ / ▼ markers follow "
+        "the adjusted value. 0.001 is the resolution of the 2,000 permutations."
     ),
     "methods": (
         "Each run's adaptation side by side: `{primary}` with its 95% interval, the share of the model's "
@@ -37,7 +45,8 @@ SECTIONS = {
     "other_tests": (
         "Other test sets scored zero-shot after the run (`evaluate_also`: the general-knowledge set measures "
         "catastrophic forgetting), each on its task's primary metric. The change against `{base}` is the mean "
-        "per-example difference with its paired-bootstrap 95% interval; `*` marks p < 0.05 (paired permutation test). "
+        "per-example difference with its paired-bootstrap 95% interval; `*` marks p < 0.05 (paired permutation test, "
+        "Holm-adjusted over every run and test set of the table). "
         "A QLoRA run's change includes the 4-bit quantisation of its base, not only what training changed."
     ),
     "stages": (

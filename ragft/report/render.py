@@ -36,6 +36,7 @@ from ragft.report.groups import (
 from ragft.report.plots import metrics_plot, quality_cost_plot
 from ragft.report.tables import (
     baseline_table,
+    breakdown_tables,
     category_table,
     comparisons,
     config_differences,
@@ -63,6 +64,7 @@ class Report:
     stages: dict[str, pd.DataFrame] = field(default_factory=dict)  # per sequentially trained run
     records: list[RunRecord] = field(default_factory=list)  # every run, finished or failed
     failed: list[RunRecord] = field(default_factory=list)
+    breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)  # primary metric by knowledge, ...
 
     @property
     def base_label(self) -> str:
@@ -152,7 +154,8 @@ def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Repor
         "metrics": metrics_plot(groups, headline_metrics(groups)),
     }
     examples, stages = example_rows(groups), stage_tables(groups)
-    return Report(title, groups, baseline, primary, tables, examples, figures, stages, records, failed)
+    breakdowns = breakdown_tables(groups, primary)
+    return Report(title, groups, baseline, primary, tables, examples, figures, stages, records, failed, breakdowns)
 
 
 def comparison_tables(groups: Sequence[RunGroup], baseline: str, primary: str) -> dict[str, pd.DataFrame]:
@@ -230,10 +233,11 @@ def render_markdown(report: Report) -> str:
     tables = {name: markdown_table(frame, _index_name(name)) for name, frame in report.tables.items()}
     figures = {name: f"{name}.png" for name in report.figures}
     stages = {label: markdown_table(frame, "stage") for label, frame in report.stages.items()}
+    breakdowns = {name: markdown_table(frame, "run") for name, frame in report.breakdowns.items()}
     return (
         _environment(False)
         .get_template("report.md.j2")
-        .render(**report.summary(), t=tables, figures=figures, stages=stages)
+        .render(**report.summary(), t=tables, figures=figures, stages=stages, breakdowns=breakdowns)
     )
 
 
@@ -245,7 +249,12 @@ def render_html(report: Report) -> str:
     summary["notes"] = {name: notes.inline_html(text) for name, text in summary["notes"].items()}
     summary["metric_notes"] = [notes.inline_html(text) for text in summary["metric_notes"]]
     stages = {label: html_table(frame, "stage") for label, frame in report.stages.items()}
-    return _environment(True).get_template("report.html.j2").render(**summary, t=tables, figures=figures, stages=stages)
+    breakdowns = {name: html_table(frame, "run") for name, frame in report.breakdowns.items()}
+    return (
+        _environment(True)
+        .get_template("report.html.j2")
+        .render(**summary, t=tables, figures=figures, stages=stages, breakdowns=breakdowns)
+    )
 
 
 def _index_name(table: str) -> str:

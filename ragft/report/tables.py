@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ragft.data.leakage import describe_pairs
-from ragft.eval.stats import paired_difference
+from ragft.eval.registry import mean_with_ci
+from ragft.eval.stats import holm_adjusted, paired_difference
 from ragft.record.run import RunRecord, Summary
 from ragft.report.costs import size
 from ragft.report.groups import RunGroup, arm_rank, headline_metrics, retrieval_metrics, several_experiments
@@ -52,12 +53,21 @@ def comparisons(groups: Sequence[RunGroup], baseline: str) -> Differences:
             reference = {i: s[metric] for i, s in base.per_example.items() if metric in s}
             if set(candidate) & set(reference):
                 results.setdefault(group.label, {})[metric] = paired_difference(candidate, reference)
+    return with_holm(results)
+
+
+def with_holm(results: Differences) -> Differences:
+    """Each difference with `p_holm`: its p-value Holm-adjusted over every comparison of the report (all
+    runs x all headline metrics), the family a reader scans for ▲/▼."""
+    family = [d for by_metric in results.values() for d in by_metric.values()]
+    for difference, adjusted in zip(family, holm_adjusted([d["p_value"] for d in family])):
+        difference["p_holm"] = adjusted
     return results
 
 
 def _marker(difference: dict[str, float] | None, higher_is_better: bool) -> str:
-    """▲ significantly better than the baseline, ▼ significantly worse, nothing otherwise."""
-    if difference is None or difference["p_value"] >= SIGNIFICANCE or difference["diff"] == 0:
+    """▲ significantly better than the baseline, ▼ significantly worse (Holm-adjusted p), nothing otherwise."""
+    if difference is None or difference["p_holm"] >= SIGNIFICANCE or difference["diff"] == 0:
         return ""
     return " ▲" if (difference["diff"] > 0) == higher_is_better else " ▼"
 
@@ -83,11 +93,12 @@ def leaderboard(groups: Sequence[RunGroup], versus: Differences | None = None, p
 
 
 def baseline_table(versus: Differences) -> pd.DataFrame:
-    """Each run against the baseline: difference, paired-bootstrap CI and permutation p; `*` if p < 0.05."""
+    """Each run against the baseline: difference, paired-bootstrap CI, permutation p and its Holm-adjusted
+    value; `*` where the adjusted p < 0.05."""
     rows = {
         label: {
-            metric: f"{d['diff']:+.3f}{'*' if d['p_value'] < SIGNIFICANCE else ''} "
-            f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p_value']:.3g}"
+            metric: f"{d['diff']:+.3f}{'*' if d['p_holm'] < SIGNIFICANCE else ''} "
+            f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] p={d['p_value']:.3g} (Holm {d['p_holm']:.3g})"
             for metric, d in by_metric.items()
         }
         for label, by_metric in versus.items()
@@ -107,6 +118,30 @@ def category_table(groups: Sequence[RunGroup], metric: str) -> pd.DataFrame:
             columns[g.label] = frame.groupby("category")["score"].mean()
     table = pd.DataFrame(columns)
     return table.map(lambda v: f"{v:.2f}" if pd.notna(v) else "–") if not table.empty else table
+
+
+def breakdown_tables(groups: Sequence[RunGroup], metric: str) -> dict[str, pd.DataFrame]:
+    """`metric` by each further grouping of the test examples (the task's `data.breakdowns`, e.g.
+    knowledge: seen / unseen): mean and bootstrap 95% interval per value (rows: runs, columns: values)."""
+    names = dict.fromkeys(n for g in groups for p in g.predictions for n in p.get("breakdowns") or {})
+    return {name: _breakdown(groups, metric, name) for name in names}
+
+
+def _breakdown(groups: Sequence[RunGroup], metric: str, name: str) -> pd.DataFrame:
+    rows: dict[str, dict[str, str]] = {}
+    for g in groups:
+        value_of = {p["id"]: (p.get("breakdowns") or {}).get(name) for p in g.predictions}
+        scores: dict[str, list[float]] = {}
+        for example_id, example_scores in g.per_example.items():
+            if metric in example_scores and value_of.get(example_id) is not None:
+                scores.setdefault(str(value_of[example_id]), []).append(example_scores[metric])
+        rows[g.label] = {f"{value} (n={len(values)})": _mean_ci(values) for value, values in sorted(scores.items())}
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("–")
+
+
+def _mean_ci(values: Sequence[float]) -> str:
+    interval = mean_with_ci(values)
+    return f"{interval['mean']:.3f} [{interval['ci_low']:.3f}, {interval['ci_high']:.3f}]"
 
 
 # --- retrieval and leakage ---------------------------------------------------------------------------
