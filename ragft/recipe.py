@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ragft.adapt.majority import fixed_answer_loader
 from ragft.adapt.methods import check_adaptation
 from ragft.adapt.plan import training_stages
 from ragft.adapt.stages import Adaptation
@@ -177,7 +178,11 @@ def prepare(cfg: DictConfig) -> Arm:
     check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)
     sources = _sources(cfg, task)
     builder.check(sources)  # e.g. a RAG context without a retriever fails here, before any work
-    load_base = partial(load_generator, cfg.generator, cfg.adaptation.get("quantization"))
+    load_base: Callable[[], Generator] = partial(load_generator, cfg.generator, cfg.adaptation.get("quantization"))
+    if cfg.adaptation.get("answer") is not None:  # a floor served instead of the model (adaptation=majority)
+        load_base = fixed_answer_loader(
+            build(cfg.adaptation.answer, "adaptation.answer"), load_base, task.split("train")
+        )
     adaptation = _adaptation(cfg, task, builder, sources, load_base)
     if cfg.adaptation.get("quantization") is not None:
         require_4bit_support(best_device())

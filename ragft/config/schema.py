@@ -100,6 +100,7 @@ class Adaptation(_Section):
     merge_for_inference: StrictBool = False
     learning_rate: PositiveFloat | None = None  # the method's default for training.learning_rate
     quantization: Open | None = None
+    answer: Open | None = None  # a fixed answer served instead of the model (`_target_`: adaptation=majority)
 
 
 class Builder(BaseModel):

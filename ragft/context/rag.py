@@ -1,5 +1,6 @@
-"""Context builders that put retrieved passages in the prompt: plain RAG, and RAFT-style training
-contexts (gold passage with probability p, plus distractors)."""
+"""Context builders that put corpus passages in the prompt: plain RAG, RAFT-style training contexts
+(gold passage with probability p, plus distractors), and the oracle (the gold passages: retrieval's
+upper bound)."""
 
 from __future__ import annotations
 
@@ -119,3 +120,34 @@ class RaftContext(RagContext):
     ) -> list[Passage]:
         pool = [p for p in corpus if p.doc_id not in example.gold_passages]
         return rng.sample(pool, k=min(self.distractors, len(pool)))
+
+
+class OracleContext:
+    """Retrieval's ceiling: every example's gold passages (each chunk of each gold document, in corpus
+    order) in the prompt, as a perfect retriever would place them. An arm with this context shows what
+    the generator makes of the right passage, so the gap between it and `rag` is what retrieval loses.
+    Nothing is retrieved (no ranking is scored); an example without a gold passage in the corpus gets none."""
+
+    def check(self, sources: ContextSources) -> None:
+        if not sources.passages():
+            raise ConfigError(
+                "context", "the oracle context places gold passages from the task's corpus, and the task has none.",
+                "Give the task a corpus (task.corpus) and gold passage ids (task.data.fields.gold_passages).",
+            )  # fmt: skip
+
+    def build(self, examples: Sequence[Example], sources: ContextSources, exclude_self: bool = False) -> list[Context]:
+        by_document: dict[str, list[Passage]] = {}
+        for passage in sources.passages():
+            by_document.setdefault(passage.doc_id, []).append(passage)
+        contexts = [
+            Context(passages=tuple(p for doc in e.gold_passages for p in by_document.get(doc, []))) for e in examples
+        ]
+        without = sum(not c.passages for c in contexts)
+        if without == len(examples):
+            raise ConfigError(
+                "context", "no example has a gold passage in the corpus, so the oracle context would be empty.",
+                "Map the task's gold passage ids with task.data.fields.gold_passages.",
+            )  # fmt: skip
+        if without:
+            log.warning("oracle context: %d of %d examples have no gold passage in the corpus", without, len(examples))
+        return contexts
