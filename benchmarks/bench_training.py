@@ -1,105 +1,179 @@
-"""LoRA training throughput: ragft's response-only loss vs the plain HF causal-LM loss, same run.
+"""LoRA training throughput: ragft's training path against a plain HF Trainer + peft script, same run.
 
-    python benchmarks/bench_training.py --examples 32 --steps 4
+    python benchmarks/bench_training.py            # SmolLM2-135M, 3 repeats (about 6 min on 2 cores)
+    python benchmarks/bench_training.py --tiny     # tiny random model: seconds
 
-Both arms train the same LoRA config on the same medical_reports prompts (batch 8, grouped by
-length) with the HF Trainer; the plain arm computes logits at every position (labels masked to -100
-on the prompt), ragft's runs the LM head only where a response token is predicted. Prints tokens/s
-for each and the ratio, plus peak RSS growth. Run on an otherwise idle machine; arms alternate.
+Both arms train the same LoRA config on the same medical_reports features with the same
+TrainingArguments (batch, learning rate, steps, length-grouped sampling, seed, dtype), the same
+collator and the same torch threads. The plain arm is what a script would do: `peft.get_peft_model` and
+`transformers.Trainer` with the model's own loss (logits at every position, prompt labels masked). The
+ragft arm is `ragft.adapt.sft.train_adapter` in an empty artefact cache (the LM head runs only where a
+response token is predicted). Each run's first optimizer step is a warm-up and is not timed, and each
+arm also does one untimed one-step run before the repeats; the arms then alternate (A B, B A, A B).
+Tokens are the non-padding prompt + response tokens of the timed steps, counted by the Trainer in both
+arms. Writes benchmarks/results/bench_training.json (see benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import gc
 import os
 import tempfile
-import time
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import psutil
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from _common import (
+    check_repeats,
+    compose,
+    default_threads,
+    empty_artefact_cache,
+    print_summary,
+    result_path,
+    run_repeats,
+    set_threads,
+    step_timer,
+    summarise,
+    timed_steps,
+    write_result,
+)
 
-from ragft.adapt import sft
-from ragft.context.shots import ZeroShot
-from ragft.context.template import PromptTemplate
-from ragft.data.loading import load_task
-from ragft.models.loading import load_generator
-
-CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+BENCH = "bench_training"
+TINY = ["+debug=smoke"]  # tiny random generator and embedder (conf/debug/smoke.yaml)
 
 
-def plain_loss(model, inputs, num_items):  # noqa: ANN001
-    return model(**inputs).loss
+def training_features(cfg: Any, tokenizer: Any, examples: int) -> list[dict[str, list[int]]]:
+    """The first `examples` training notes of the task, zero-shot prompts, tokenised as ragft trains them."""
+    from ragft.adapt.sft import build_features
+    from ragft.context.shots import ZeroShot
+    from ragft.context.template import PromptTemplate
+    from ragft.data.loading import load_task
+
+    train = load_task(cfg.task.name, cfg.task.data, None, {"train": examples}).split("train")
+    prompts = PromptTemplate.from_config(cfg.task.template).render_all(train, ZeroShot().build(train, None), tokenizer)
+    return build_features(
+        tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length
+    )
 
 
-def train_once(generator, method, training, features, loss_fn) -> dict:  # noqa: ANN001
+def plain_steps(cfg: Any, features: list[dict[str, list[int]]]) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """The plain script: peft model, HF Trainer with the model's own loss, ragft's TrainingArguments and
+    collator so that every setting but the training code is the same. Returns the per-step timings."""
+    import torch
+    from datasets import Dataset
+    from hydra.utils import instantiate
     from peft import get_peft_model
     from transformers import Trainer
 
-    class Bench(Trainer):
-        loss_is_scaled_for_ga = True
+    from ragft.adapt.sft import RightPadCollator, training_arguments
+    from ragft.models.loading import load_generator
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-            return loss_fn(model, inputs, None)
-
-    torch.manual_seed(0)
-    model = get_peft_model(generator.model, instantiate(method, _convert_="all"))
-    process = psutil.Process()
-    before = process.memory_info().rss
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = Bench(
+    generator = load_generator(cfg.generator)
+    torch.manual_seed(cfg.training.seed)
+    model = get_peft_model(generator.model, instantiate(cfg.adaptation.method, _convert_="all"))
+    dataset = Dataset.from_list([{**f, "length": len(f["input_ids"])} for f in features])
+    with tempfile.TemporaryDirectory() as scratch, step_timer() as steps:
+        trainer = Trainer(
             model=model,
-            args=sft.training_arguments(training, scratch, generator.device),
-            train_dataset=sft._dataset(features),
-            data_collator=sft.RightPadCollator(generator.tokenizer.pad_token_id),
+            args=training_arguments(cfg.training, scratch, generator.device),
+            train_dataset=dataset,
+            data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
         )
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-    generator.model = model.unload()
-    tokens = trainer.state.num_input_tokens_seen
-    return {
-        "tokens_per_s": tokens / seconds,
-        "seconds": seconds,
-        "rss_growth_mb": (process.memory_info().rss - before) / 2**20,
-    }
+        result = trainer.train()
+    extra = {"train_loss": result.training_loss}
+    del generator, model, trainer
+    gc.collect()
+    return steps, extra
+
+
+def ragft_steps(cfg: Any, features: list[dict[str, list[int]]]) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """ragft's `train_adapter` in an empty artefact cache, so that it trains rather than reuses."""
+    from ragft.adapt.sft import train_adapter
+    from ragft.models.loading import load_generator
+
+    generator = load_generator(cfg.generator)
+    with empty_artefact_cache(), step_timer() as steps:
+        cost = train_adapter(generator, cfg.adaptation.method, cfg.training, features).cost
+    if cost.adapter_reused:
+        raise RuntimeError("train_adapter reused a cached adapter: the ragft arm timed no training.")
+    extra = {"train_loss": cost.train_loss, "ragft_train_s": cost.train_s, "ragft_train_tokens": cost.train_tokens}
+    del generator
+    gc.collect()
+    return steps, extra
+
+
+def measured(run: Any, cfg: Any, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+    steps, extra = run(cfg, features)
+    return {**timed_steps(steps), **extra}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default 3; --tiny 2)")
+    parser.add_argument("--examples", type=int, default=None, help="training notes (default (steps+1) x batch)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch (default: config, 8)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per arm, at least 3")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
+    parser.add_argument("--tiny", action="store_true", help="tiny random models (+debug=smoke): a smoke run")
+    parser.add_argument("--overrides", nargs="*", default=[], help="further Hydra overrides")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_training.json)")
+    args = parser.parse_args()
+    check_repeats(args.repeats)
+    args.steps = args.steps or (2 if args.tiny else 3)
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--overrides", nargs="*", default=[])
-    args = parser.parse_args()
-    OmegaConf.register_new_resolver("ragft_root", lambda: os.path.dirname(CONF), replace=True)
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("config", overrides=["arm=lora", f"training.max_steps={args.steps}", *args.overrides])
-    task = load_task(cfg.task.name, cfg.task.data, None, {"train": args.examples})
-    generator = load_generator(cfg.generator)
-    train = task.split("train")
-    prompts = PromptTemplate.from_config(cfg.task.template).render_all(
-        train, ZeroShot().build(train, None), generator.tokenizer
+    args = parse_args()
+    threads = set_threads(args.threads or default_threads())
+    overrides = [*(TINY if args.tiny else []), "arm=lora", f"training.max_steps={args.steps + 1}"]
+    if args.batch_size:
+        overrides.append(f"training.batch_size={args.batch_size}")
+    cfg = compose([*overrides, *args.overrides])
+    one_step = copy.deepcopy(cfg)
+    one_step.training.max_steps = 1
+    examples = args.examples or (args.steps + 1) * cfg.training.batch_size
+
+    from omegaconf import OmegaConf
+
+    from ragft.models.loading import load_generator
+
+    probe = load_generator(cfg.generator)
+    features = training_features(cfg, probe.tokenizer, examples)
+    dtype = str(probe.model.dtype)
+    del probe
+    records = run_repeats(
+        {"plain": lambda: measured(plain_steps, cfg, features), "ragft": lambda: measured(ragft_steps, cfg, features)},
+        args.repeats,
+        warmups={"plain": lambda: plain_steps(one_step, features), "ragft": lambda: ragft_steps(one_step, features)},
     )
-    features = sft.build_features(
-        generator.tokenizer, prompts, [e.reference for e in train], [e.id for e in train], cfg.training.max_length
+    summary = summarise(records, {"ragft/plain": ("ragft", "plain")})
+    summary["same_tokens_every_repeat"] = all(
+        r["arms"]["plain"]["tokens"] == r["arms"]["ragft"]["tokens"] for r in records
     )
-    results = {"plain HF loss": [], "ragft response-only loss": []}
-    for _ in range(args.repeats):
-        results["plain HF loss"].append(
-            train_once(generator, cfg.adaptation.method, cfg.training, features, plain_loss)
-        )
-        results["ragft response-only loss"].append(
-            train_once(generator, cfg.adaptation.method, cfg.training, features, sft.response_only_loss)
-        )
-    best = {name: max(r["tokens_per_s"] for r in runs) for name, runs in results.items()}
-    for name, runs in results.items():
-        print(f"{name:26s} tokens/s {best[name]:7.1f}   runs: " + ", ".join(f"{r['tokens_per_s']:.1f}" for r in runs))
-    print(f"speed-up (response-only / plain): {best['ragft response-only loss'] / best['plain HF loss']:.2f}x")
+    settings = {
+        "arms": {
+            "plain": "peft.get_peft_model + transformers.Trainer, the model's own loss",
+            "ragft": "ragft.adapt.sft.train_adapter (response-only loss), empty artefact cache",
+        },
+        "tokens": "non-padding prompt + response tokens of the timed steps (Trainer's num_input_tokens_seen)",
+        "timed_steps_per_run": args.steps,
+        "warmup": "1 untimed step at the start of every run, and 1 untimed one-step run per arm first",
+        "examples": len(features),
+        "mean_tokens_per_example": sum(len(f["input_ids"]) for f in features) / len(features),
+        "repeats": args.repeats,
+        "threads": threads,
+        "dtype": dtype,
+        "generator": cfg.generator.name,
+        "tiny": args.tiny,
+        "overrides": [*overrides, *args.overrides],
+        "method": OmegaConf.to_container(cfg.adaptation.method, resolve=True),
+        "training": OmegaConf.to_container(cfg.training, resolve=True),
+    }
+    print_summary(summary)
+    write_result(result_path(BENCH, args.out, args.tiny), BENCH, settings, records, summary)
 
 
 if __name__ == "__main__":
