@@ -33,7 +33,7 @@ from ragft.errors import build
 from ragft.eval.model import EvaluationModels
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
 from ragft.eval.testset import TestSet, answer, task_score
-from ragft.models.generation import check_fits, encode
+from ragft.models.generation import batch1_latencies, check_fits, encode, latency_sample
 from ragft.models.loading import Generator, best_device, load_generator
 from ragft.models.quantization import require_4bit_support
 from ragft.plugins import load_plugins
@@ -68,6 +68,7 @@ class Arm:
     primary_metric: str
     max_new_tokens: int
     batch_size: int
+    latency_sample: int  # test examples answered alone to measure latency at batch 1 (0: none)
     seed: int
     evaluation: EvaluationModels
     other_tests: dict[str, TestSet] = field(default_factory=dict)  # evaluate_also, and stage:<name> for a sequence
@@ -108,7 +109,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     writer, timer, started = RunWriter(run_dir), StageTimer(), started_now()
     record = RunRecord(identity, "failed", provenance={}, leakage=arm.leakage)
     try:
-        with _log_to(writer.staging / "run.log"), PeakMemory() as memory:
+        with _log_to(writer.staging / "run.log"), PeakMemory("run") as memory:
             writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             outcome = execute(arm, timer)
         outcome.cost.memory, outcome.cost.stage_s = memory.record(), timer.seconds
@@ -148,11 +149,14 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
     if arm.adaptation is not None:
         with timer.stage("train"):
             generator, training, stages = arm.adaptation.train(generator, partial(arm.score_on, prefix="stage:"))
-    with timer.stage("generate"):
+    with PeakMemory("generation") as generation_memory, timer.stage("generate"):
         desc = f"generating {len(arm.test)} answers"
         predictions = answer(generator, arm.test, contexts, prompts, encoded, arm.max_new_tokens, arm.batch_size, desc)
+    with timer.stage("latency"):  # requests answered alone, timed apart from the batched pass
+        sample = latency_sample(len(encoded), arm.latency_sample, arm.seed)
+        latencies = batch1_latencies(generator, encoded, sample, arm.max_new_tokens)
     with timer.stage("score"):
-        scores = score_predictions(predictions, arm.metrics, seed=arm.seed, models=arm.evaluation)
+        scores = score_predictions(predictions, arm.metrics, seed=arm.seed, models=arm.evaluation, task=arm.task)
     if stages:  # the last stage's own test set is the run's
         stages[-1].scores[arm.task.name] = task_score(arm.task.name, arm.primary_metric, scores, predictions)
     with timer.stage("evaluate_also"):
@@ -161,8 +165,9 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
         arm.batch_size,
         [p.prompt_tokens for p in predictions],
         [p.output_tokens for p in predictions],
-        [p.latency_s for p in predictions],
         timer.seconds["generate"],
+        latencies,
+        generation_memory.record(),
     )
     cost = Cost(base_params, training, retrieval, generation)
     return Outcome(predictions, scores, cost, also, stages)
@@ -175,7 +180,7 @@ def prepare(cfg: DictConfig) -> Arm:
     template = PromptTemplate.from_config(cfg.task.template)
     builder = build(cfg.context.builder, "context.builder")
     evaluation = EvaluationModels(cfg.evaluation)
-    check_metrics(cfg.task.metrics, task.split("test")[0], evaluation)
+    check_metrics(cfg.task.metrics, task.split("test")[0], evaluation, task)
     sources = _sources(cfg, task)
     builder.check(sources)  # e.g. a RAG context without a retriever fails here, before any work
     load_base: Callable[[], Generator] = partial(load_generator, cfg.generator, cfg.adaptation.get("quantization"))
@@ -198,6 +203,7 @@ def prepare(cfg: DictConfig) -> Arm:
         primary_metric=primary_metric(cfg.task),
         max_new_tokens=cfg.task.generation.max_new_tokens,
         batch_size=cfg.generation.batch_size,
+        latency_sample=cfg.generation.latency_sample,
         seed=cfg.seed,
         evaluation=evaluation,
         other_tests=_other_test_sets(cfg, adaptation),

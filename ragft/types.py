@@ -61,7 +61,6 @@ class Prediction:
     passages: tuple[str, ...] = ()  # texts of the retrieved passages (they are in the prompt, not re-written)
     prompt_tokens: int = 0
     output_tokens: int = 0
-    latency_s: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
@@ -79,6 +78,5 @@ class Prediction:
             "reference": self.example.reference,
             "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
-            "latency_s": round(self.latency_s, 4),
             "scores": self.scores,
         }

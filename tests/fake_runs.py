@@ -70,9 +70,12 @@ def cost(arm: str) -> Cost:
             prompt_tokens_max=10,
             output_tokens_mean=3.0,
             generate_s=2.0,
-            generation_tokens_per_s=15.0,
-            latency_p50_s=0.1,
-            latency_p95_s=0.2,
+            examples=4,
+            throughput_examples_per_s=2.0,
+            throughput_tokens_per_s=15.0,
+            latency_sample=4,
+            latency_batch1_p50_s=0.1,
+            latency_batch1_p95_s=0.2,
         ),
         memory=MemoryCost(peak_rss_mb=500.0, rss_at_start_mb=400.0),
         stage_s={"generate": 2.0},
@@ -95,7 +98,6 @@ def predictions(scores: list[float], output: str) -> list[Prediction]:
             output=output,
             prompt_tokens=10,
             output_tokens=3,
-            latency_s=0.1,
             scores={} if math.isnan(s) else {"exact_match": s},
         )
         for i, s in enumerate(scores)

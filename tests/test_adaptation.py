@@ -82,10 +82,13 @@ def test_the_cost_record_has_every_field_with_sane_values(smoke_cfg, clinic):
     assert training.total_params == cost.base_total_params + cost.trainable_params
     assert training.stored == "adapter" and 0 < training.adapter_bytes < 4 * cost.base_total_params
     assert training.train_s > 0 and training.train_tokens > 0 and training.train_tokens_per_s > 0
-    assert training.memory.peak_rss_mb > 100 and cost.memory.peak_rss_mb >= training.memory.peak_rss_mb * 0.5
-    assert generation.prompt_tokens_mean > 10 and generation.generation_tokens_per_s > 0
-    assert 0 < generation.latency_p50_s <= generation.latency_p95_s
-    assert set(cost.stage_s) >= {"load_generator", "train", "generate", "score", "evaluate_also"}
+    assert training.memory.peak_rss_mb > 100 and generation.memory.peak_rss_mb > 100
+    # the run's peak covers the peaks measured inside it, though each of those reset the kernel's counter
+    assert cost.memory.peak_rss_mb >= max(training.memory.peak_rss_mb, generation.memory.peak_rss_mb)
+    assert generation.prompt_tokens_mean > 10 and generation.throughput_tokens_per_s > 0
+    assert generation.throughput_examples_per_s > 0 and generation.examples == generation.latency_sample == 6
+    assert 0 < generation.latency_batch1_p50_s <= generation.latency_batch1_p95_s
+    assert set(cost.stage_s) >= {"load_generator", "train", "generate", "latency", "score", "evaluate_also"}
     if torch.cuda.is_available():
         assert cost.memory.peak_cuda_mb > 0 and training.memory.peak_cuda_mb > 0
 

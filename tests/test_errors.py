@@ -134,11 +134,12 @@ def test_metric_settings_that_do_not_fit_the_data(smoke_cfg, tmp_path):
     )
 
 
-def test_an_index_that_cannot_be_trained_on_the_corpus(smoke_cfg, tmp_path):
+def test_an_index_that_cannot_be_trained_on_the_corpus(smoke_cfg, tmp_path, clinic):
+    passages = len(clinic.protocols[1])  # medical_reports retrieves from protocol version 1
     failed_at(
         "build_context",
-        r"retriever.index.*'IVF16,Flat' over 13 passages",
-        smoke_cfg("arm=rag", "retriever.index='IVF16,Flat'"),
+        rf"retriever.index.*'IVF{2 * passages},Flat' over {passages} passages",  # more clusters than passages
+        smoke_cfg("arm=rag", f"retriever.index='IVF{2 * passages},Flat'"),
         tmp_path,
     )
 

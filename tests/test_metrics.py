@@ -5,12 +5,22 @@ from ragft.errors import ConfigError
 from ragft.eval.ranking import recall_at_k
 from ragft.eval.registry import METRICS, mean_with_ci, score_predictions
 from ragft.eval.text import accuracy, bleu, chrf, exact_match, field_accuracy, report_sections, token_f1
-from ragft.types import Example
+from ragft.types import Example, TaskData
 from tests.conftest import compose_config
 from tests.conftest import prediction as pred
 
 SECTIONS = {"age": "PATIENT", "sex": "PATIENT", "drug": "TREATMENT", "dose": "TREATMENT", "follow_up": "FOLLOW-UP"}
 FACTS = {"age": "8", "sex": "female", "drug": "Cardivex", "dose": "5 mg once daily", "follow_up": "6 weeks"}
+OTHER = {"age": "80", "sex": "male", "drug": "Vasoren", "dose": "10 mg once daily", "follow_up": "16 weeks"}
+
+
+def toy_task(*facts: dict[str, str]) -> TaskData:
+    """A task whose examples hold `facts` (FACTS and OTHER by default): the values each field can take."""
+    examples = [Example(id=f"e{i}", input="", reference="", facts=f) for i, f in enumerate(facts or (FACTS, OTHER))]
+    return TaskData("toy", {"train": examples[1:], "test": examples[:1]}, [])
+
+
+TOY = toy_task()
 
 
 def rouge(name: str, output: str, reference: str) -> float:
@@ -58,7 +68,8 @@ def test_token_f1_on_known_overlap():
 
 def test_field_accuracy_needs_each_fact_in_its_section():
     output = "PATIENT: 8 y, male\nDIAGNOSIS: x\nTREATMENT: Cardivex 5 mg once daily\nFOLLOW-UP: 16 weeks"
-    scores = field_accuracy(pred(output, facts=FACTS), sections=SECTIONS, protocol_fields=["drug", "dose", "follow_up"])
+    fields = ["drug", "dose", "follow_up"]
+    scores = field_accuracy(pred(output, facts=FACTS), sections=SECTIONS, protocol_fields=fields, task=TOY)
     # age right; "male" is not "female"; drug and dose right; "16 weeks" is not "6 weeks"
     assert scores["field/age"] == 1.0 and scores["field/sex"] == 0.0
     assert scores["field/drug"] == 1.0 and scores["field/dose"] == 1.0 and scores["field/follow_up"] == 0.0
@@ -69,19 +80,19 @@ def test_field_accuracy_needs_each_fact_in_its_section():
 
 def test_a_fact_in_the_wrong_section_does_not_count():
     output = "PATIENT: Cardivex\nTREATMENT: 8 y\nFOLLOW-UP: none"
-    scores = field_accuracy(pred(output, facts=FACTS), sections=SECTIONS)
+    scores = field_accuracy(pred(output, facts=FACTS), sections=SECTIONS, task=TOY)
     assert scores["field/drug"] == 0.0 and scores["field/age"] == 0.0
 
 
 def test_format_compliance_requires_all_sections_in_order():
     swapped = "TREATMENT: a\nPATIENT: b\nFOLLOW-UP: c"
-    assert field_accuracy(pred(swapped, facts=FACTS), sections=SECTIONS)["format_compliance"] == 0.0
-    assert field_accuracy(pred("free text", facts=FACTS), sections=SECTIONS)["format_compliance"] == 0.0
+    assert field_accuracy(pred(swapped, facts=FACTS), sections=SECTIONS, task=TOY)["format_compliance"] == 0.0
+    assert field_accuracy(pred("free text", facts=FACTS), sections=SECTIONS, task=TOY)["format_compliance"] == 0.0
 
 
 def test_field_accuracy_names_a_fact_the_example_lacks():
     with pytest.raises(ConfigError, match="field_accuracy.sections.*referral"):
-        field_accuracy(pred("x", facts=FACTS), sections={"referral": "REFERRAL"})
+        field_accuracy(pred("x", facts=FACTS), sections={"referral": "REFERRAL"}, task=TOY)
 
 
 def test_report_sections_parses_headers_only():
@@ -161,17 +172,146 @@ def test_contains_reference_accepts_the_answer_inside_a_sentence_only_as_whole_w
     assert score("Cardivex", "Vasoren") == 0.0 and score("anything", "") == 0.0
 
 
-def test_the_shipped_gold_reports_score_full_marks_and_another_protocols_report_does_not(clinic):
-    """With the task's own settings: every gold test report is perfect on every field, and the gold
-    report of a note under another protocol misses that protocol's facts."""
+# --- strict report scoring: one value per field, hedges get no credit ---------------------------------
+
+
+def test_a_field_whose_section_names_another_value_of_it_is_wrong_and_hedges():
+    hedged = "PATIENT: 8 y, female\nTREATMENT: Cardivex 5 mg once daily\nFOLLOW-UP: 6 weeks / 16 weeks"
+    scores = field_accuracy(pred(hedged, facts=FACTS), sections=SECTIONS, task=TOY)
+    assert scores["field/follow_up"] == 0.0 and scores["hedge_rate"] == 1.0
+    assert scores["field/dose"] == 1.0 and scores["field/age"] == 1.0  # other sections are read on their own
+    plain = field_accuracy(pred(hedged.replace(" / 16 weeks", ""), facts=FACTS), sections=SECTIONS, task=TOY)
+    assert plain["field_accuracy"] == 1.0 and plain["hedge_rate"] == 0.0
+
+
+def test_a_section_offering_two_values_of_one_field_states_none_of_its_fields():
+    """Two doses of the right drug: the TREATMENT line states no one treatment, so the drug is not
+    credited either."""
+    output = "PATIENT: 8 y, female\nTREATMENT: Cardivex 5 mg once daily / Cardivex 10 mg once daily"
+    scores = field_accuracy(pred(output, facts=FACTS), sections=SECTIONS, task=TOY)
+    assert scores["field/drug"] == 0.0 and scores["field/dose"] == 0.0 and scores["hedge_rate"] == 1.0
+
+
+def test_values_inside_other_values_are_whole_words_and_not_named_inside_a_longer_value():
+    facts = [
+        {"follow_up": "11 weeks", "diagnosis": "iron deficiency anaemia", "dose": "5 mg once daily"},
+        {"follow_up": "1 week", "diagnosis": "anaemia", "dose": "2.5 mg once daily"},
+    ]
+    task = toy_task(*facts)
+    sections = {"follow_up": "FOLLOW-UP", "diagnosis": "DIAGNOSIS", "dose": "TREATMENT"}
+
+    def score(output: str, gold: dict[str, str]) -> dict[str, float]:
+        return field_accuracy(pred(output, facts=gold), sections=sections, task=task)
+
+    gold = "DIAGNOSIS: iron deficiency anaemia\nTREATMENT: 5 mg once daily\nFOLLOW-UP: 11 weeks"
+    assert score(gold, facts[0])["field_accuracy"] == 1.0 and score(gold, facts[0])["hedge_rate"] == 0.0
+    # "anaemia" lies inside "iron deficiency anaemia", "1 week" never matches in "11 weeks", "5 mg" not in "2.5 mg"
+    other = score(gold, facts[1])
+    assert other["field_accuracy"] == 0.0 and other["hedge_rate"] == 0.0
+    assert score("TREATMENT: 2.5 mg once daily", facts[0])["field/dose"] == 0.0
+    assert score("FOLLOW-UP: 11 weeks or 1 week", facts[0])["hedge_rate"] == 1.0
+
+
+def test_a_repeated_header_or_a_line_under_it_is_part_of_its_section():
+    def follow_up(output: str) -> dict[str, float]:
+        return field_accuracy(pred(output, facts=FACTS), sections={"follow_up": "FOLLOW-UP"}, task=TOY)
+
+    for hedge in ("FOLLOW-UP: 6 weeks\nFOLLOW-UP: 16 weeks", "FOLLOW-UP: 6 weeks\n(16 weeks if worse)"):
+        assert follow_up(hedge)["field_accuracy"] == 0.0 and follow_up(hedge)["hedge_rate"] == 1.0
+    assert follow_up("FOLLOW-UP: 6 weeks\nFOLLOW-UP: 6 weeks")["field_accuracy"] == 1.0
+    assert follow_up("16 weeks\nFOLLOW-UP: 6 weeks\nNOTE: 16 weeks")["field_accuracy"] == 1.0  # outside the section
+
+
+def test_field_accuracy_needs_the_task_and_score_predictions_passes_it():
+    from ragft.eval.registry import check_metrics
+
+    settings = {"sections": SECTIONS}
+    with pytest.raises(ValueError, match="task"):
+        field_accuracy(pred("x", facts=FACTS), **settings)
+    with pytest.raises(TypeError, match="field_accuracy.*task"):
+        score_predictions([pred("x", facts=FACTS)], {"field_accuracy": settings})
+    output = "PATIENT: 8 y, female\nTREATMENT: Cardivex 5 mg once daily\nFOLLOW-UP: 6 weeks / 16 weeks"
+    summaries = score_predictions([pred(output, facts=FACTS)], {"field_accuracy": settings}, task=TOY)
+    assert summaries["hedge_rate"].mean == 1.0 and summaries["hedge_rate"].higher_is_better is False
+    assert summaries["field_accuracy"].higher_is_better is True
+    example = Example(id="x", input="", reference=output, facts=FACTS)
+    check_metrics({"field_accuracy": settings}, example)  # without the task: parameters only
+    with pytest.raises(ConfigError, match="field_accuracy.*task"):
+        check_metrics({"field_accuracy": {**settings, "task": "toy"}}, example, task=TOY)
+
+
+# --- the shipped task ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped report task as configured (every split) and its field_accuracy settings."""
     from omegaconf import OmegaConf
 
-    settings = OmegaConf.to_container(compose_config().task.metrics.field_accuracy)
-    notes = clinic.split(clinic.notes, "test")
-    for note in notes:
-        scores = field_accuracy(pred(note["report"], note["report"], facts=note["fields"]), **settings)
-        assert [scores[k] for k in ("field_accuracy", "protocol_fact_accuracy", "format_compliance")] == [1.0] * 3
-        assert rouge("rouge_l", note["report"], note["report"]) == 1.0
-        other = next(n for n in notes if n["gold_passages"] != note["gold_passages"])
-        swapped = field_accuracy(pred(other["report"], note["report"], facts=note["fields"]), **settings)
-        assert swapped["protocol_fact_accuracy"] < 1.0 and swapped["format_compliance"] == 1.0, note["id"]
+    from ragft.data.loading import task_from_config
+
+    cfg = compose_config()
+    return task_from_config(cfg.task), OmegaConf.to_container(cfg.task.metrics.field_accuracy)
+
+
+def shipped_score(shipped, example: Example, output: str) -> dict[str, float]:
+    task, settings = shipped
+    return field_accuracy(pred(output, example.reference, facts=example.facts), **settings, task=task)
+
+
+def hedge(example: Example, train: list[Example], protocol_headers: set[str]) -> str:
+    """The gaming output: the note's gold PATIENT and DIAGNOSIS lines, and each protocol line listing
+    every value the training reports use for the note's condition."""
+    same = [e for e in train if e.facts["diagnosis"] == example.facts["diagnosis"]]
+    gold = [line for line in example.reference.splitlines() if line.partition(":")[0] not in protocol_headers]
+    listed = [
+        f"{header}: " + " / ".join(dict.fromkeys(report_sections(e.reference)[header] for e in same))
+        for header in protocol_headers
+    ]
+    return "\n".join(gold + listed)
+
+
+def test_the_hedge_over_training_values_gets_no_protocol_credit(shipped):
+    task, settings = shipped
+    protocol_headers = {settings["sections"][name] for name in settings["protocol_fields"]}
+    train, scored, hedging = task.split("train"), [], []
+    for note in task.split("test"):
+        output = hedge(note, train, protocol_headers)
+        scores = shipped_score(shipped, note, output)
+        lists = {h: v for h, v in report_sections(output).items() if h in protocol_headers and " / " in v}
+        assert scores["hedge_rate"] == float(bool(lists)), (note.id, output)
+        for name, header in settings["sections"].items():
+            if header in lists:
+                assert scores[f"field/{name}"] == 0.0, (note.id, name, output)
+        scored.append(scores["protocol_fact_accuracy"])
+        hedging.append(scores["hedge_rate"])
+    assert np.mean(scored) <= 0.2, np.mean(scored)
+    assert max(hedging) == 1.0  # the corpus gives conditions several protocol values to list
+
+
+def test_every_gold_report_scores_full_marks_and_does_not_hedge(shipped):
+    task, _ = shipped
+    for note in [e for examples in task.splits.values() for e in examples]:
+        scores = shipped_score(shipped, note, note.reference)
+        wanted = {"field_accuracy": 1.0, "protocol_fact_accuracy": 1.0, "format_compliance": 1.0, "hedge_rate": 0.0}
+        assert {k: scores[k] for k in wanted} == wanted, note.id
+        assert rouge("rouge_l", note.reference, note.reference) == 1.0
+
+
+def test_empty_output_protocol_passage_and_wrong_values_score_below_gold(shipped):
+    task, settings = shipped
+    passages = {p.id: p.text for p in task.corpus}
+    follow_ups = sorted({e.facts["follow_up"] for examples in task.splits.values() for e in examples})
+    header = settings["sections"]["follow_up"]
+    for note in task.split("test"):
+        empty = shipped_score(shipped, note, "")
+        assert empty["field_accuracy"] == 0.0 and empty["format_compliance"] == 0.0 and empty["hedge_rate"] == 0.0
+        copied = "\n".join(passages[doc] for doc in note.gold_passages)
+        assert shipped_score(shipped, note, copied)["field_accuracy"] == 0.0, note.id
+        wrong_value = next(v for v in follow_ups if v != note.facts["follow_up"])
+        wrong = note.reference.replace(f"{header}: {note.facts['follow_up']}", f"{header}: {wrong_value}")
+        scores = shipped_score(shipped, note, wrong)
+        assert scores["field/follow_up"] == 0.0 and scores["field_accuracy"] < 1.0 and scores["hedge_rate"] == 0.0
+        other = next(e for e in task.split("test") if e.gold_passages != note.gold_passages)
+        swapped = shipped_score(shipped, note, other.reference)
+        assert swapped["protocol_fact_accuracy"] < 1.0 and swapped["format_compliance"] == 1.0, note.id

@@ -140,7 +140,7 @@ def test_the_judge_sees_the_rubric_filled_in_and_its_replies_become_grades(tiny_
 
     def judge_replies(generator, encoded, ids, max_new_tokens, **kwargs):
         seen["prompts"] = [generator.tokenizer.decode(e) for e in encoded]
-        return [Generation(text, 0, 0, 0.0) for text in ("5", "Grade: 2", "none")]
+        return [Generation(text, 0, 0) for text in ("5", "Grade: 2", "none")]
 
     monkeypatch.setattr(ragft.models.generation, "generate", judge_replies)
     predictions = [answer(f"output {i}", reference=f"reference {i}") for i in range(3)]

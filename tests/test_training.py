@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -226,3 +228,103 @@ def test_the_response_only_path_is_used_only_where_it_is_exact(generator):
     assert not supports_response_only_loss(prompt)  # virtual tokens shift positions: use the model's loss
     generator.model.config.final_logit_softcapping = 30.0
     assert not supports_response_only_loss(generator.model)  # logits are post-processed
+
+
+# --- training memory: cuts that change no number, and the checkpointing option --------------------------
+
+
+def test_response_only_loss_has_the_full_logits_gradients(smoke_cfg):
+    from peft import LoraConfig, get_peft_model
+
+    generator = load_generator(smoke_cfg().generator)
+    model = get_peft_model(generator.model, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"]))
+    batch = toy_batch(generator.tokenizer)
+    gradients = []
+    for loss_of in (lambda: model(**batch).loss, lambda: response_only_loss(model, batch, None)):
+        model.zero_grad()
+        loss_of().backward()
+        gradients.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+    for reference, ours in zip(*gradients):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_masked_dropout_is_torch_dropout_keeping_a_quarter_of_the_bytes():
+    from ragft.adapt.sft import MaskedDropout
+
+    x = torch.randn(16, 40, requires_grad=True)
+    upstream = torch.randn(16, 40)
+    results = []
+    for dropout in (torch.nn.Dropout(0.05), MaskedDropout(0.05)):
+        saved: list[int] = []
+
+        def pack(tensor, saved=saved):  # noqa: ANN001, ANN202
+            saved.append(tensor.untyped_storage().nbytes())
+            return tensor
+
+        torch.manual_seed(0)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            out = dropout(x)
+        (grad,) = torch.autograd.grad(out, x, upstream)
+        results.append((out.detach(), grad, sum(saved)))
+    (reference, reference_grad, reference_bytes), (ours, our_grad, our_bytes) = results
+    # the same draws, scale and products: elementwise, so equal bit for bit on any processor
+    assert torch.equal(ours, reference) and torch.equal(our_grad, reference_grad)
+    assert our_bytes * 4 == reference_bytes
+
+
+def _trained_losses(cfg, tmp_path, name: str, torch_dropout: bool = False) -> tuple[list[float], object]:  # noqa: ANN001
+    """The loss history of a LoRA training on the toy pairs (ragft's training function, no cache), and
+    the trained model."""
+    from unittest import mock
+
+    from ragft.adapt import sft
+
+    generator = load_generator(cfg.generator)
+    swap = (lambda model: 0) if torch_dropout else sft.with_masked_dropout
+    with mock.patch.object(sft, "with_masked_dropout", swap):
+        sft._train(
+            generator,
+            cfg.adaptation.method,
+            cfg.training,
+            toy_features(generator.tokenizer),
+            None,
+            None,
+            tmp_path / name,
+        )
+    history = json.loads((tmp_path / name / "train_stats.json").read_text())["loss_history"]
+    return history, generator.model
+
+
+def test_training_with_one_byte_dropout_masks_learns_exactly_what_torch_dropout_does(smoke_cfg, tmp_path):
+    from ragft.adapt.sft import MaskedDropout
+
+    cfg = smoke_cfg("adaptation=lora", "training.max_steps=4", "training.batch_size=3")
+    ours, model = _trained_losses(cfg, tmp_path, "masked")
+    reference, _ = _trained_losses(cfg, tmp_path, "torch", torch_dropout=True)
+    assert ours == pytest.approx(reference, rel=1e-6)
+    dropouts = [m for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_dropout" in name]
+    assert dropouts and all(isinstance(m, MaskedDropout) for m in dropouts)
+
+
+def test_gradient_checkpointing_reaches_the_trainer_and_changes_no_loss(smoke_cfg, tmp_path):
+    from ragft.adapt.sft import training_arguments
+
+    plain = smoke_cfg("adaptation=lora", "training.max_steps=3", "training.batch_size=3")
+    checkpointed = smoke_cfg(
+        "adaptation=lora", "training.max_steps=3", "training.batch_size=3", "training.gradient_checkpointing=true"
+    )
+    assert training_arguments(checkpointed.training, str(tmp_path), torch.device("cpu")).activation_checkpointing
+    assert not training_arguments(plain.training, str(tmp_path), torch.device("cpu")).activation_checkpointing
+    reference, _ = _trained_losses(plain, tmp_path, "plain")
+    ours, model = _trained_losses(checkpointed, tmp_path, "checkpointed")
+    layers = [
+        m for m in model.modules() if hasattr(m, "gradient_checkpointing") and type(m).__name__.endswith("DecoderLayer")
+    ]
+    assert layers and all(layer.gradient_checkpointing for layer in layers)
+    assert ours == pytest.approx(reference, rel=1e-5)  # recomputed activations: the same numbers
+
+
+def test_gradient_checkpointing_with_prefix_tuning_fails_before_any_work(smoke_cfg, tmp_path):
+    for method in ("prefix", "ptuning"):
+        cfg = smoke_cfg(f"adaptation={method}", "training.gradient_checkpointing=true")
+        run_expecting(ConfigError, r"training.gradient_checkpointing.*prefix tuning", cfg, tmp_path)

@@ -6,6 +6,12 @@
 Everything here is invented: the clinic, its drugs, doses, follow-up intervals and report format, so
 no pretrained model can know them. A correct report needs the clinic's protocol, which a model can
 only get from fine-tuning or retrieval. Only the standard library is used.
+
+The notes test knowledge, not lookup. Every condition has cells (severity x age group) that no training
+note falls in (`HELD_OUT`), so a follow-up interval, a referral or a dose of that condition never
+appears in a training report; and the `CORPUS_ONLY` conditions are in the protocols alone, never in a
+training note or report. Each validation and test note is labelled `knowledge: seen | unseen`,
+computed from the training reports (`label_knowledge`), with `knowledge_source` saying why.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ SEED = 20261125
 N_NOTES = {"train": 220, "validation": 40, "test": 60}
 CHILD_AGE_LIMIT = 16
 SEVERITIES = ("mild", "moderate", "severe")
+AGE_GROUPS = ("child", "adult")  # child: under CHILD_AGE_LIMIT, the paediatric dose
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,65 @@ PROTOCOLS_V1 = (
         {"mild": "3 weeks", "moderate": "10 days", "severe": "3 days"},
         ("a red eye", "sticky discharge", "gritty sensation"),
     ),
+    # Conditions whose protocol is in the corpus only (CORPUS_ONLY): no training note or report has them.
+    Protocol(
+        "rhinitis",
+        "allergic rhinitis",
+        "allergology",
+        ("hay fever", "seasonal allergy"),
+        "Rhinastel spray",
+        "2 sprays in each nostril daily",
+        "1 spray in each nostril daily",
+        {"mild": "13 weeks", "moderate": "7 weeks", "severe": "9 days"},
+        ("sneezing fits", "a blocked nose", "itchy watery eyes"),
+    ),
+    Protocol(
+        "sinusitis",
+        "acute sinusitis",
+        "ENT",
+        ("sinus infection", "rhinosinusitis"),
+        "Sinuvane",
+        "150 mg twice daily",
+        "75 mg twice daily",
+        {"mild": "5 weeks", "moderate": "12 days", "severe": "6 days"},
+        ("facial pressure", "a thick nasal discharge", "pain over the cheekbones"),
+    ),
+    Protocol(
+        "psoriasis",
+        "plaque psoriasis",
+        "dermatology",
+        ("psoriasis vulgaris", "scaly skin plaques"),
+        "Psorelan ointment",
+        "apply every evening",
+        "apply every second evening",
+        {"mild": "18 weeks", "moderate": "8 weeks", "severe": "2 weeks"},
+        ("silvery scales on the knees", "itchy patches on the scalp", "pitted nails"),
+    ),
 )
+
+# The knowledge a test note may need that no training report shows. Each condition of the formulary
+# loses one axis value in training: a severity (its follow-up interval, and for severe its referral,
+# never appear in that condition's training reports) or an age group (its dose never appears).
+HELD_OUT = {
+    "hypertension": ("severity", "severe"),
+    "gerd": ("severity", "severe"),
+    "diabetes": ("severity", "mild"),
+    "otitis": ("severity", "mild"),
+    "eczema": ("severity", "moderate"),
+    "osteoarthritis": ("severity", "moderate"),
+    "asthma": ("age_group", "child"),
+    "migraine": ("age_group", "child"),
+    "depression": ("age_group", "child"),
+    "conjunctivitis": ("age_group", "child"),
+    "uti": ("age_group", "adult"),
+    "anaemia": ("age_group", "adult"),
+}
+CORPUS_ONLY = ("rhinitis", "sinusitis", "psoriasis")  # in the protocols only: no note of the train split, no QA
+# Validation and test notes come in blocks with this mix (each block shuffled), so that the first n notes
+# of a split, which a run with `limits` takes, hold every kind in about these shares.
+EVAL_BLOCK = ("seen_cell", "seen_cell", "held_out_cell", "corpus_only_condition")
+PROTOCOL_FIELDS = ("drug", "dose", "follow_up", "referral")  # the facts only the protocol gives
+MAX_DRAWS = 1000  # attempts at a note whose text and report are new (see make_note)
 
 # Version 2 of the protocols: the clinic changed these facts.
 V2_CHANGES = {
@@ -361,27 +426,128 @@ def render_note(rng: random.Random, p: Protocol, age: int, sex: str, severity: s
     return " ".join(parts)
 
 
-def note_records(rng: random.Random, protocols: tuple[Protocol, ...]) -> list[dict]:
-    records = []
+@dataclass(frozen=True)
+class Cell:
+    """Where a note falls: its condition, severity and age group, which fix its protocol facts."""
+
+    protocol: Protocol
+    severity: str
+    age_group: str
+
+    @property
+    def kind(self) -> str:
+        """`corpus_only_condition`, `held_out_cell` (never in the train split) or `seen_cell`."""
+        if self.protocol.key in CORPUS_ONLY:
+            return "corpus_only_condition"
+        axis, value = HELD_OUT.get(self.protocol.key, ("", ""))
+        return "held_out_cell" if axis and getattr(self, axis) == value else "seen_cell"
+
+
+def cells_of(kind: str) -> list[Cell]:
+    return [
+        cell
+        for p in PROTOCOLS_V1
+        for severity in SEVERITIES
+        for age_group in AGE_GROUPS
+        if (cell := Cell(p, severity, age_group)).kind == kind
+    ]
+
+
+def draw(rng: random.Random, groups: list[list[Cell]], n: int) -> list[Cell]:
+    """n cells drawn in passes: a pass visits every group once, in a shuffled order, and takes one of its
+    cells, so no group is drawn twice before every group has been drawn once."""
+    drawn: list[Cell] = []
+    while len(drawn) < n:
+        order = list(groups)
+        rng.shuffle(order)
+        drawn += [rng.choice(group) for group in order]
+    return drawn[:n]
+
+
+def by_condition(cells: list[Cell]) -> list[list[Cell]]:
+    keys = dict.fromkeys(c.protocol.key for c in cells)
+    return [[c for c in cells if c.protocol.key == key] for key in keys]
+
+
+def split_cells(rng: random.Random, split: str, n: int) -> list[Cell]:
+    """Train: passes over every seen cell (its first pass covers them all). Validation and test: blocks
+    of EVAL_BLOCK's mix; each kind's cells drawn condition by condition, so every condition appears."""
+    if split == "train":
+        return draw(rng, [[cell] for cell in cells_of("seen_cell")], n)
+    kinds: list[str] = []
+    while len(kinds) < n:
+        block = list(EVAL_BLOCK)
+        rng.shuffle(block)
+        kinds += block
+    kinds = kinds[:n]
+    drawn = {kind: iter(draw(rng, by_condition(cells_of(kind)), kinds.count(kind))) for kind in EVAL_BLOCK}
+    return [next(drawn[kind]) for kind in kinds]
+
+
+def make_note(rng: random.Random, cell: Cell, taken_notes: set[str], taken_reports: set[str]) -> tuple[dict, str]:
+    """A note in `cell` whose text is new and whose report is none of `taken_reports`: the age and sex are
+    drawn again until both hold (so no evaluation report is a training report, byte for byte)."""
+    p, severity = cell.protocol, cell.severity
+    for _ in range(MAX_DRAWS):
+        age = rng.randint(3, CHILD_AGE_LIMIT - 1) if cell.age_group == "child" else rng.randint(18, 89)
+        sex = rng.choice(("male", "female"))
+        fields = report_fields(p, age, sex, severity)
+        note = render_note(rng, p, age, sex, severity)
+        if note not in taken_notes and render_report(fields) not in taken_reports:
+            return fields, note
+    raise RuntimeError(f"no new note in {cell} after {MAX_DRAWS} draws: the cell has too few ages and sexes")
+
+
+def note_records(rng: random.Random) -> list[dict]:
+    records: list[dict] = []
+    taken_notes: set[str] = set()
     for split, n in N_NOTES.items():
-        for i in range(n):
-            p = protocols[rng.randrange(len(protocols))]
-            age = rng.choice((rng.randint(3, 15), rng.randint(18, 89), rng.randint(18, 89)))
-            sex = rng.choice(("male", "female"))
-            severity = rng.choice(SEVERITIES)
-            fields = report_fields(p, age, sex, severity)
+        train_reports = {r["report"] for r in records if r["split"] == "train"}
+        for i, cell in enumerate(split_cells(rng, split, n)):
+            fields, note = make_note(rng, cell, taken_notes, train_reports)
+            taken_notes.add(note)
             records.append(
                 {
                     "id": f"note-{split}-{i:03d}",
                     "split": split,
-                    "specialty": p.specialty,
-                    "note": render_note(rng, p, age, sex, severity),
+                    "specialty": cell.protocol.specialty,
+                    "note": note,
                     "report": render_report(fields),
                     "fields": fields,
-                    "gold_passages": [p.passage_id],
+                    "gold_passages": [cell.protocol.passage_id],
+                    "designed": cell.kind,
                 }
             )
+    label_knowledge(records)
+    for record in records:
+        if record.pop("designed") != record["knowledge_source"]:
+            raise RuntimeError(f"{record['id']}: its cell's kind and its computed knowledge differ")
     return records
+
+
+def fact_triples(fields: dict) -> set[tuple[str, str, str]]:
+    """The report's protocol facts as (condition, field, value)."""
+    return {(fields["diagnosis"], name, fields[name]) for name in PROTOCOL_FIELDS}
+
+
+def label_knowledge(records: list[dict]) -> None:
+    """Set `knowledge` and `knowledge_source` on every note, from the training reports alone: a note is
+    `unseen` when one of its protocol facts, as (condition, field, value), is in no training report;
+    its source is `corpus_only_condition` when no training report has its condition at all,
+    `held_out_cell` for the other unseen notes and `seen_cell` for the seen ones."""
+    train = [r["fields"] for r in records if r["split"] == "train"]
+    known = set().union(*(fact_triples(f) for f in train))
+    conditions = {f["diagnosis"] for f in train}
+    for record in records:
+        unseen = not fact_triples(record["fields"]) <= known
+        record["knowledge"] = "unseen" if unseen else "seen"
+        record["knowledge_source"] = (
+            "corpus_only_condition"
+            if record["fields"]["diagnosis"] not in conditions
+            else "held_out_cell"
+            if unseen
+            else "seen_cell"
+        )
 
 
 # --- questions over the protocols -----------------------------------------------------------------
@@ -408,7 +574,9 @@ def fact_value(p: Protocol, fact: str) -> str:
 
 def qa_records(rng: random.Random) -> list[dict]:
     records = []
-    for p1, p2 in zip(PROTOCOLS_V1, PROTOCOLS_V2):
+    for p1, p2 in zip(PROTOCOLS_V1, PROTOCOLS_V2, strict=True):
+        if p1.key in CORPUS_ONLY:  # their protocol is the only place their facts are, for every task
+            continue
         for fact, phrasings in QUESTIONS.items():
             for j, phrasing in enumerate(phrasings):
                 condition = rng.choice((p1.condition, *p1.synonyms))
@@ -448,7 +616,7 @@ def generate(out: Path, seed: int = SEED) -> dict[str, int]:
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     files = {
-        "notes.jsonl": note_records(rng, PROTOCOLS_V1),
+        "notes.jsonl": note_records(rng),
         "protocols_v1.jsonl": protocol_records(PROTOCOLS_V1, 1),
         "protocols_v2.jsonl": protocol_records(PROTOCOLS_V2, 2),
         "clinic_qa.jsonl": qa_records(rng),

@@ -164,6 +164,13 @@ def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
         problem = merge_problem(config, adaptation.get("quantization") is not None)
         if problem:
             raise problem
+    if training.get("gradient_checkpointing") and getattr(config, "peft_type", None) == "PREFIX_TUNING":
+        raise ConfigError(
+            "training.gradient_checkpointing",
+            "is true, but prefix tuning (prefix, ptuning) hands its prefixes to every layer as a key-value cache, "
+            "which the recomputed layers cannot take.",
+            "Set training.gradient_checkpointing=false for this method.",
+        )
     if getattr(config, "prefix_projection", False) and (n_stages > 1 or validation.get("early_stopping_patience")):
         raise ConfigError(
             "adaptation.method.prefix_projection",

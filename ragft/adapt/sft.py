@@ -1,7 +1,12 @@
 """Supervised fine-tuning on prompt -> response pairs with the HF Trainer and any peft config.
 
-The loss covers response tokens only, and the LM head runs only at those positions: the
-vocabulary-sized logits at prompt positions carry no loss, so they are never computed.
+Training memory is mostly the activations kept for the backward pass (benchmarks/profile_training_memory.py
+measures where it goes). Two of them are cut here, neither changing a number the training computes:
+the loss covers response tokens only and the LM head runs only at those positions (the vocabulary-sized
+logits at prompt positions carry no loss, so they are never computed), and dropout on the CPU keeps a
+one-byte mask for its backward pass instead of PyTorch's four-byte noise tensor (LoRA applies dropout
+to the input of every adapted projection: seven such tensors per layer). `training.gradient_checkpointing`
+goes further, at the cost of recomputing each layer in the backward pass.
 """
 
 from __future__ import annotations
@@ -101,13 +106,52 @@ def response_only_loss(
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.get_decoder()(
-        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
     ).last_hidden_state
     targets = inputs["labels"][:, 1:]
     keep = targets != IGNORE
     logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
     loss = F.cross_entropy(logits, targets[keep], reduction="sum")
     return loss / (num_items if num_items is not None else keep.sum().clamp(min=1))
+
+
+class _MaskedDropout(torch.autograd.Function):
+    """PyTorch's CPU dropout (the same random draws, scaling and products), keeping a bool mask for the
+    backward pass where PyTorch keeps the float noise tensor it multiplied by: a quarter of the bytes."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:
+        noise = torch.empty_like(x).bernoulli_(1 - p)
+        ctx.save_for_backward(noise.bool())
+        ctx.p = p
+        return x * noise.div_(1 - p)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (mask,) = ctx.saved_tensors
+        return grad * mask.to(grad.dtype).div_(1 - ctx.p), None  # the forward pass's noise, bit for bit
+
+
+class MaskedDropout(torch.nn.Dropout):
+    """`nn.Dropout` whose training pass on the CPU keeps a one-byte mask (`_MaskedDropout`); elsewhere
+    (CUDA's fused dropout already keeps one) and in evaluation it is `nn.Dropout` itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.inplace or not 0 < self.p < 1 or x.device.type != "cpu":
+            return super().forward(x)
+        return _MaskedDropout.apply(x, self.p)
+
+
+def with_masked_dropout(model: torch.nn.Module) -> int:
+    """Swap every `nn.Dropout` of `model` (LoRA's among them) for `MaskedDropout`, in place; return how
+    many. The swapped modules hold no weights, so nothing saved or loaded changes."""
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is torch.nn.Dropout:
+                setattr(module, name, MaskedDropout(child.p, child.inplace))
+                swapped += 1
+    return swapped
 
 
 def _trainer_class() -> type:
@@ -130,7 +174,9 @@ def _trainer_class() -> type:
 
 def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, validates: bool = False) -> Any:
     """HF TrainingArguments from the `training` config; with validation data, the validation loss is
-    logged (each epoch or every `validation.eval_steps`) and early stopping keeps the best weights."""
+    logged (each epoch or every `validation.eval_steps`) and early stopping keeps the best weights.
+    `gradient_checkpointing` is the Trainer's activation checkpointing (non-reentrant; transformers makes
+    the frozen embeddings' output require grad, which peft adapters need)."""
     from transformers import TrainingArguments
 
     bf16 = compute_dtype(device) == torch.bfloat16
@@ -158,6 +204,7 @@ def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, v
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps,
+        activation_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         lr_scheduler_type=cfg.lr_scheduler,
         logging_steps=cfg.logging_steps,
         report_to=[],
@@ -225,8 +272,9 @@ def _train(
     patience = training.validation.get("early_stopping_patience") if validation else None
     adaptation = as_method(instantiate(method, _convert_="all"))
     model = adaptation.prepare(generator.model, start_from)
+    with_masked_dropout(model)
     counts = parameter_counts(model)
-    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory("training") as memory:
         trainer = _trainer_class()(
             model=model,
             args=training_arguments(training, scratch, generator.device, validates=bool(validation)),

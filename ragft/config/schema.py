@@ -139,6 +139,7 @@ class Training(_Section):
     warmup_steps: NonNegativeInt = 0
     lr_scheduler: str = "linear"
     max_length: PositiveInt
+    gradient_checkpointing: StrictBool = False  # recompute activations in the backward pass: less memory, more time
     logging_steps: PositiveInt = 5
     seed: NonNegativeInt
     instruction_mix: StrictBool = False
@@ -172,6 +173,7 @@ class RetrievalEval(_Section):
 
 class Generation(_Section):
     batch_size: PositiveInt
+    latency_sample: NonNegativeInt = 8  # examples answered alone to measure latency at batch 1; 0: none
 
 
 class RunConfig(_Section):

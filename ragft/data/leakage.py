@@ -1,9 +1,16 @@
 """Leakage checks: does a test example already appear in what a run trains on or reads?
 
-Two checks, both on SQuAD-normalised text (lower case, no punctuation or articles):
+Four checks, all on SQuAD-normalised text (lower case, no punctuation or articles):
 
 - **train/test**: a test input equal to a train input (exact), or whose set of word n-grams has a
   Jaccard similarity of at least `near_threshold` with a train input's (near duplicate).
+- **train/test/reference**: the same comparison between test and train *references*: a test answer a
+  run has already been trained to write. References shorter than `min_reference_words` are not checked
+  (a class label or a one-word answer is meant to recur).
+- **train/test/reference/lines** (references of several lines only): each line of each test reference
+  looked up among the lines of the train references. Its rate is the share of test reference lines a
+  fine-tuned model has seen written verbatim; a templated line (a report's `PATIENT: 40 y, male`) is
+  expected there, so this check is recorded but never stops a run (`fail`).
 - **corpus/test**: a test reference found verbatim in a retrieval passage (exact), or with at least
   `near_threshold` of its word n-grams in one passage (near). References shorter than
   `min_reference_words` are not checked: a short answer ("yes", a drug name) is knowledge the corpus is
@@ -126,6 +133,46 @@ def train_test_overlap(
     return _summary(len(test), leaks, [similarity for _, similarity in best])
 
 
+def train_test_reference_overlap(
+    train: Sequence[tuple[str, str]],
+    test: Sequence[tuple[str, str]],
+    ngram: int,
+    near_threshold: float,
+    min_reference_words: int,
+) -> dict[str, Any]:
+    """(id, reference) pairs: train/test on the references, long-enough test references only."""
+    checked = [(i, text) for i, text in test if len(normalize_answer(text).split()) >= min_reference_words]
+    summary = train_test_overlap(train, checked, ngram, near_threshold)
+    examples = summary.pop("examples")
+    return {**summary, "too_short": len(test) - len(checked), "examples": examples}
+
+
+def reference_lines(text: str) -> list[str]:
+    """The reference's non-empty lines, normalised."""
+    return [line for line in (normalize_answer(raw) for raw in text.splitlines()) if line]
+
+
+def reference_line_overlap(train: Sequence[tuple[str, str]], test: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """(id, reference) pairs: each test reference line found among the train reference lines. `by_line`
+    gives the share found per line position (1 = first line), where a format's fixed order makes a
+    position one field; examples name the test id and line number and the first train id holding it."""
+    first_holder: dict[str, str] = {}
+    for train_id, text in train:
+        for line in reference_lines(text):
+            first_holder.setdefault(line, train_id)
+    leaks: list[dict[str, Any]] = []
+    found: dict[int, list[bool]] = {}
+    for test_id, text in test:
+        for number, line in enumerate(reference_lines(text), start=1):
+            found.setdefault(number, []).append(line in first_holder)
+            if line in first_holder:
+                leak = {"test": f"{test_id} line {number}", "train": first_holder[line], "similarity": 1.0}
+                leaks.append({**leak, "kind": "exact", "line": line})
+    checked = sum(len(hits) for hits in found.values())
+    by_line = {str(number): round(sum(hits) / len(hits), 4) for number, hits in sorted(found.items())}
+    return _summary(checked, leaks, [], by_line=by_line)
+
+
 def corpus_test_overlap(
     corpus: Sequence[tuple[str, str]],
     references: Sequence[tuple[str, str]],
@@ -149,23 +196,38 @@ def corpus_test_overlap(
     return _summary(len(checked), leaks, [s for _, s in best], too_short=len(references) - len(checked))
 
 
+INFORMATIONAL = frozenset({"train_test_reference_lines"})  # recorded; `fail` does not stop a run on them
+
+
 def check_leakage(task: TaskData, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Both checks for the task's test split; raises LeakageError when `settings['fail']` and any leak."""
+    """Every check that applies to the task's test split; raises LeakageError when `settings['fail']`
+    and a check other than the INFORMATIONAL ones finds a leak."""
     if not 0 < settings["near_threshold"] <= 1:
         raise ConfigError(
             "leakage.near_threshold", f"must be in (0, 1], got {settings['near_threshold']}.", "The default is 0.8."
         )
     if settings["ngram"] < 1:
         raise ConfigError("leakage.ngram", f"must be at least 1, got {settings['ngram']}.", "The default is 3.")
-    test = task.split("test")
+    train, test = task.split("train"), task.split("test")
+    train_references = [(e.id, e.reference) for e in train]
+    test_references = [(e.id, e.reference) for e in test]
     report: dict[str, Any] = {
         "train_test": train_test_overlap(
-            [(e.id, e.input) for e in task.split("train")],
+            [(e.id, e.input) for e in train],
             [(e.id, e.input) for e in test],
             settings["ngram"],
             settings["near_threshold"],
-        )
+        ),
+        "train_test_reference": train_test_reference_overlap(
+            train_references,
+            test_references,
+            settings["ngram"],
+            settings["near_threshold"],
+            settings["min_reference_words"],
+        ),
     }
+    if any(len(reference_lines(text)) > 1 for _, text in test_references):
+        report["train_test_reference_lines"] = reference_line_overlap(train_references, test_references)
     if task.corpus:
         report["corpus_test"] = corpus_test_overlap(
             [(p.id, p.text) for p in task.corpus],
@@ -174,8 +236,9 @@ def check_leakage(task: TaskData, settings: Mapping[str, Any]) -> dict[str, Any]
             settings["near_threshold"],
             settings["min_reference_words"],
         )
-    if settings.get("fail") and any(check["exact"] + check["near"] for check in report.values()):
-        raise LeakageError(_describe(task.name, report))
+    stopping = {name: check for name, check in report.items() if name not in INFORMATIONAL}
+    if settings.get("fail") and any(check["exact"] + check["near"] for check in stopping.values()):
+        raise LeakageError(_describe(task.name, stopping))
     return report
 
 

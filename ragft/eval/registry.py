@@ -4,7 +4,10 @@ A task selects metrics by name in `task.metrics` (name -> keyword parameters). A
 takes one prediction and returns a dict of named scores in [0, 1], or {} where it does not apply
 (e.g. retrieval recall for an arm that retrieves nothing). A `batched` metric takes all predictions
 and the run's evaluation models (`ragft.eval.model.EvaluationModels`) and returns one dict per
-prediction: metrics that run a model score a whole run at once.
+prediction: metrics that run a model score a whole run at once. A metric that declares a `task`
+parameter also receives the task's data (`ragft.types.TaskData`, every split): what a single example
+cannot tell it, such as every value a report field takes in the task (`field_accuracy`); `task` is
+ragft's to pass, never a setting in `task.metrics`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from scipy import stats
 
 from ragft.errors import ConfigError
 from ragft.record.run import Scores, Summary
-from ragft.types import Example, Prediction
+from ragft.types import Example, Prediction, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +39,33 @@ class Metric:
     higher_is_better: bool = True
     batched: bool = False
     group: str = "quality"  # "retrieval": judges the retriever, shown in the report's retrieval table
+    lower_is_better: tuple[str, ...] = ()  # scores of this metric whose direction is the opposite one
+
+    def higher_is_better_for(self, score: str) -> bool:
+        """The direction of one of the metric's scores (`field_accuracy` is better high, its
+        `hedge_rate` low)."""
+        return self.higher_is_better != (score in self.lower_is_better)
+
+    @property
+    def wants_task(self) -> bool:
+        """Whether the metric declares a `task` parameter (it then receives the task's data)."""
+        return "task" in inspect.signature(self.fn).parameters
 
 
 METRICS: dict[str, Metric] = {}
 
 
 def register_metric(
-    name: str, higher_is_better: bool = True, batched: bool = False, group: str = "quality"
+    name: str,
+    higher_is_better: bool = True,
+    batched: bool = False,
+    group: str = "quality",
+    lower_is_better: Sequence[str] = (),
 ) -> Callable[[_Fn], _Fn]:
     def decorate(fn: _Fn) -> _Fn:
         if name in METRICS:
             raise ValueError(f"metric '{name}' registered twice")
-        METRICS[name] = Metric(name, fn, higher_is_better, batched, group)
+        METRICS[name] = Metric(name, fn, higher_is_better, batched, group, tuple(lower_is_better))
         return fn
 
     return decorate
@@ -64,17 +82,27 @@ def resolve_metrics(selection: Mapping[str, Mapping[str, Any] | None]) -> list[t
 
 
 def _apply(
-    metric: Metric, params: dict[str, Any], predictions: Sequence[Prediction], models: Any
+    metric: Metric, params: dict[str, Any], predictions: Sequence[Prediction], models: Any, task: TaskData | None
 ) -> list[dict[str, float]]:
+    if metric.wants_task:
+        if task is None:
+            raise TypeError(f"metric '{metric.name}' scores against the task's data: pass `task` to score it")
+        params = {**params, "task": task}
     if metric.batched:
         return metric.fn(predictions, models, **params)
     return [metric.fn(p, **params) for p in predictions]
 
 
-def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Example, models: Any = None) -> None:
+def check_metrics(
+    selection: Mapping[str, Mapping[str, Any] | None],
+    example: Example,
+    models: Any = None,
+    task: TaskData | None = None,
+) -> None:
     """Fail before any work on unknown metrics, wrong parameters, or settings that do not fit the data:
     each metric scores `example` with its own reference as the output (metrics that run a model load it
-    here, so a model that is missing fails now; without `models` only their parameters are checked)."""
+    here, so a model that is missing fails now; without `models` only their parameters are checked, and
+    likewise without `task` for metrics that read the task's data)."""
     if not selection:
         raise ConfigError(
             "task.metrics",
@@ -86,14 +114,17 @@ def check_metrics(selection: Mapping[str, Mapping[str, Any] | None], example: Ex
     for metric, params in resolve_metrics(selection):
         key = f"task.metrics.{metric.name}"
         args = ([probe], models) if metric.batched else (probe,)
+        if metric.wants_task and "task" in params:
+            raise ConfigError(key, "sets `task`, which is the task's data that ragft passes, not a setting.")
+        given = {**params, "task": task} if metric.wants_task else params
         try:
-            inspect.signature(metric.fn).bind(*args, **params)
+            inspect.signature(metric.fn).bind(*args, **given)
         except TypeError as err:
             raise ConfigError(key, f"{err}.", f"Parameters of {metric.name}: {inspect.signature(metric.fn)}.") from None
-        if metric.batched and models is None:
+        if (metric.batched and models is None) or (metric.wants_task and task is None):
             continue
         try:
-            _apply(metric, params, [probe], models)
+            _apply(metric, params, [probe], models, task)
         except (KeyError, ValueError, TypeError) as err:
             raise ConfigError(key, f"does not fit example '{example.id}': {err!r}.") from None
 
@@ -114,13 +145,15 @@ def score_predictions(
     selection: Mapping[str, Mapping[str, Any] | None],
     seed: int = 0,
     models: Any = None,
+    task: TaskData | None = None,
 ) -> Scores:
     """Score every prediction in place and return each score's mean, bootstrap 95% CI, n and direction
     and group (those of the metric that produced it). A score that is not a finite number is left out, with a
-    warning: the example then counts as not scored by it."""
+    warning: the example then counts as not scored by it. `task` is the data of the task the predictions
+    answer, for metrics that read it (see the module's docstring)."""
     producer: dict[str, Metric] = {}
     for metric, params in resolve_metrics(selection):
-        for prediction, scores in zip(predictions, _apply(metric, params, predictions, models), strict=True):
+        for prediction, scores in zip(predictions, _apply(metric, params, predictions, models, task), strict=True):
             finite = {name: float(v) for name, v in scores.items() if np.isfinite(v)}
             if len(finite) < len(scores):
                 log.warning("%s gave %s a non-finite score: %s", metric.name, prediction.example.id, scores)
@@ -129,7 +162,7 @@ def score_predictions(
     return {
         name: Summary(
             **mean_with_ci([p.scores[name] for p in predictions if name in p.scores], seed),
-            higher_is_better=metric.higher_is_better,
+            higher_is_better=metric.higher_is_better_for(name),
             group=metric.group,
         )
         for name, metric in producer.items()

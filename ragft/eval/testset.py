@@ -21,7 +21,7 @@ from ragft.models.generation import encode, generate
 from ragft.models.loading import Generator
 from ragft.record.run import Scores, TaskScore
 from ragft.retrieval.base import document_ranking
-from ragft.types import Context, Example, Prediction
+from ragft.types import Context, Example, Prediction, TaskData
 
 
 def answer(
@@ -48,7 +48,6 @@ def answer(
             passages=tuple(x.text for x in c.passages),
             prompt_tokens=g.prompt_tokens,
             output_tokens=g.output_tokens,
-            latency_s=g.latency_s,
         )
         for e, c, p, g in zip(examples, contexts, prompts, generations)
     ]
@@ -70,6 +69,7 @@ class TestSet:
     examples: list[Example]
     template: PromptTemplate
     metric: str
+    task: TaskData | None = None  # its data, for metrics that read it (field_accuracy)
 
     __test__ = False  # not a pytest test class
 
@@ -78,8 +78,8 @@ class TestSet:
         task = task_from_config(spec, required=("test",))
         metric = primary_metric(spec)
         examples = task.split("test")
-        check_metrics({metric: spec.metrics[metric]}, examples[0])
-        return cls(name, spec, examples, PromptTemplate.from_config(spec.template), metric)
+        check_metrics({metric: spec.metrics[metric]}, examples[0], task=task)
+        return cls(name, spec, examples, PromptTemplate.from_config(spec.template), metric, task)
 
     def score(self, generator: Generator, batch_size: int, seed: int, models: Any = None) -> TaskScore:
         contexts = [Context()] * len(self.examples)
@@ -94,5 +94,5 @@ class TestSet:
             batch_size,
             desc=f"scoring {self.name} ({len(self.examples)} examples)",
         )
-        scores = score_predictions(predictions, {self.metric: self.spec.metrics[self.metric]}, seed, models)
+        scores = score_predictions(predictions, {self.metric: self.spec.metrics[self.metric]}, seed, models, self.task)
         return task_score(self.spec.name, self.metric, scores, predictions)

@@ -15,7 +15,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from ragft.data.text import normalize_answer
 from ragft.errors import ConfigError
 from ragft.eval.registry import MetricFn, register_metric
-from ragft.types import Prediction
+from ragft.types import Prediction, TaskData
 
 
 @cache
@@ -107,18 +107,29 @@ def report_sections(text: str) -> dict[str, str]:
     return sections
 
 
-@register_metric("field_accuracy")
+@register_metric("field_accuracy", lower_is_better=("hedge_rate",))
 def field_accuracy(
     prediction: Prediction,
     sections: Mapping[str, str],
     protocol_fields: Sequence[str] = (),
+    task: TaskData | None = None,
 ) -> dict[str, float]:
-    """Share of the reference facts stated in the right report section.
+    """Share of the reference facts stated, alone, in the right report section.
 
-    `sections` maps each fact name (a key of the example's facts) to the report header whose line must
-    contain it as a whole-word, case-insensitive match. Also scores each field alone (`field/<name>`),
-    the `protocol_fields` together (facts that need clinic knowledge), and `format_compliance`: every
-    section header present, in the configured order.
+    `sections` maps each fact name (a key of the example's facts) to the report header whose section
+    must state it. A section is its `HEADER:` line and any following lines without a header (a header
+    given twice is one section). Each section is read as one statement: the values it names are the
+    whole-word, case-insensitive matches of the task's values for its fields (every value `task` holds
+    for each fact, in every split) that lie inside no longer match (so "anaemia" inside "iron deficiency
+    anaemia" is not named; "1 week" never matches inside "11 weeks"). A section that names more than
+    one value of one of its fields hedges; a field is right only when its section names its reference
+    value, no other value of that field, and does not hedge (a TREATMENT line offering two doses of the
+    right drug states neither the dose nor the treatment). So an output that lists the alternatives
+    gets no credit for them.
+
+    Also scores each field alone (`field/<name>`), the `protocol_fields` together (facts that need
+    clinic knowledge), `format_compliance` (every section header present, in the configured order) and
+    `hedge_rate` (1 where any section hedges; lower is better).
     """
     facts = prediction.example.facts
     missing = [name for name in sections if name not in facts]
@@ -127,19 +138,95 @@ def field_accuracy(
             "task.metrics.field_accuracy.sections",
             f"example '{prediction.example.id}' has no fact(s) {missing}; its facts are {sorted(facts)}.",
         )
-    found = report_sections(prediction.output)
-    hits = {name: float(_states(found.get(header, ""), facts[name])) for name, header in sections.items()}
+    if task is None:
+        raise ValueError("field_accuracy reads each field's values from the task's data: pass `task`")
+    named = _named_in_sections(prediction.output, sections, field_values(task, tuple(sections)), facts)
+    hedging = {header for name, header in sections.items() if len(named[name]) > 1}
+    hits = {
+        name: float(named[name] == {facts[name].lower()} and header not in hedging) for name, header in sections.items()
+    }
     headers = list(dict.fromkeys(sections.values()))
-    in_order = [h for h in found if h in headers] == headers
-    scores = {"field_accuracy": float(np.mean(list(hits.values()))), "format_compliance": float(in_order)}
+    in_order = [h for h in report_sections(prediction.output) if h in headers] == headers
+    scores = {
+        "field_accuracy": float(np.mean(list(hits.values()))),
+        "format_compliance": float(in_order),
+        "hedge_rate": float(bool(hedging)),
+    }
     if protocol_fields:
         scores["protocol_fact_accuracy"] = float(np.mean([hits[name] for name in protocol_fields]))
     scores.update({f"field/{name}": hit for name, hit in hits.items()})
     return scores
 
 
-def _states(line: str, value: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", line.lower()) is not None
+def _named_in_sections(
+    output: str, sections: Mapping[str, str], values: Mapping[str, frozenset[str]], facts: Mapping[str, str]
+) -> dict[str, set[str]]:
+    """fact name -> the values of it that its section of `output` names (its reference value counts as
+    one of its values even where the task's data lacks it)."""
+    found = section_texts(output)
+    named: dict[str, set[str]] = {}
+    for header in dict.fromkeys(sections.values()):
+        fields = [name for name, h in sections.items() if h == header]
+        named.update(_named_values(found.get(header, ""), {f: values[f] | {facts[f].lower()} for f in fields}))
+    return named
+
+
+def section_texts(text: str) -> dict[str, str]:
+    """Each header's section of a structured report: its `HEADER:` lines with the lines that follow
+    each up to the next header (text before the first header belongs to none), joined by newlines."""
+    parts: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        header, sep, value = line.partition(":")
+        if sep and header.strip().isupper():
+            current = parts.setdefault(header.strip(), [])
+            current.append(value.strip())
+        elif current is not None:
+            current.append(line.strip())
+    return {header: "\n".join(lines) for header, lines in parts.items()}
+
+
+def field_values(task: TaskData, names: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """Every value (lower-cased) that the task's examples, in all splits, hold for each fact in `names`:
+    the values a report field can take. Computed once per task object and fact names."""
+    cached = _VALUES.get((id(task), names))
+    if cached is not None and cached[0] is task:
+        return cached[1]
+    values = {
+        name: frozenset(
+            e.facts[name].lower() for examples in task.splits.values() for e in examples if e.facts.get(name)
+        )
+        for name in names
+    }
+    _VALUES.clear()  # one task at a time: a run scores one task, then maybe another test set
+    _VALUES[(id(task), names)] = (task, values)
+    return values
+
+
+_VALUES: dict[tuple[int, tuple[str, ...]], tuple[TaskData, dict[str, frozenset[str]]]] = {}
+
+
+def _named_values(text: str, vocabulary: Mapping[str, frozenset[str]]) -> dict[str, set[str]]:
+    """field -> the values of it that `text` names: whole-word matches of any field's values that lie
+    inside no longer match (of any field of the section)."""
+    matches = [
+        (m.start(), m.end(), name, value)
+        for name, values in vocabulary.items()
+        for value in values
+        if value
+        for m in re.finditer(_whole(value), text.lower())
+    ]
+    named: dict[str, set[str]] = {name: set() for name in vocabulary}
+    for start, end, name, value in matches:
+        if not any(s <= start and end <= e and (s, e) != (start, end) for s, e, _, _ in matches):
+            named[name].add(value)
+    return named
+
+
+@cache
+def _whole(value: str) -> re.Pattern[str]:
+    """`value` as whole words: no letter or digit (nor a decimal point and digit) touches it."""
+    return re.compile(rf"(?<!\w)(?<!\d\.){re.escape(value)}(?!\w)(?!\.\d)")
 
 
 @register_metric("groundedness")

@@ -1,13 +1,19 @@
 """Batched greedy generation: prompts sorted by length so a batch carries little padding, each
-batch stopping as soon as all of its rows have finished (models with virtual tokens: one prompt at a time)."""
+batch stopping as soon as all of its rows have finished (models with virtual tokens: one prompt at a time).
+
+Speed is measured two ways, never mixed: throughput is the batched pass over the whole test set at the
+configured batch size (the recipe times that stage); latency is the wall time of one request answered
+alone (batch 1), measured on a seeded sample of the test prompts by `batch1_latencies`. The wall time
+of a batch is neither: every example in it would carry the whole batch's time."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -20,7 +26,6 @@ class Generation:
     text: str
     prompt_tokens: int
     output_tokens: int
-    latency_s: float
 
 
 def check_fits(lengths: Sequence[int], ids: Sequence[str], max_new_tokens: int, max_context: int) -> None:
@@ -41,6 +46,9 @@ def encode(generator: Generator, prompts: Sequence[str]) -> list[list[int]]:
     return [generator.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
 
+Decode = Callable[[Any, Any, int, list[int], int], list[list[int]]]
+
+
 @torch.inference_mode()
 def generate(
     generator: Generator,
@@ -50,32 +58,64 @@ def generate(
     batch_size: int = 8,
     desc: str = "generating",
 ) -> list[Generation]:
-    """Greedy answers to the `encoded` prompts, in their order; latency is the wall time of the example's
-    batch. A model with virtual tokens (peft prefix, P-tuning v2, prompt tuning) decodes one example at
-    a time through `decode_with_virtual_tokens`."""
-    tokenizer, model = generator.tokenizer, generator.model
+    """Greedy answers to the `encoded` prompts, in their order, `batch_size` at a time. A model with
+    virtual tokens (peft prefix, P-tuning v2, prompt tuning) decodes one example at a time through
+    `decode_with_virtual_tokens`."""
     check_fits([len(e) for e in encoded], ids, max_new_tokens, generator.max_context)
-    decode = _decode
-    if has_virtual_tokens(model):
-        decode, batch_size = decode_with_virtual_tokens, 1
+    decode, batch_size = _decoder(generator, batch_size)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     results: list[Generation | None] = [None] * len(encoded)
-    eos = stop_token_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)
     with tqdm(total=len(encoded), desc=desc, unit="ex") as progress:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = tokenizer.pad(
-                {"input_ids": [encoded[i] for i in rows]}, return_tensors="pt", padding_side="left"
-            ).to(generator.device)
-            began = time.perf_counter()
-            new_tokens = decode(model, batch, max_new_tokens, eos, tokenizer.pad_token_id)
-            elapsed = time.perf_counter() - began
-            for row, tokens in zip(rows, new_tokens):
-                kept = _until_eos(tokens, eos)
-                text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-                results[row] = Generation(text, len(encoded[row]), len(kept), elapsed)
+            for row, generation in zip(rows, _answer(generator, [encoded[i] for i in rows], max_new_tokens, decode)):
+                results[row] = generation
             progress.update(len(rows))
     return results  # type: ignore[return-value]
+
+
+def latency_sample(n_examples: int, size: int, seed: int) -> list[int]:
+    """`size` example indices (all of them where there are fewer), chosen with `seed`, in order."""
+    if size <= 0 or n_examples == 0:
+        return []
+    chosen = np.random.default_rng(seed).choice(n_examples, size=min(size, n_examples), replace=False)
+    return sorted(int(i) for i in chosen)
+
+
+@torch.inference_mode()
+def batch1_latencies(
+    generator: Generator, encoded: Sequence[list[int]], sample: Sequence[int], max_new_tokens: int
+) -> list[float]:
+    """Seconds to answer each sampled prompt alone (batch 1): token ids in, text out, as one request
+    is served. Run after the batched pass, so the model is warm."""
+    decode, _ = _decoder(generator, 1)
+    latencies = []
+    for index in sample:
+        began = time.perf_counter()
+        _answer(generator, [encoded[index]], max_new_tokens, decode)
+        latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+def _decoder(generator: Generator, batch_size: int) -> tuple[Decode, int]:
+    """How the model decodes, and the batch size it can take."""
+    if has_virtual_tokens(generator.model):
+        return decode_with_virtual_tokens, 1
+    return _decode, batch_size
+
+
+def _answer(
+    generator: Generator, prompts: Sequence[list[int]], max_new_tokens: int, decode: Decode
+) -> list[Generation]:
+    """One batch: padded on the left, decoded, cut at the first end token, detokenised."""
+    tokenizer, model = generator.tokenizer, generator.model
+    eos = stop_token_ids(tokenizer.eos_token_id, model.generation_config.eos_token_id)
+    batch = tokenizer.pad({"input_ids": list(prompts)}, return_tensors="pt", padding_side="left").to(generator.device)
+    generations = []
+    for prompt, tokens in zip(prompts, decode(model, batch, max_new_tokens, eos, tokenizer.pad_token_id)):
+        kept = _until_eos(tokens, eos)
+        generations.append(Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(), len(prompt), len(kept)))
+    return generations
 
 
 def _decode(model: Any, batch: Any, max_new_tokens: int, eos: list[int], pad_token_id: int) -> list[list[int]]:

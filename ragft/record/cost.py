@@ -1,9 +1,9 @@
 """Measured cost of a run, typed: parameters, training, retrieval, generation, memory and stage times,
-and the instruments that measure them (peak memory, stage timer, parameter counts)."""
+and the instruments that measure them (stage timer, parameter counts; peak memory in
+`ragft.record.memory`)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,18 +11,20 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypedDict
 
 import numpy as np
-import psutil
-import torch
 
+from ragft.record.memory import MemoryCost, PeakMemory
 
-@dataclass
-class MemoryCost:
-    """Peak resident memory of a stretch of work, and what was resident when it began (in a sweep the
-    jobs share one process, so a later job's peak includes what earlier jobs left allocated)."""
-
-    peak_rss_mb: float = 0.0
-    rss_at_start_mb: float = 0.0
-    peak_cuda_mb: float | None = None
+__all__ = [
+    "Cost",
+    "GenerationCost",
+    "MemoryCost",
+    "ParameterCounts",
+    "PeakMemory",
+    "RetrievalCost",
+    "StageTimer",
+    "TrainingCost",
+    "parameter_counts",
+]
 
 
 @dataclass
@@ -79,6 +81,7 @@ class TrainingCost:
                     peak_rss_mb=max(m.peak_rss_mb for m in peaks),
                     rss_at_start_mb=last.memory.rss_at_start_mb,
                     peak_cuda_mb=max(cuda) if cuda else None,
+                    peak_source=last.memory.peak_source,
                 ),
             }
         )
@@ -125,19 +128,36 @@ class RetrievalCost:
         )
 
 
+# Fields of records made before latency was measured at batch 1: the old "latency" was the wall time of
+# an example's whole batch, not a latency, so it is not read; the old tokens/s was the throughput it says.
+_RETIRED = ("latency_p50_s", "latency_p95_s")
+_RENAMED = {"generation_tokens_per_s": "throughput_tokens_per_s"}
+
+
 @dataclass
 class GenerationCost:
-    """Answering the test set: prompt length per example, throughput at the configured batch size, and
-    per-example latency (the wall time of the example's batch)."""
+    """Answering the test set. Two different figures, labelled apart:
+
+    - throughput at the configured batch size: every test example answered in batches of
+      `batch_size` (prompts sorted by length), examples and generated tokens per second of that stage;
+    - latency at batch 1: the wall time to answer one request alone, tokens in to text out, measured
+      on a seeded sample of `latency_sample` test examples after the batched pass (p50 and p95;
+      None where the sample is 0).
+
+    `memory`: the peak resident memory of the batched pass, from released memory."""
 
     batch_size: int = 0
+    examples: int = 0
     prompt_tokens_mean: float = 0.0
     prompt_tokens_max: int = 0
     output_tokens_mean: float = 0.0
-    generate_s: float = 0.0
-    generation_tokens_per_s: float = 0.0
-    latency_p50_s: float = 0.0
-    latency_p95_s: float = 0.0
+    generate_s: float = 0.0  # wall time of the batched pass over the whole test set
+    throughput_examples_per_s: float = 0.0
+    throughput_tokens_per_s: float = 0.0  # generated tokens
+    latency_sample: int = 0
+    latency_batch1_p50_s: float | None = None
+    latency_batch1_p95_s: float | None = None
+    memory: MemoryCost = field(default_factory=MemoryCost)
 
     @classmethod
     def measured(
@@ -145,19 +165,33 @@ class GenerationCost:
         batch_size: int,
         prompt_tokens: Sequence[int],
         output_tokens: Sequence[int],
-        latencies: Sequence[float],
         generate_s: float,
+        latencies: Sequence[float] = (),
+        memory: MemoryCost | None = None,
     ) -> GenerationCost:
+        """The figures from each answered example's token counts, the batched pass's wall time and
+        the batch-1 latencies of the sampled examples."""
         return cls(
             batch_size=batch_size,
+            examples=len(output_tokens),
             prompt_tokens_mean=float(np.mean(prompt_tokens)),
             prompt_tokens_max=int(np.max(prompt_tokens)),
             output_tokens_mean=float(np.mean(output_tokens)),
             generate_s=generate_s,
-            generation_tokens_per_s=float(np.sum(output_tokens) / generate_s) if generate_s else 0.0,
-            latency_p50_s=float(np.percentile(latencies, 50)),
-            latency_p95_s=float(np.percentile(latencies, 95)),
+            throughput_examples_per_s=len(output_tokens) / generate_s if generate_s else 0.0,
+            throughput_tokens_per_s=float(np.sum(output_tokens) / generate_s) if generate_s else 0.0,
+            latency_sample=len(latencies),
+            latency_batch1_p50_s=float(np.percentile(latencies, 50)) if len(latencies) else None,
+            latency_batch1_p95_s=float(np.percentile(latencies, 95)) if len(latencies) else None,
+            memory=memory or MemoryCost(),
         )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationCost:
+        """A recorded generation cost; an older record's batch wall times are left out (not latencies),
+        its tokens/s read as the throughput it was; any other unknown field is an error."""
+        values = {_RENAMED.get(k, k): v for k, v in data.items() if k not in _RETIRED and k != "memory"}
+        return cls(**values, memory=MemoryCost(**data.get("memory", {})))
 
 
 @dataclass
@@ -187,7 +221,10 @@ class Cost:
     def flat(self) -> dict[str, Any]:
         """One flat mapping of every scalar figure (the experiment table's `cost_*` columns)."""
         row: dict[str, Any] = {"base_total_params": self.base_total_params, "trainable_params": self.trainable_params}
-        row.update({f"generation_{k}" if k == "batch_size" else k: v for k, v in asdict(self.generation).items()})
+        generation = asdict(self.generation)
+        memory = generation.pop("memory")
+        row.update({f"generation_{k}" if k in ("batch_size", "examples") else k: v for k, v in generation.items()})
+        row.update({f"generate_{k}": v for k, v in memory.items()})
         row.update(asdict(self.memory), peak_cuda_mb=self.peak_cuda_mb)
         if self.training:
             row.update({k: v for k, v in asdict(self.training).items() if not isinstance(v, (list, dict))})
@@ -205,41 +242,10 @@ class Cost:
             base_total_params=data.get("base_total_params", 0),
             training=TrainingCost.from_dict(data["training"]) if data.get("training") else None,
             retrieval=RetrievalCost(**data["retrieval"]) if data.get("retrieval") else None,
-            generation=GenerationCost(**data.get("generation", {})),
+            generation=GenerationCost.from_dict(data.get("generation", {})),
             memory=MemoryCost(**data.get("memory", {})),
             stage_s=dict(data.get("stage_s", {})),
         )
-
-
-class PeakMemory:
-    """Samples this process's resident memory in a background thread; records the peak (and CUDA's)."""
-
-    def __init__(self, interval_s: float = 0.1) -> None:
-        self.interval_s = interval_s
-        self.peak_rss = 0
-        self.start_rss = psutil.Process().memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        process = psutil.Process()
-        while not self._stop.is_set():
-            self.peak_rss = max(self.peak_rss, process.memory_info().rss)
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> PeakMemory:
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def record(self) -> MemoryCost:
-        cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-        return MemoryCost(peak_rss_mb=self.peak_rss / 2**20, rss_at_start_mb=self.start_rss / 2**20, peak_cuda_mb=cuda)
 
 
 class StageTimer:

@@ -217,10 +217,16 @@ def run_dirs(exp_dir: Path) -> Iterator[Path]:
 def read_records(exp_dir: Path) -> list[RunRecord]:
     """Every readable record of an experiment; one that cannot be read is skipped with a warning that
     names its file (it never stops the table or the report)."""
-    records = []
+    return [record for _, record in read_runs(exp_dir)]
+
+
+def read_runs(exp_dir: Path) -> list[tuple[Path, RunRecord]]:
+    """`read_records` with the folder each record is in (a run scored by `python -m ragft.score` is in a
+    folder its user named, not in one named by its run id)."""
+    runs = []
     for run_dir in run_dirs(exp_dir):
         try:
-            records.append(read_record(run_dir))
+            runs.append((run_dir, read_record(run_dir)))
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.warning("skipping %s: unreadable record (%s); re-run its arm to replace it", run_dir / RECORD_FILE, err)
-    return records
+    return runs

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ragft.record.cost import Cost, TrainingCost
+from ragft.record.cost import Cost, GenerationCost, MemoryCost, TrainingCost
 from ragft.report.groups import RunGroup
 
 COST_COLUMNS = {
@@ -16,9 +16,10 @@ COST_COLUMNS = {
     "train_tokens_per_s": "train tokens/s",
     "train_peak_rss_mb": "train peak RSS (at start) MB",
     "prompt_tokens_mean": "prompt tokens/example",
-    "generation_tokens_per_s": "generated tokens/s",
-    "latency": "latency p50 / p95 (s)",
-    "peak_rss_mb": "peak RSS (at start) MB",
+    "throughput": "throughput at batch size: examples/s, generated tokens/s",
+    "latency": "latency at batch 1, p50 / p95 (s)",
+    "generate_peak_rss_mb": "generation peak RSS (at start) MB",
+    "peak_rss_mb": "run peak RSS (at start) MB",
 }
 
 
@@ -49,11 +50,42 @@ def stored(cost: Cost) -> str:
 
 
 def train_memory(training: TrainingCost) -> str:
-    """Peak resident memory while training, with the resident memory when training began (a sweep's jobs
-    share one process) and the CUDA peak where there is one."""
-    memory = training.memory
+    """Peak resident memory while training, with the resident memory when training began and the CUDA
+    peak where there is one."""
+    return peak_memory(training.memory)
+
+
+def peak_memory(memory: MemoryCost) -> str:
+    """A stretch's peak resident memory with what was resident as it began (after memory earlier work
+    freed was released), and CUDA's peak where there is one; "–" where nothing was measured."""
+    if not memory.peak_rss_mb:
+        return "–"
     text = f"{memory.peak_rss_mb:.0f} ({memory.rss_at_start_mb:.0f})"
     return text + (f" (CUDA {memory.peak_cuda_mb:.0f})" if memory.peak_cuda_mb is not None else "")
+
+
+def throughput(generation: GenerationCost) -> str:
+    """Answers and generated tokens per second of the batched pass over the test set, at its batch size."""
+    if not generation.generate_s:
+        return "–"
+    examples = figure(generation.throughput_examples_per_s or None, ".2f")
+    tokens = figure(generation.throughput_tokens_per_s, ".1f")
+    return f"{examples} ex/s, {tokens} tok/s (batch {generation.batch_size})"
+
+
+def latency(generation: GenerationCost) -> str:
+    """Seconds to answer one request alone (batch 1), median and 95th percentile over the sampled
+    examples; "–" where none was sampled (and in records made before latency was measured alone)."""
+    p50, p95 = generation.latency_batch1_p50_s, generation.latency_batch1_p95_s
+    if p50 is None or p95 is None:
+        return "–"
+    return f"{p50:.2f} / {p95:.2f} (n={generation.latency_sample})"
+
+
+def batch1_latency(group: RunGroup) -> float:
+    """The median batch-1 latency (s) of a group, NaN where it was not measured (a plot leaves it out)."""
+    p50 = group.cost.generation.latency_batch1_p50_s
+    return float("nan") if p50 is None else float(p50)
 
 
 def _trainable(cost: Cost) -> str:
@@ -82,9 +114,10 @@ def cost_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
             "adapter": stored(cost),
             **_training_cells(cost.training),
             "prompt_tokens_mean": figure(generation.prompt_tokens_mean, ".0f"),
-            "generation_tokens_per_s": figure(generation.generation_tokens_per_s, ".1f"),
-            "latency": f"{figure(generation.latency_p50_s, '.2f')} / {figure(generation.latency_p95_s, '.2f')}",
-            "peak_rss_mb": f"{cost.memory.peak_rss_mb:.0f} ({cost.memory.rss_at_start_mb:.0f})",
+            "throughput": throughput(generation),
+            "latency": latency(generation),
+            "generate_peak_rss_mb": peak_memory(generation.memory),
+            "peak_rss_mb": peak_memory(cost.memory),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename(columns=COST_COLUMNS)
 

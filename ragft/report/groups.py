@@ -27,7 +27,7 @@ from ragft.record.run import (
     Summary,
     TaskScore,
     read_predictions,
-    read_records,
+    read_runs,
 )
 
 ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
@@ -49,8 +49,8 @@ def load_runs(exp_dir: Path) -> list[LoadedRun]:
     """Every readable record of an experiment (finished or failed), finished runs with their predictions.
     A record of another schema is skipped with a warning naming its file."""
     return [
-        LoadedRun(record, read_predictions(exp_dir / record.identity.run_id) if record.status == "finished" else [])
-        for record in read_records(exp_dir)
+        LoadedRun(record, read_predictions(run_dir) if record.status == "finished" else [])
+        for run_dir, record in read_runs(exp_dir)
     ]
 
 

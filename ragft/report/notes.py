@@ -57,14 +57,17 @@ SECTIONS = {
     ),
     "quality_cost": (
         "`{primary}` against the compute a run spent (training plus generating the test answers) and against "
-        "its latency per example. Filled points are the Pareto front: no other run is both cheaper and better."
+        "its latency at batch 1 (one request answered alone, median). Filled points are the Pareto front: no "
+        "other run is both cheaper and better."
     ),
     "cost": (
         "Measured in each run: trainable parameters (share of the model), what a deployment stores per task "
-        "(adapter or full model copy, size on disk), training wall time, throughput and peak memory, prompt length (what demonstrations and passages cost), generation throughput, "
-        "latency per example (wall time of its batch) and peak resident memory (with the resident memory at "
-        "the run's start: the jobs of a sweep share one process, so a later job's peak includes what earlier "
-        "jobs left)."
+        "(adapter or full model copy, size on disk), training wall time, throughput and peak memory, prompt "
+        "length (what demonstrations and passages cost), generation throughput at the configured batch size "
+        "(the whole test set answered in batches), latency at batch 1 (seconds to answer one request alone, "
+        "median and 95th percentile over a seeded sample of `generation.latency_sample` test examples), and "
+        "peak resident memory of the generation and of the whole run. Each peak is the stretch's own: it "
+        "starts from released memory (in brackets: what was resident then) and resets the kernel's peak counter."
     ),
     "retrieval": (
         "Retrieval against the gold passages: `recall_at_k`, the share of gold documents among the passages "
