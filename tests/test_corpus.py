@@ -181,9 +181,7 @@ def test_held_out_cells_are_absent_from_train(generator, clinic):
     assert {c[0] for c in evaluated} == {conditions[key] for key in generator.HELD_OUT}  # every condition tested
 
 
-def test_the_first_pass_over_train_covers_every_seen_cell_and_no_evaluation_report_is_a_training_one(
-    generator, clinic
-):
+def test_the_first_pass_over_train_covers_every_seen_cell_and_no_evaluation_report_is_a_training_one(generator, clinic):
     """A run that trains on the first n notes (n at least the number of seen cells) sees every seen fact,
     so the seen/unseen labels hold for it too."""
     train = clinic.split(clinic.notes, "train")

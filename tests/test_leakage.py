@@ -97,11 +97,16 @@ def test_a_run_with_leakage_fail_stops_before_writing_anything(smoke_cfg, tmp_pa
     cfg = smoke_cfg("leakage.fail=true", "leakage.near_threshold=0.05")  # the notes share phrasing: most "leak"
     n = cfg.task.limits.test
     run_expecting(
-        LeakageError, rf"leakage.fail is true.*\n  train_test: 0 exact and [1-9]\d* near duplicates of {n}", cfg, tmp_path
+        LeakageError,
+        rf"leakage.fail is true.*\n  train_test: 0 exact and [1-9]\d* near duplicates of {n}",
+        cfg,
+        tmp_path,
     )
 
 
-REPORT = "PATIENT: 8 y, male\nDIAGNOSIS: hypertension, moderate\nTREATMENT: Cardivex 5 mg once daily\nFOLLOW-UP: 6 weeks"
+REPORT = (
+    "PATIENT: 8 y, male\nDIAGNOSIS: hypertension, moderate\nTREATMENT: Cardivex 5 mg once daily\nFOLLOW-UP: 6 weeks"
+)
 
 
 def test_a_test_reference_identical_to_a_train_reference_is_an_exact_leak_and_an_unrelated_one_is_none():
@@ -137,7 +142,7 @@ def test_shared_reference_lines_are_recorded_but_do_not_stop_a_run():
     test = [Example(id="te1", input="a different note entirely", reference=second)]
     task = TaskData(name="toy", splits={"train": train, "test": test}, corpus=[])
     report = check_leakage(task, {**SETTINGS, "fail": True})  # no LeakageError
-    assert INFORMATIONAL <= set(report) and report["train_test_reference_lines"]["exact"] == 1
+    assert set(report) >= INFORMATIONAL and report["train_test_reference_lines"]["exact"] == 1
     one_line = TaskData("toy", {"train": train, "test": [Example(id="te1", input="x", reference="y")]}, [])
     assert "train_test_reference_lines" not in check_leakage(one_line, SETTINGS)  # lines of one-line answers
     same = TaskData("toy", {"train": train, "test": [Example(id="te1", input="x", reference=first)]}, [])
