@@ -79,8 +79,10 @@ def smoke_cfg(tmp_path: Path):
 
 
 def adaptations() -> list[str]:
-    """Every adaptation preset (`adaptation=<name>`), found in conf/adaptation/."""
-    return sorted(p.stem for p in (CONF / "adaptation").glob("*.yaml"))
+    """Every adaptation preset of the generator (`adaptation=<name>`), found in conf/adaptation/; a floor
+    served instead of the model (`answer:`, adaptation=majority) is not one."""
+    presets = sorted((CONF / "adaptation").glob("*.yaml"))
+    return [p.stem for p in presets if OmegaConf.load(p).get("answer") is None]
 
 
 def trained_adaptations() -> list[str]:

@@ -26,7 +26,7 @@ ARMS = {  # root presets: adaptation, context, retriever, label
     "ft_retriever_rag": ("none", "rag", "dense_ft", "ft_retriever_rag"),
     "ft_retriever_lora_rag": ("lora", "rag", "dense_ft", "ft_retriever_lora_rag"),
 }
-DEFAULT_ARMS = ["zero_shot", "few_shot", "rag", "lora", "lora_rag"]
+DEFAULT_ARMS = ["majority", "zero_shot", "few_shot", "rag", "oracle_rag", "lora", "lora_rag"]
 EXPERIMENT_LABELS = {  # the labels each experiment's runs are shown under
     "adaptation_methods": {
         f"{method}{suffix}"
