@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-
 PERMUTATIONS = 9999  # resolution 1e-4: fine enough that Holm's adjustment over ~100 comparisons still works
 
 
