@@ -285,7 +285,7 @@ def main() -> None:
     if args.breakdown_only:  # the allocator pass's second process
         print(json.dumps(breakdown(arm, cfg, features, args.breakdown_only)))
         return
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), os.getloadavg()
     passes = {v: breakdown(arm, cfg, features, v) for v in ("full_logits", "response_only", "ragft")}
     allocator = None if args.no_allocator_pass else allocator_pass(args)
     print(f"breakdown: {time.perf_counter() - started:.0f} s")
@@ -313,6 +313,7 @@ def main() -> None:
         "tokens_per_example": spread(lengths),
         "repeats": args.repeats,
         "threads": threads,
+        "load_average_1_5_15_min": {"start": load_at_start, "end": os.getloadavg()},  # other work on the machine
         "tiny": args.tiny,
     }
     write_result(result_path(BENCH, args.out, args.tiny), BENCH, settings, records, summary)

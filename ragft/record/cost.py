@@ -211,7 +211,8 @@ class Cost:
 
     @property
     def peak_cuda_mb(self) -> float | None:
-        """The run's CUDA peak; training resets the counter, so its own peak counts unless it was reused."""
+        """The run's CUDA peak. The run's own measurement covers its training (a stretch measured inside
+        another folds into it); training's is taken too, for records made before it did."""
         peaks = [self.memory.peak_cuda_mb]
         if self.training and not self.training.adapter_reused:
             peaks.append(self.training.memory.peak_cuda_mb)
