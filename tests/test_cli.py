@@ -13,7 +13,7 @@ from tests.conftest import ragft_command as ragft
 
 pytestmark = pytest.mark.integration
 
-ARMS = ["zero_shot", "few_shot", "rag", "lora", "lora_rag"]
+ARMS = ["majority", "zero_shot", "few_shot", "rag", "oracle_rag", "lora", "lora_rag"]
 
 
 def arms(exp_dir: Path) -> list[str]:
