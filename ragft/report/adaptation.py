@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ragft.eval.stats import holm_adjusted, paired_difference
+from ragft.eval.stats import paired_difference
 from ragft.report.costs import figure, stored, total_params, train_memory
 from ragft.report.groups import RunGroup
-from ragft.report.tables import SIGNIFICANCE, with_ci
+from ragft.report.tables import SIGNIFICANCE, add_holm, with_ci
 
 
 def base_group(groups: Sequence[RunGroup]) -> RunGroup | None:
@@ -46,8 +46,7 @@ def forgetting_changes(groups: Sequence[RunGroup]) -> Changes:
         for name in other_test_names(groups):
             if (difference := _change(g, base, name)) is not None:
                 changes[(g.label, name)] = difference
-    for difference, adjusted in zip(changes.values(), holm_adjusted([d["p_value"] for d in changes.values()])):
-        difference["p_holm"] = adjusted
+    add_holm(list(changes.values()))
     return changes
 
 

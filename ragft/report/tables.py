@@ -59,10 +59,14 @@ def comparisons(groups: Sequence[RunGroup], baseline: str) -> Differences:
 def with_holm(results: Differences) -> Differences:
     """Each difference with `p_holm`: its p-value Holm-adjusted over every comparison of the report (all
     runs x all headline metrics), the family a reader scans for ▲/▼."""
-    family = [d for by_metric in results.values() for d in by_metric.values()]
+    add_holm([d for by_metric in results.values() for d in by_metric.values()])
+    return results
+
+
+def add_holm(family: Sequence[dict[str, float]]) -> None:
+    """Set `p_holm` in each paired difference of `family`: its `p_value` Holm-adjusted over the family."""
     for difference, adjusted in zip(family, holm_adjusted([d["p_value"] for d in family])):
         difference["p_holm"] = adjusted
-    return results
 
 
 def _marker(difference: dict[str, float] | None, higher_is_better: bool) -> str:
