@@ -7,19 +7,30 @@ Real size is the default experiment's LoRA run: the default generator (SmolLM2-1
 settings, training batch 8 of its prompts (~200 tokens, from corpora/clinic/notes.jsonl), all built by
 ragft's own training path (`recipe.prepare` -> `Adaptation.stage_features` -> `sft.train_adapter`).
 
-1. Breakdown (one forward and backward pass of the Trainer's first batch, which is its longest: the
-   length-grouped sampler serves it first): every tensor autograd keeps for the backward pass, by the
-   module that saved it (parameters left out: they are the weights, not copies), and the resident memory
-   at the start, after the forward pass and at the pass's peak. Resident memory beyond the live
-   tensors is memory the C allocator keeps after it was freed; the same pass with glibc's mmap threshold
-   fixed (`MALLOC_MMAP_THRESHOLD_`, a second process) shows how much.
-2. Variants, alternated, `--repeats` times, each a `train_adapter` run of `--steps` steps from a fresh
-   base in an empty artefact cache: its recorded peak resident memory above its start (the kernel's
-   high-water mark, reset as training starts) and the seconds and tokens of the steps after the first.
-   - full_logits: the model's own loss (LM head at every position) and PyTorch's dropout;
-   - response_only: LM head at the response positions only, PyTorch's dropout (ragft before this cut);
-   - ragft: response-only LM head and one-byte dropout masks (the default);
-   - ragft_checkpointing: ragft with training.gradient_checkpointing=true.
+Every run is a process of its own (the allocator setting cannot be undone within a process):
+
+- training runs, `--repeats` per timed variant in alternating order: `train_adapter` for `--steps`
+  steps from a fresh base in an empty artefact cache; its recorded peak resident memory above its start
+  (the kernel's high-water mark, reset as training starts) and the seconds and tokens of the steps after
+  the first (the first is also the longest batch: the Trainer's length-grouped sampler serves it first,
+  so the peak falls in it);
+- breakdown passes, once per variant: one forward and backward pass of that first batch; every tensor
+  autograd keeps for the backward pass, by the module that saved it (parameters left out: they are the
+  weights, not copies), and the resident memory at the start, after the forward pass and at the pass's
+  peak. Resident memory beyond what is alive is memory the C allocator kept after it was freed.
+
+Variants, each with one cut more than the one above it, then the two options and both:
+- full_logits: the model's own loss (LM head at every position) and PyTorch's dropout (breakdown only);
+- response_only: the LM head at response positions only (ragft before the dropout cut);
+- ragft: and one-byte dropout masks (the default);
+- ragft_return_freed: ragft with `training.return_freed_memory=true` (large allocations mapped on their
+  own, returned to the system when freed); response_only_return_freed: the same without the dropout cut
+  (breakdown only);
+- ragft_checkpointing: ragft with `training.gradient_checkpointing=true`;
+- ragft_checkpointing_return_freed: ragft with both options.
+
+A breakdown's resident figures depend on what the process allocated and freed before (glibc's heap);
+its saved bytes do not.
 """
 
 from __future__ import annotations
@@ -31,7 +42,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -56,13 +66,24 @@ from _common import (  # noqa: E402
 
 BENCH = "training_memory"
 TINY = ["+debug=smoke", "training.batch_size=8", "task.limits.train=24"]
-VARIANTS = {  # name: (model's own loss, PyTorch's dropout, gradient checkpointing)
-    "full_logits": (True, True, False),
-    "response_only": (False, True, False),
-    "ragft": (False, False, False),
-    "ragft_checkpointing": (False, False, True),
+SWITCHES = ("model_own_loss", "torch_dropout", "gradient_checkpointing", "return_freed_memory")
+VARIANTS = {  # name: the switches' values
+    "full_logits": (True, True, False, False),
+    "response_only": (False, True, False, False),
+    "ragft": (False, False, False, False),
+    "response_only_return_freed": (False, True, False, True),
+    "ragft_return_freed": (False, False, False, True),
+    "ragft_checkpointing": (False, False, True, False),
+    "ragft_checkpointing_return_freed": (False, False, True, True),
 }
-SWITCHES = ("model_own_loss", "torch_dropout", "gradient_checkpointing")
+TIMED = ["response_only", "ragft", "ragft_return_freed", "ragft_checkpointing", "ragft_checkpointing_return_freed"]
+# breakdown passes made after a first-repeat run with the same allocator setting, or in a process of their own
+BREAKDOWNS = {
+    "response_only": ["response_only"],
+    "ragft": ["ragft"],
+    "ragft_return_freed": ["ragft_return_freed", "response_only_return_freed"],
+}
+BREAKDOWNS_ALONE = ["full_logits"]
 CATEGORIES = [  # saving module (layer numbers left out) -> what it saved, first match wins
     (r"lora_dropout", "LoRA dropout masks"),
     (r"lora_A", "LoRA A inputs (the dropped-out copies of each adapted projection's input)"),
@@ -70,7 +91,7 @@ CATEGORIES = [  # saving module (layer numbers left out) -> what it saved, first
     (r"mlp", "MLP (gate and up outputs, SiLU)"),
     (r"self_attn", "attention (q, k, v after RoPE, attention output)"),
     (r"norm", "RMS norms"),
-    (r"lm_head|^$", "LM head and loss (logits, log-softmax)"),
+    (r"lm_head|^$|^base_model(\.model)?$", "LM head and loss (logits, log-softmax)"),
     (r"embed", "embeddings"),
 ]
 MB = 2**20
@@ -103,9 +124,10 @@ def train_run(arm: Any, cfg: Any, features: list[dict], variant: str, steps: int
     """One `train_adapter` run of the variant from a fresh base: peak memory above its start, timings."""
     from ragft.adapt.sft import train_adapter
 
-    own_loss, torch_dropout, checkpointing = VARIANTS[variant]
+    own_loss, torch_dropout, checkpointing, return_freed = VARIANTS[variant]
     training = copy.deepcopy(cfg.training)
-    training.max_steps, training.gradient_checkpointing = steps, checkpointing
+    training.max_steps, training.logging_steps = steps, 1  # every step's loss, to compare variants
+    training.gradient_checkpointing, training.return_freed_memory = checkpointing, return_freed
     generator = arm.load_base()
     with empty_artefact_cache(), step_timer() as timings, variant_patches(own_loss, torch_dropout):
         cost = train_adapter(generator, cfg.adaptation.method, training, features).cost
@@ -172,9 +194,11 @@ def breakdown(arm: Any, cfg: Any, features: list[dict], variant: str) -> dict[st
 
     from ragft.adapt import sft
     from ragft.adapt.methods import as_method
-    from ragft.record.memory import PeakMemory, resident_bytes
+    from ragft.record.memory import PeakMemory, map_large_allocations, resident_bytes
 
-    own_loss, torch_dropout, _ = VARIANTS[variant]
+    own_loss, torch_dropout, _, return_freed = VARIANTS[variant]
+    if return_freed:
+        map_large_allocations()
     before_load = resident_bytes()
     generator = arm.load_base()
     weights_mb = (resident_bytes() - before_load) / MB
@@ -217,17 +241,31 @@ def breakdown(arm: Any, cfg: Any, features: list[dict], variant: str) -> dict[st
     return result
 
 
-def allocator_pass(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The `ragft` breakdown in a second process whose glibc hands every allocation of 128 KiB or more
-    straight back to the system when it is freed (fixed mmap threshold): resident memory near the live."""
-    command = [sys.executable, __file__, "--breakdown-only", "ragft", *(["--tiny"] if args.tiny else [])]
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+def child(args: argparse.Namespace, variant: str | None, breakdowns: list[str]) -> dict[str, Any]:
+    """One run of `variant` (None: none) and the named breakdown passes after it, in a process of its own."""
+    command = [sys.executable, __file__, "--child", "--steps", str(args.steps), "--breakdowns", *breakdowns]
+    command += ["--run", variant] if variant else []
+    command += [*(["--tiny"] if args.tiny else []), *(["--threads", str(args.threads)] if args.threads else [])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        print(done.stderr[-2000:], file=sys.stderr)
-        return None
-    return {"env": {"MALLOC_MMAP_THRESHOLD_": env["MALLOC_MMAP_THRESHOLD_"]}, **json.loads(lines[-1])}
+        raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def run_in_this_process(args: argparse.Namespace) -> None:
+    """The child: the run, then its breakdown passes, printed as one JSON line."""
+    cfg = compose(overrides_of(args))
+    arm, features = training_features(cfg)
+    lengths = [len(f["input_ids"]) for f in features]
+    result = {"features": {"examples": len(features), "tokens_per_example": spread(lengths)}}
+    result["run"] = train_run(arm, cfg, features, args.run, args.steps) if args.run else None
+    result["breakdowns"] = {name: breakdown(arm, cfg, features, name) for name in args.breakdowns}
+    print(json.dumps(result))
+
+
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    return [*(TINY if args.tiny else ["task.limits.train=120"]), "arm=lora", "exp_name=profile"]
 
 
 def timed_count(run: dict[str, Any]) -> int:
@@ -238,7 +276,7 @@ def summary_of(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per variant: the spread of peak growth, seconds per timed step and tokens/s; each variant's median
     growth and step time against `ragft`'s."""
     per: dict[str, Any] = {}
-    for variant in VARIANTS:
+    for variant in TIMED:
         runs = [r["variants"][variant] for r in records]
         per[variant] = {
             "growth_mb": spread([r["growth_mb"] for r in runs]),
@@ -250,7 +288,7 @@ def summary_of(records: list[dict[str, Any]]) -> dict[str, Any]:
                 abs(a - b)
                 for r in records
                 for a, b in zip(r["variants"][variant]["loss_history"], r["variants"]["ragft"]["loss_history"])
-            ),
+            ),  # every step's loss is logged: histories of `steps` values
         }
     base = per["ragft"]
     for figures in per.values():
@@ -267,11 +305,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant, alternated (at least 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
     parser.add_argument("--tiny", action="store_true", help="tiny random model (+debug=smoke): a smoke run")
-    parser.add_argument("--no-allocator-pass", action="store_true", help="skip the fixed-mmap-threshold pass")
-    parser.add_argument("--breakdown-only", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one process's work
+    parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--breakdowns", nargs="*", choices=list(VARIANTS), default=[], help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/training_memory.json)")
     args = parser.parse_args()
-    if args.breakdown_only is None:
+    if not args.child:
         check_repeats(args.repeats)
     return args
 
@@ -279,38 +318,40 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     threads = set_threads(args.threads or default_threads())
-    overrides = [*(TINY if args.tiny else ["task.limits.train=120"]), "arm=lora", "exp_name=profile"]
-    cfg = compose(overrides)
-    arm, features = training_features(cfg)
-    if args.breakdown_only:  # the allocator pass's second process
-        print(json.dumps(breakdown(arm, cfg, features, args.breakdown_only)))
+    if args.child:
+        run_in_this_process(args)
         return
-    started, load_at_start = time.perf_counter(), os.getloadavg()
-    passes = {v: breakdown(arm, cfg, features, v) for v in ("full_logits", "response_only", "ragft")}
-    allocator = None if args.no_allocator_pass else allocator_pass(args)
-    print(f"breakdown: {time.perf_counter() - started:.0f} s")
-    records = []
-    for repeat, order in enumerate(alternating_orders(list(VARIANTS), args.repeats)):
+    load_at_start = os.getloadavg()
+    records, features = [], {}
+    first = child(args, None, BREAKDOWNS_ALONE)
+    passes = first["breakdowns"]
+    for repeat, order in enumerate(alternating_orders(TIMED, args.repeats)):
         runs = {}
         for variant in order:
-            runs[variant] = train_run(arm, cfg, features, variant, args.steps)
+            result = child(args, variant, BREAKDOWNS.get(variant, []) if repeat == 0 else [])
+            runs[variant] = result["run"]
+            passes.update(result["breakdowns"])
+            features = result["features"]
             print(
                 f"repeat {repeat + 1} {variant}: +{runs[variant]['growth_mb']:.0f} MB, {runs[variant]['seconds']:.1f} s"
             )
         records.append({"repeat": repeat, "order": order, "variants": runs})
-    summary = {"variants": summary_of(records), "breakdown": passes, "allocator_pass": allocator}
-    lengths = [len(f["input_ids"]) for f in features]
+    cfg = compose(overrides_of(args))
+    try:
+        summary = {"variants": summary_of(records), "breakdown": {v: passes[v] for v in VARIANTS if v in passes}}
+    except (KeyError, ValueError, ZeroDivisionError) as err:  # the raw runs are still worth keeping
+        summary = {"error": repr(err), "breakdown": passes}
     settings = {
         "generator": cfg.generator.name,
         "arm": "lora",
-        "overrides": overrides,
+        "overrides": overrides_of(args),
         "variants": {name: dict(zip(SWITCHES, switches)) for name, switches in VARIANTS.items()},
         "training_batch_size": cfg.training.batch_size,
         "steps_per_run": args.steps,
         "timed": "the steps after the first of each run (seconds and non-padding tokens)",
         "memory": "peak resident memory (kernel high-water mark, reset as training starts) minus resident at start",
-        "examples": len(features),
-        "tokens_per_example": spread(lengths),
+        "process": "every run in a process of its own, variants in alternating order",
+        **features,
         "repeats": args.repeats,
         "threads": threads,
         "load_average_1_5_15_min": {"start": load_at_start, "end": os.getloadavg()},  # other work on the machine

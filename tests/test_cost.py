@@ -2,6 +2,8 @@
 throughput at the configured batch, and older records read without passing one figure off as another."""
 
 import gc
+import platform
+import subprocess
 import sys
 import time
 
@@ -96,6 +98,33 @@ def test_without_a_kernel_peak_the_resident_memory_is_sampled(monkeypatch):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_release_finds_the_c_librarys_trim_on_linux():
     assert memory._malloc_trim() is not None
+
+
+FREED_BEHIND_A_LIVE_BLOCK = """
+import sys
+import numpy as np, psutil
+from ragft.record.memory import map_large_allocations
+if sys.argv[1] == "mapped":
+    assert map_large_allocations()
+resident = lambda: psutil.Process().memory_info().rss / 2**20
+warm = np.ones(16 * 2**20 // 8); del warm  # freeing a 16 MiB block raises glibc's own threshold past it
+blocks = [np.ones(4 * 2**20 // 8) for _ in range(64)]  # 256 MiB in 4 MiB blocks, as activations are
+live = np.ones(4 * 2**20 // 8)  # allocated after them: the heap cannot shrink below it
+before = resident()
+del blocks
+print(round(before - resident()))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+def test_with_large_allocations_mapped_freed_blocks_leave_the_process_at_once():
+    def handed_back(mode: str) -> int:  # a fresh process each: the setting holds for the rest of one
+        done = subprocess.run([sys.executable, "-c", FREED_BEHIND_A_LIVE_BLOCK, mode], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    assert handed_back("mapped") > 0.9 * BIG_MB
+    assert handed_back("as_it_comes") < 0.5 * BIG_MB  # what the setting is for: glibc keeps them resident
 
 
 # --- generation: latency at batch 1, throughput at the configured batch ----------------------------------

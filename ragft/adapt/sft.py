@@ -5,8 +5,11 @@ measures where it goes). Two of them are cut here, neither changing a number the
 the loss covers response tokens only and the LM head runs only at those positions (the vocabulary-sized
 logits at prompt positions carry no loss, so they are never computed), and dropout on the CPU keeps a
 one-byte mask for its backward pass instead of PyTorch's four-byte noise tensor (LoRA applies dropout
-to the input of every adapted projection: seven such tensors per layer). `training.gradient_checkpointing`
-goes further, at the cost of recomputing each layer in the backward pass.
+to the input of every adapted projection: seven such tensors per layer). Two options trade time for
+memory: `training.return_freed_memory` (glibc keeps a step's freed activations in its heap, resident,
+so the resident peak is well above what was ever alive at once; mapping large allocations on their own
+hands them back when freed, but every allocation then faults in fresh pages) and
+`training.gradient_checkpointing` (each layer recomputed in the backward pass).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from ragft.errors import ConfigError
 from ragft.models.loading import Generator, compute_dtype
 from ragft.record.cache import cached_dir, content_key, dir_bytes
 from ragft.record.cost import MemoryCost, ParameterCounts, PeakMemory, TrainingCost, parameter_counts
+from ragft.record.memory import map_large_allocations
 
 log = logging.getLogger(__name__)
 IGNORE = -100
+NOT_IN_ADAPTER_KEY = ("logging_steps", "return_freed_memory")  # training settings that change no weight
 
 
 @dataclass
@@ -241,7 +246,7 @@ def train_adapter(
         str(generator.model.dtype),
         str(getattr(generator.model.config, "quantization_config", None)),
         as_dict(method),
-        {k: v for k, v in as_dict(training).items() if k != "logging_steps"},
+        {k: v for k, v in as_dict(training).items() if k not in NOT_IN_ADAPTER_KEY},
         features,
         validation or [],
         start_from.name if start_from else None,
@@ -273,6 +278,8 @@ def _train(
     adaptation = as_method(instantiate(method, _convert_="all"))
     model = adaptation.prepare(generator.model, start_from)
     with_masked_dropout(model)
+    if training.get("return_freed_memory", False):
+        map_large_allocations()
     counts = parameter_counts(model)
     with tempfile.TemporaryDirectory() as scratch, PeakMemory("training") as memory:
         trainer = _trainer_class()(

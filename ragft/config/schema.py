@@ -140,6 +140,7 @@ class Training(_Section):
     lr_scheduler: str = "linear"
     max_length: PositiveInt
     gradient_checkpointing: StrictBool = False  # recompute activations in the backward pass: less memory, more time
+    return_freed_memory: StrictBool = False  # glibc: large allocations mapped on their own, returned when freed
     logging_steps: PositiveInt = 5
     seed: NonNegativeInt
     instruction_mix: StrictBool = False

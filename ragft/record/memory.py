@@ -12,6 +12,11 @@ miss a peak shorter than its interval.
 Stretches nest (a run's whole peak holds its training and generation peaks): before a counter is
 reset, every stretch still open takes the counter's peak so far, so an outer stretch still covers what
 happened inside an inner one. CUDA's peak counter is handled the same way.
+
+`map_large_allocations` is the other half: glibc keeps memory a program frees in its heap for reuse,
+so a training step's freed activations stay resident, and the resident peak is well above what was
+ever alive at once. Serving large allocations with their own memory mappings hands each back when it
+is freed.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
 RESET_PEAK = "5"  # clear_refs: reset the peak resident set size (VmHWM) to the current one
 LEFT_OVER_WARNING_MB = 1024  # resident at a stretch's start beyond the first one's: worth a warning
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+MAPPED_FROM_BYTES = 2**20  # activations of a training step are megabytes each; small objects stay in the heap
 
 
 @dataclass
@@ -100,6 +107,20 @@ def _malloc_trim() -> Callable[[int], int] | None:
     except (OSError, AttributeError):  # no C library found, or one without malloc_trim (musl)
         return None
     return trim
+
+
+def map_large_allocations(threshold: int = MAPPED_FROM_BYTES) -> bool:
+    """glibc: serve every allocation of `threshold` bytes or more with a memory mapping of its own, which
+    goes back to the system the moment it is freed (by default glibc raises its threshold as large blocks
+    are freed, and keeps them in the heap for reuse). It holds for the rest of the process; it changes
+    no computed value. False where the C library has no `mallopt` (not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def _cuda_peak_bytes() -> int | None:
