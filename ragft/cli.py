@@ -1,6 +1,6 @@
-"""What ragft's Hydra commands share: offline mode, the `ragft_root` resolver, command-line keys
-checked against ragft's config schema before Hydra composes, and errors a user can act on printed as
-one line instead of a traceback."""
+"""What ragft's Hydra commands share: offline mode, the `ragft_root` resolver, the command line checked
+against ragft's config schema before Hydra composes, errors a user can act on printed as one line
+instead of a traceback, and Ctrl-C as one line and exit status 130."""
 
 from __future__ import annotations
 
@@ -19,8 +19,27 @@ from ragft.errors import ConfigError, RagftError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+CONF = Path(__file__).resolve().parent.parent / "conf"
 OmegaConf.register_new_resolver("ragft_root", lambda: str(Path(__file__).resolve().parent.parent), replace=True)
 log = logging.getLogger("ragft")
+INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT (128 + 2)
+# bitsandbytes logs a warning on import when its optional CPU kernels (the `kernels` package) are not
+# installed; 4-bit layers then use its portable code path. Said once in the README, not on every run.
+QUIET_LOGGERS = ("bitsandbytes.backends.cpu.ops",)
+for _name in QUIET_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+def command(main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
+    """Run a Hydra command's `main`: the command line checked first; Ctrl-C (at any point, Hydra's
+    own start-up included) stops it with one line and exit status 130. A run interrupted in its work
+    records nothing (its staging folder is removed), so the same command runs it again."""
+    check_command_line(argv)
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("ragft: interrupted; the interrupted run was not recorded (run the command again)", file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
 def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -30,24 +49,50 @@ def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         return job(cfg)
     except RagftError as err:
         log.error("%s", err)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
         print(f"ragft: error: {err}", file=sys.stderr)
         sys.exit(2)
 
 
 def check_command_line(argv: Sequence[str] | None = None) -> None:
-    """Exit with status 2 and one line naming the key when an override on the command line sets a key
-    ragft's config does not have (`trainig.epochs=3`, `+training.epoch=3`). Call it before the Hydra
-    entry point: Hydra would stop a misspelt key without `+` with its own message, which advises adding
-    it with `+`, and accept one with `+`."""
+    """Exit with status 2 and one line naming the key when the command line cannot make a config: a key
+    ragft's config does not have (`trainig.epochs=3`, `+training.epoch=3`), a group option that does not
+    exist (`arm=lora_rga`), an `exp_name` that is not a folder name, or (for a single run) anything else
+    Hydra cannot compose, such as a component setting that does not exist (`retriever.k=3`). Call it
+    before the Hydra entry point: Hydra's own error for a misspelt key advises adding it with `+`."""
     from hydra._internal.utils import get_args_parser  # the parser @hydra.main itself uses
 
     from ragft.config.schema import check_override_keys
 
     args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
     try:
-        check_override_keys(args.overrides)
+        check_override_keys(args.overrides, CONF)
+        if not (args.multirun or args.config_dir or args.config_path or args.help or args.cfg):
+            _check_composes(args.config_name or "config", args.overrides)
     except ConfigError as err:
         print(f"ragft: error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def _check_composes(config_name: str, overrides: Sequence[str]) -> None:
+    """Compose the config as Hydra will, turning Hydra's error into ragft's one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException, HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            compose(config_name, overrides=list(overrides))
+    except (ConfigCompositionException, HydraException) as err:
+        raise _composition_error(err) from None
+
+
+def _composition_error(err: Exception) -> ConfigError:
+    """Hydra's message, several lines long and advising `+` for a key that does not exist, as one line."""
+    cause = err.__cause__ or err
+    key = str(getattr(cause, "full_key", "") or "")
+    if key and "not in struct" in str(cause):
+        section = key.rsplit(".", 1)[0] if "." in key else "the config"
+        return ConfigError(key, f"is not a setting of `{section}` (with or without `+`).")
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return ConfigError(key or "command line", "; ".join(lines[:2]) + ".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -27,7 +28,9 @@ class DataError(RagftError):
 
 def build(config: Any, config_key: str, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate`, letting ragft's own errors through (Hydra wraps whatever a constructor
-    raises) and reporting a value the user must still set (`???`) as a ConfigError."""
+    raises), reporting a value the user must still set (`???`) as a ConfigError, and a value a
+    constructor refuses (its ValueError or TypeError: peft's `r` must be positive) as a ConfigError
+    naming the component's key."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
     from omegaconf import DictConfig, OmegaConf
@@ -44,4 +47,9 @@ def build(config: Any, config_key: str, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if cause is not None:
             raise cause from None
+        if isinstance(err.__cause__, (ValueError, TypeError)):
+            located = re.search(r"full_key: (\S+)", str(err))
+            key = located.group(1) if located else config_key
+            key = key if key.startswith(config_key) else f"{config_key}.{key}"
+            raise ConfigError(key, " ".join(str(err.__cause__).split()) + ".") from None
         raise

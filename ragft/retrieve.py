@@ -22,7 +22,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ragft.cli import run_job
+from ragft.cli import command, run_job
 from ragft.config.plain import as_dict
 from ragft.errors import ConfigError
 from ragft.record.cache import content_key
@@ -142,4 +142,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    command(main)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from ragft.cli import check_command_line, run_job
+from ragft.cli import command, run_job
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -17,5 +17,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line()
-    main()
+    command(main)

@@ -239,3 +239,62 @@ def run_expecting(error: type[RagftError], pattern: str, cfg: DictConfig, tmp_pa
     with pytest.raises(error, match=pattern):
         run_experiment_arm(cfg)
     assert_nothing_written(tmp_path / "results")
+
+
+# --- the command, in process: bad input and faults -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What `python -m ragft.run +debug=smoke exp_name=test paths.results=<results> <overrides>` did."""
+
+    code: int  # the exit status
+    stderr: str  # what it printed on stderr
+    results: Path
+
+    @property
+    def error(self) -> str:
+        """The one error line ragft printed (without its `ragft: error: ` prefix); "" if none."""
+        lines = [line for line in self.stderr.splitlines() if line.startswith("ragft: error: ")]
+        assert len(lines) <= 1, self.stderr
+        return lines[0].removeprefix("ragft: error: ") if lines else ""
+
+    def files(self) -> list[Path]:
+        """Every file under the results folder, Hydra's own log folder aside."""
+        found = self.results.rglob("*") if self.results.exists() else []
+        return sorted(p for p in found if p.is_file() and ".hydra" not in p.parts)
+
+
+def attempt(results: Path, *overrides: str) -> Attempt:
+    """Run the command's steps in this process as the command runs them: the command line's keys checked
+    before Hydra composes, the job (a RagftError printed as one line, exit status 2), then the report the
+    job's callback writes. Anything else raised (a traceback) fails the test."""
+    import contextlib
+    import io
+
+    from ragft.cli import check_command_line, run_job
+    from ragft.recipe import run_experiment_arm
+    from ragft.report.render import write_report
+
+    argv = ["+debug=smoke", "exp_name=test", *overrides]
+    stderr, code = io.StringIO(), 0
+    with contextlib.redirect_stderr(stderr):
+        try:
+            check_command_line(argv)
+            cfg = compose_config(*argv, results=results)
+            try:
+                run_job(run_experiment_arm, cfg)
+            finally:
+                exp_dir = results / str(cfg.exp_name)
+                if exp_dir.is_dir():
+                    write_report(exp_dir)
+        except SystemExit as exit:
+            code = int(exit.code or 0)
+    return Attempt(code, stderr.getvalue(), results)
+
+
+def assert_refused(result: Attempt, message: str) -> None:
+    """Exit status 2, one error line holding `message`, and not a file written."""
+    assert (result.code, result.error.count("\n")) == (2, 0), result.stderr
+    assert message in result.error, result.error
+    assert result.files() == []

@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 import torch
 
-from ragft.errors import ConfigError
+from ragft.config.components import check_value
+from ragft.config.values import PositiveFloat, PositiveInt, Share
+from ragft.errors import ConfigError, build
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +143,21 @@ def as_method(spec: Any) -> AdaptationMethod:
     )
 
 
+# Bounds of peft settings that peft itself checks only when it builds the adapter into the model.
+PEFT_BOUNDS = {
+    "r": PositiveInt,
+    "lora_alpha": PositiveFloat,
+    "lora_dropout": Share,
+    "num_virtual_tokens": PositiveInt,
+    "encoder_hidden_size": PositiveInt,
+}
+
+
 def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
     """Fail before any work on adaptation and training settings that cannot work together."""
-    from hydra.utils import instantiate
-
+    for name, bound in PEFT_BOUNDS.items():
+        if adaptation.method.get(name) is not None:
+            check_value(f"adaptation.method.{name}", adaptation.method[name], bound)
     validation = training.validation
     if (validation.get("early_stopping_patience") or validation.get("eval_steps")) and not (
         validation.get("split") or validation.get("holdout")
@@ -156,7 +169,7 @@ def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
         )
     if validation.get("split") and validation.get("holdout"):
         raise ConfigError("training.validation", "set either split or holdout, not both.", "Null one of them.")
-    method = as_method(instantiate(adaptation.method, _convert_="all"))
+    method = as_method(build(adaptation.method, "adaptation.method", _convert_="all"))
     if isinstance(method, FullFineTuning) and adaptation.get("quantization") is not None:
         raise _full_on_4bit()
     config = getattr(method, "config", None)

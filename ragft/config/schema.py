@@ -14,34 +14,36 @@ own message, which advises adding the key with `+`.
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, Union
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Le, Lt
+from annotated_types import Gt, Le
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
+from ragft.config.components import check_components
 from ragft.config.plain import as_dict
+from ragft.config.values import (
+    Described,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Open,
+    PositiveFloat,
+    PositiveInt,
+    describe,
+    unwrap_optional,
+)
 from ragft.errors import ConfigError
 
-PositiveInt = Annotated[int, Gt(0)]
-NonNegativeInt = Annotated[int, Ge(0)]
-PositiveFloat = Annotated[float, Gt(0)]
-NonNegativeFloat = Annotated[float, Ge(0)]
-
-
-class Described(typing.NamedTuple):
-    """Schema metadata: what a value must be, in words, where its type and bounds do not say it."""
-
-    words: str
-
-
-Fraction = Annotated[float, Gt(0), Lt(1)]
-Open = dict[str, Any]  # a section whose keys its component checks
 MISSING = "???"
+LRScheduler = Literal[  # transformers' SchedulerType values (a test keeps this list equal to them)
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+    "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy",
+]  # fmt: skip
 
 
 class _Section(BaseModel):
@@ -56,6 +58,7 @@ class TaskData(_Section):
     fields: dict[str, str | None]  # example field -> column; the loader names a missing mapping
     categories: list[str] | None = None  # keep only these categories
     breakdowns: dict[str, str] | None = None  # report breakdowns besides category: name -> field (knowledge)
+    encoding: str = "utf-8"  # text files (JSONL, CSV); a byte-order mark is skipped in every format
 
 
 class Corpus(_Section):
@@ -63,6 +66,7 @@ class Corpus(_Section):
     id_field: str = "id"
     text_field: str = "text"
     exclude: list[str] | None = None  # document ids taken out of the index
+    encoding: str = "utf-8"
 
 
 class TaskGeneration(_Section):
@@ -137,7 +141,7 @@ class Training(_Section):
     max_steps: PositiveInt | None = None
     weight_decay: NonNegativeFloat = 0.0
     warmup_steps: NonNegativeInt = 0
-    lr_scheduler: str = "linear"
+    lr_scheduler: LRScheduler = "linear"
     max_length: PositiveInt
     gradient_checkpointing: StrictBool = False  # recompute activations in the backward pass: less memory, more time
     return_freed_memory: StrictBool = False  # glibc: large allocations mapped on their own, returned when freed
@@ -216,13 +220,16 @@ def validate(cfg: DictConfig) -> None:
         run = RunConfig.model_validate(settings)
     except ValidationError as err:
         raise _config_error(err.errors()[0]) from None
+    check_components(settings)
     _check_consistency(run)
 
 
-def check_override_keys(overrides: Sequence[str]) -> None:
-    """Check the keys that command-line overrides set (`training.epochs=3`, `+trainig.epochs=3`)
-    against the schema; group choices (`arm=lora`), Hydra's own settings and deletions are Hydra's to
-    check, and an override Hydra cannot parse is left for Hydra to report."""
+def check_override_keys(overrides: Sequence[str], conf: Path | None = None) -> None:
+    """Check the command line before Hydra composes: the keys that overrides set (`training.epochs=3`,
+    `+trainig.epochs=3`) against the schema, the options chosen for config groups (`arm=lora`) against
+    the files in `conf`, and `exp_name`, which names the folder Hydra writes its log to before a job
+    starts. Hydra's own settings and deletions are Hydra's to check, and an override Hydra cannot parse
+    is left for Hydra to report."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -230,11 +237,49 @@ def check_override_keys(overrides: Sequence[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException:
         return
+    searchpath = any(o.key_or_group == "hydra.searchpath" for o in parsed)  # more groups than conf holds
     for override in parsed:
-        if override.is_hydra_override() or override.package is not None or override.is_delete():
+        if override.is_hydra_override() or override.is_delete():
             continue
-        if "." in override.key_or_group:  # a dotted key is a setting, never a group
-            _schema_at(override.key_or_group.split("."))
+        key = override.key_or_group
+        if conf is not None and (conf / key).is_dir():
+            if not searchpath:
+                _check_group_options(conf, (override.input_line or key).partition("=")[0], key, _values(override))
+        elif override.package is None and "." in key:  # a dotted key is a setting, never a group
+            _schema_at(key.split("."))
+        elif key == "exp_name":
+            for value in _values(override):
+                _check_value(key, value)
+
+
+def _values(override: Any) -> list[str]:
+    """The value(s) an override sets, each of a sweep (`arm=lora,rag`) on its own."""
+    if override.is_sweep_override():
+        return [str(value) for value in override.sweep_string_iterator()]
+    return [override.get_value_element_as_str()]
+
+
+def _check_group_options(conf: Path, typed: str, group: str, options: Sequence[str]) -> None:
+    """Each option chosen for a config group (`typed=option`, typed as `+task@evaluate_also.qa`) is a
+    file of the group."""
+    known = sorted(p.relative_to(conf / group).with_suffix("").as_posix() for p in (conf / group).rglob("*.yaml"))
+    name = typed.lstrip("+~")
+    for option in options:
+        if option == "null":  # Hydra takes no null for a group on the command line
+            raise ConfigError(name, "cannot be set to null on the command line.", f"Remove the option with `~{name}`.")
+        if option not in known:
+            close = difflib.get_close_matches(option, known, n=1)
+            fix = f"Did you mean `{typed}={close[0]}`?" if close else f"Its options are: {', '.join(known)}."
+            raise ConfigError(name, f"has no option '{option}' (conf/{group}/ has no {option}.yaml).", fix)
+
+
+def _check_value(key: str, value: Any) -> None:
+    """`value` at `key` against the schema, before anything composes."""
+    place = _schema_at(key.split("."))
+    try:
+        TypeAdapter(place.annotation).validate_python(value)
+    except ValidationError:
+        raise ConfigError(key, f"{value!r} is not allowed.", f"Set it to {_describe(place)}.") from None
 
 
 def _check_consistency(run: RunConfig) -> None:
@@ -314,10 +359,7 @@ def _annotated(annotation: Any, metadata: list[Any]) -> Any:
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return (members[0] if len(members) == 1 else Any), True
-    return annotation, False
+    return unwrap_optional(annotation)
 
 
 def _field(model: type[BaseModel], key: str) -> Any:
@@ -361,25 +403,4 @@ def _config_error(error: Any) -> ConfigError:
 
 
 def _describe(place: _Place) -> str:
-    """What a value at this place must be, in words: 'a whole number > 0, or null'."""
-    annotation = place.annotation
-    base, bounds = annotation, []
-    if typing.get_origin(annotation) is Annotated:
-        base, *metadata = typing.get_args(annotation)
-        bounds = [_bound(m) for m in metadata if _bound(m)]
-        if said := [m.words for m in metadata if isinstance(m, Described)]:
-            return said[0] + (", or null" if place.nullable else "")
-    words = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(base)
-    if isinstance(base, type) and issubclass(base, BaseModel):
-        words = f"a section with the settings {', '.join(_keys_of(base))}"
-    elif words is None:
-        words = {list: "a list", dict: "a section of settings"}.get(typing.get_origin(base), "a value")
-    described = " ".join([words, " and ".join(bounds)]).strip()
-    return f"{described}, or null" if place.nullable else described
-
-
-def _bound(metadata: Any) -> str:
-    for kind, sign, limit in ((Gt, ">", "gt"), (Ge, ">=", "ge"), (Lt, "<", "lt"), (Le, "<=", "le")):
-        if isinstance(metadata, kind):
-            return f"{sign} {getattr(metadata, limit)}"
-    return ""
+    return describe(place.annotation, place.nullable)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
+from typing import Literal
 
+from ragft.config.values import NonNegativeInt, PositiveInt, Probability
 from ragft.context.sources import ContextSources
 from ragft.errors import ConfigError
 from ragft.retrieval.base import document_ranking
@@ -20,9 +22,7 @@ class RagContext:
     """Top-k passages from the configured retriever, placed in the prompt. The retriever ranks `depth`
     passages so that MRR and nDCG can be measured beyond what the prompt shows."""
 
-    def __init__(self, top_k: int = 2, depth: int = 10) -> None:
-        if top_k < 1:
-            raise ConfigError("context.builder.top_k", f"must be at least 1, got {top_k}.")
+    def __init__(self, top_k: PositiveInt = 2, depth: PositiveInt = 10) -> None:
         self.top_k = top_k
         self.depth = max(depth, top_k)
 
@@ -57,19 +57,12 @@ class RaftContext(RagContext):
     gold passage in the corpus get the plain retrieved context (they cannot be told what to ignore)."""
 
     def __init__(
-        self, top_k: int = 1, depth: int = 10, p_gold: float = 0.8, distractors: int = 1,
-        distractor_source: str = "retrieved", seed: int = 0,
+        self, top_k: PositiveInt = 1, depth: PositiveInt = 10, p_gold: Probability = 0.8,
+        distractors: NonNegativeInt = 1, distractor_source: Literal["retrieved", "random"] = "retrieved",
+        seed: NonNegativeInt = 0,
     ) -> None:  # fmt: skip
         super().__init__(top_k, depth)
-        if not 0.0 <= p_gold <= 1.0:
-            raise ConfigError("context.builder.p_gold", f"must be a probability, got {p_gold}.")
-        if distractors < 0:
-            raise ConfigError("context.builder.distractors", f"must be 0 or more, got {distractors}.")
         sources = {"retrieved": self._retrieved_distractors, "random": self._random_distractors}
-        if distractor_source not in sources:
-            raise ConfigError(
-                "context.builder.distractor_source", f"is one of {sorted(sources)}, got {distractor_source!r}."
-            )
         self.p_gold, self.distractors, self.seed = p_gold, distractors, seed
         self.pick_distractors = sources[distractor_source]
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ragft.config.values import NonNegativeInt, PositiveInt
 from ragft.context.sources import ContextSources
 from ragft.errors import ConfigError
 from ragft.types import Context, Example
@@ -37,7 +38,7 @@ class ZeroShot:
 class RandomShots:
     """Pick demonstrations uniformly at random (seeded) from the train split."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: NonNegativeInt) -> None:
         self.seed = seed
 
     def select(
@@ -75,9 +76,7 @@ class SimilarShots:
 class FewShot:
     """k demonstration examples from the train split, chosen by `selection`."""
 
-    def __init__(self, k: int, selection: RandomShots | SimilarShots) -> None:
-        if k < 1:
-            raise ConfigError("context.builder.k", f"must be at least 1, got {k}.")
+    def __init__(self, k: PositiveInt, selection: RandomShots | SimilarShots) -> None:
         self.k = k
         self.selection = selection
 

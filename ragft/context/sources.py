@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from ragft.config.components import RAGFT_KEYS
 from ragft.config.plain import as_dict
 from ragft.errors import ConfigError, build
 from ragft.record.cost import RetrievalCost
@@ -19,7 +20,8 @@ def build_retriever(cfg: DictConfig | None) -> Retriever | None:
     if cfg is None:
         return None
     settings = as_dict(cfg)  # (a value still `???` stays missing)
-    settings.pop("label", None)
+    for key in RAGFT_KEYS["retriever"]:
+        settings.pop(key, None)
     node = OmegaConf.create({"retriever": settings}).retriever  # so that errors name `retriever.<key>`
     if missing := sorted(OmegaConf.missing_keys(node)):  # (keys come with their full path)
         raise ConfigError(missing[0], "must be set (it has no default).")

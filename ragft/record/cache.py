@@ -6,7 +6,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -65,8 +67,43 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | 
 
 
 def staging_dir(final: Path) -> Path:
-    """A hidden sibling folder of `final` to build it in (same file system, so publishing is a rename)."""
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    """A hidden sibling folder of `final` to build it in (same file system, so publishing is a rename),
+    named by this host and process so that the staging folders of killed processes can be recognised
+    and removed (`remove_stale_staging`) and those of live ones, on any host, are left alone."""
+    remove_stale_staging(final.parent)
+    return Path(
+        tempfile.mkdtemp(prefix=f".{final.name}{STAGING}{socket.gethostname()}-{os.getpid()}-", dir=final.parent)
+    )
+
+
+STAGING = ".staging-"
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Remove the staging folders in `folder` left by processes of this host that are no longer running
+    (killed with SIGKILL, or the machine lost power); return them."""
+    pattern = re.compile(rf"^\..+{re.escape(STAGING)}{re.escape(socket.gethostname())}-(\d+)-[^-]+$")
+    stale = []
+    for path in folder.iterdir() if folder.is_dir() else []:
+        match = pattern.match(path.name)
+        if match and path.is_dir() and not _running(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            stale.append(path)
+    if stale:
+        log.info("removed %d staging folder(s) of stopped runs in %s", len(stale), folder)
+    return stale
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def publish(staging: Path, final: Path) -> None:

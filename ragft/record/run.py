@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -182,6 +183,18 @@ class RunWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
+def replace_file(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write `path` through `write(tmp)` on a hidden sibling, then rename it into place: a reader sees the
+    old file or the new one, never half of one, and a failed write leaves the old file and no temp file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def read_record(run_dir: Path) -> RunRecord:
     return RunRecord.from_dict(json.loads((run_dir / RECORD_FILE).read_text(encoding="utf-8")))
 
@@ -198,7 +211,7 @@ def status(run_dir: Path) -> Status | None:
     """The recorded status of the run in `run_dir`, or None where there is no readable record."""
     try:
         return read_record(run_dir).status
-    except (OSError, ValueError, KeyError, TypeError):
+    except UNREADABLE:
         return None
 
 
@@ -227,6 +240,17 @@ def read_runs(exp_dir: Path) -> list[tuple[Path, RunRecord]]:
     for run_dir in run_dirs(exp_dir):
         try:
             runs.append((run_dir, read_record(run_dir)))
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            log.warning("skipping %s: unreadable record (%s); re-run its arm to replace it", run_dir / RECORD_FILE, err)
+        except UNREADABLE as err:
+            warn_unreadable(run_dir / RECORD_FILE, err)
     return runs
+
+
+UNREADABLE = (OSError, ValueError, KeyError, TypeError)  # what reading a damaged or foreign record raises
+_warned: set[tuple[Path, str]] = set()
+
+
+def warn_unreadable(path: Path, err: BaseException) -> None:
+    """One warning per damaged file and process (the table and the report each read every record)."""
+    if (path, str(err)) not in _warned:
+        _warned.add((path, str(err)))
+        log.warning("skipping %s: unreadable (%s); re-run its arm to replace it", path, err)

@@ -5,20 +5,30 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import bm25s
 
+from ragft.config.values import NonNegativeFloat, Probability
 from ragft.record.cache import cached_dir, content_key, dir_bytes
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import require_corpus
 from ragft.types import Example, Passage
+
+BM25Variant = Literal["robertson", "lucene", "bm25l", "bm25+", "atire"]  # the scoring variants bm25s implements
 
 
 class BM25Retriever:
     """Okapi BM25 over lower-cased word tokens (English stop words removed by default). Passages that
     share no term with the query score 0 and are not returned."""
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", stopwords: str | None = "en") -> None:
+    def __init__(
+        self,
+        k1: NonNegativeFloat = 1.5,
+        b: Probability = 0.75,
+        method: BM25Variant = "lucene",
+        stopwords: str | None = "en",
+    ) -> None:
         self.params = {"k1": k1, "b": b, "method": method}
         self.stopwords = stopwords
         self.index: bm25s.BM25 | None = None

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
+from ragft.config.values import NonNegativeInt, PositiveInt
 from ragft.errors import ConfigError
 from ragft.retrieval.embeddings import Embedder
 from ragft.types import Passage
@@ -32,10 +33,10 @@ class TokenChunker:
     """Windows of `size` tokens of `embedder`'s tokenizer (the run's), each overlapping the previous by
     `overlap`, so that a chunk fits what the embedder reads."""
 
-    def __init__(self, embedder: Embedder, size: int = 128, overlap: int = 32) -> None:
-        if size < 1 or not 0 <= overlap < size:
+    def __init__(self, embedder: Embedder, size: PositiveInt = 128, overlap: NonNegativeInt = 32) -> None:
+        if overlap >= size:
             raise ConfigError(
-                "chunking", f"needs size >= 1 and 0 <= overlap < size, got size={size}, overlap={overlap}."
+                "chunking.overlap", f"{overlap} is not below chunking.size ({size}).", "Set it to less than the size."
             )
         self.embedder = embedder
         self.size, self.overlap = size, overlap

@@ -16,6 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from ragft.config.values import PositiveInt
 from ragft.models.loading import load_embedder
 from ragft.models.sources import resolve_source
 from ragft.record.cache import cached_dir, content_key
@@ -33,7 +34,7 @@ class Embedder:
     never embeds never loads it). Components that embed receive one at construction
     (`embedder: ${embedder}` in their config)."""
 
-    def __init__(self, source: Any, batch_size: int, name: str = "") -> None:
+    def __init__(self, source: Any, batch_size: PositiveInt, name: str = "") -> None:
         self.source = source  # a model id / folder, or a `_target_` node that returns one (resolved lazily)
         self.batch_size = batch_size
         self.name = name

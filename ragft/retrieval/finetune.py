@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ragft.config.values import NonNegativeInt, PositiveFloat, PositiveInt, Share
 from ragft.errors import ConfigError
 from ragft.record.cache import cached_dir, content_key
 from ragft.record.cost import RetrievalCost
@@ -35,28 +36,16 @@ Pair = tuple[str, str, str]  # (query, gold passage text, gold document id)
 
 @dataclass(frozen=True)
 class _TrainingSettings:
-    """What both fine-tunings are configured with; checked as they are built, so a bad value fails
-    before any work, naming its config key."""
+    """What both fine-tunings are configured with; their bounds are checked with the config, before
+    any work (ragft/config/components.py)."""
 
     config_key: ClassVar[str]
-    epochs: float
-    batch_size: int
-    learning_rate: float
-    warmup_ratio: float
-    hard_negatives: int  # per pair: the passages ranked highest outside the gold document
-    seed: int
-
-    def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs > 0,
-            "batch_size": self.batch_size >= 1,
-            "learning_rate": self.learning_rate > 0,
-            "warmup_ratio": 0 <= self.warmup_ratio < 1,
-            "hard_negatives": self.hard_negatives >= 0,
-        }
-        for name, valid in checks.items():
-            if not valid:
-                raise ConfigError(f"{self.config_key}.{name}", f"is out of range: {getattr(self, name)!r}.")
+    epochs: PositiveFloat
+    batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    warmup_ratio: Share
+    hard_negatives: NonNegativeInt  # per pair: the passages ranked highest outside the gold document
+    seed: NonNegativeInt
 
     @property
     def params(self) -> dict[str, Any]:

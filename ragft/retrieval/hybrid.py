@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ragft.config.values import NonNegativeInt, PositiveInt
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import Retriever, reciprocal_rank_fusion
 from ragft.types import Example, Passage
@@ -13,7 +14,7 @@ class HybridRetriever:
     """Each retriever ranks `depth` passages; the fused ranking orders passages by the sum of
     1 / (rrf_k + rank) over the rankings they appear in (Cormack et al. 2009)."""
 
-    def __init__(self, retrievers: Sequence[Retriever], depth: int = 20, rrf_k: int = 60) -> None:
+    def __init__(self, retrievers: Sequence[Retriever], depth: PositiveInt = 20, rrf_k: NonNegativeInt = 60) -> None:
         self.retrievers = list(retrievers)
         self.depth = depth
         self.rrf_k = rrf_k

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ragft.config.values import PositiveInt
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import Retriever, with_training
 from ragft.retrieval.finetune import RerankerFinetune
@@ -19,7 +20,9 @@ class CrossEncoderReranker:
     loaded offline when the retriever is built. With `finetune`, it is first trained from `source` on
     the task's train split, cached."""
 
-    def __init__(self, source: str, batch_size: int, max_length: int, finetune: RerankerFinetune | None = None) -> None:
+    def __init__(
+        self, source: str, batch_size: PositiveInt, max_length: PositiveInt, finetune: RerankerFinetune | None = None
+    ) -> None:
         self.source = source
         self.batch_size = batch_size
         self.max_length = max_length
@@ -47,7 +50,7 @@ class RerankedRetriever:
     """The first stage ranks `depth` passages; the `reranker` scores each (query, passage) pair and the
     best `k` are returned."""
 
-    def __init__(self, first_stage: Retriever, reranker: CrossEncoderReranker, depth: int = 20) -> None:
+    def __init__(self, first_stage: Retriever, reranker: CrossEncoderReranker, depth: PositiveInt = 20) -> None:
         self.first_stage = first_stage
         self.reranker = reranker
         self.depth = depth
