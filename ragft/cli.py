@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.errors import ConfigError, RagftError
+from ragft.record.run import check_writable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,8 +39,17 @@ def command(main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
     try:
         main()
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("ragft: interrupted; the interrupted run was not recorded (run the command again)", file=sys.stderr)
         sys.exit(INTERRUPTED)
+
+
+def _close_progress_bars() -> None:
+    """End the lines of progress bars still open, so that the last line said is ragft's."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -82,15 +92,24 @@ def _check_composes(config_name: str, overrides: Sequence[str]) -> None:
 
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            compose(config_name, overrides=list(overrides))
+            cfg = compose(config_name, overrides=list(overrides))
     except (ConfigCompositionException, HydraException) as err:
         raise _composition_error(err) from None
+    try:
+        results = Path(str(cfg.paths.results))
+    except Exception:  # noqa: BLE001 - an interpolation the job's own check reports with its key
+        return
+    check_writable(results, "paths.results")  # Hydra writes its log there before the job starts
 
 
 def _composition_error(err: Exception) -> ConfigError:
     """Hydra's message, several lines long and advising `+` for a key that does not exist, as one line."""
+    from ragft.config.schema import is_optional_setting
+
     cause = err.__cause__ or err
     key = str(getattr(cause, "full_key", "") or "")
+    if key and "not in struct" in str(cause) and is_optional_setting(key):
+        return ConfigError(key, "is a setting this config leaves out.", f"Add it with `+{key}=...`.")
     if key and "not in struct" in str(cause):
         section = key.rsplit(".", 1)[0] if "." in key else "the config"
         return ConfigError(key, f"is not a setting of `{section}` (with or without `+`).")

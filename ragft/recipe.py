@@ -46,7 +46,16 @@ from ragft.record.cost import (
     parameter_counts,
 )
 from ragft.record.provenance import finished_at, started_now
-from ragft.record.run import RunFailure, RunRecord, RunWriter, Scores, StageScores, TaskScore, is_finished
+from ragft.record.run import (
+    RunFailure,
+    RunRecord,
+    RunWriter,
+    Scores,
+    StageScores,
+    TaskScore,
+    check_writable,
+    is_finished,
+)
 from ragft.record.table import write_table
 from ragft.types import Example, Prediction, TaskData
 
@@ -101,6 +110,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     validate(cfg)
     identity = run_identity(cfg, primary_metric(cfg.task))
     run_dir = Path(cfg.paths.results) / cfg.exp_name / identity.run_id
+    check_writable(run_dir.parent, "paths.results")
     if is_finished(run_dir):
         log.info("%s: finished run with this config exists at %s; reusing it", identity.arm, run_dir)
         write_table(run_dir.parent)
@@ -142,7 +152,8 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
         contexts = arm.builder.build(arm.test, arm.sources)
         prompts = arm.template.render_all(arm.test, contexts, generator.tokenizer)
         encoded = encode(generator, prompts)  # a prompt too long for the model fails here, before any training
-        check_fits([len(e) for e in encoded], [e.id for e in arm.test], arm.max_new_tokens, generator.max_context)
+        lengths, ids = [len(e) for e in encoded], [e.id for e in arm.test]
+        check_fits(lengths, ids, arm.max_new_tokens, generator.max_context, arm.task.places)
     retrieval = arm.sources.cost()  # the test contexts' retrieval, before training reuses the retriever
     training: TrainingCost | None = None
     stages: list[StageScores] = []

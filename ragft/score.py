@@ -15,7 +15,8 @@ without its extension; the experiment is the folder's parent) and `predictions.j
 system put in `results/<experiment>/<name>` appears in `python -m ragft.report results/<experiment>`
 beside ragft's arms, compared with them on the same test examples. Every other argument is a Hydra
 override of ragft's config (`task=clinic_qa`, `task.limits.test=20`, `+debug=smoke`, `seed=1`: the
-bootstrap's seed). A malformed predictions file is an error naming its file and line (exit status 2).
+bootstrap's seed). The predictions file is UTF-8 (a leading byte-order mark is skipped); a malformed
+one is an error naming its file and line (exit status 2).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from omegaconf import DictConfig
 import ragft.cli  # noqa: F401  (offline mode and the `ragft_root` resolver, as for every ragft command)
 from ragft.config.identity import flatten
 from ragft.config.plain import as_dict
-from ragft.data.loading import read_jsonl, task_from_config
+from ragft.data.files import read_jsonl
+from ragft.data.loading import task_from_config
 from ragft.errors import ConfigError, DataError, RagftError
 from ragft.eval.model import EvaluationModels
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
@@ -139,12 +141,13 @@ def score_file(cfg: DictConfig, predictions: Path, out: Path, name: str | None =
 def read_outputs(path: Path, test: Sequence[Example], task: str) -> list[Prediction]:
     """One prediction per test example, in the test split's order, from the predictions file; a line
     that is not an object with a known `id` and a string `output` (and, if any, a list of string
-    `passages`), a repeated id, or a test example without a line is a DataError naming the place."""
+    `passages`), a repeated id, a test example without a line, or bytes that are not UTF-8 is a DataError
+    naming the place (a leading UTF-8 byte-order mark is skipped)."""
     if not path.is_file():
         raise ConfigError("predictions", f"file '{path}' does not exist.", "Point it at a JSONL file of outputs.")
     examples = {e.id: e for e in test}
     found: dict[str, tuple[str, Prediction]] = {}
-    for where, line in read_jsonl(path):
+    for where, line in read_jsonl(path, encoding="utf-8", encoding_key=None):  # None: no setting; UTF-8 only
         example_id = _text(line, "id", path, where, allow_int=True)
         if example_id in found:
             raise DataError(path, f"duplicate id '{example_id}' (first at {found[example_id][0]})", where, "id")

@@ -46,6 +46,7 @@ class TaskData:
     name: str
     splits: dict[str, list[Example]]
     corpus: list[Passage]
+    places: dict[str, str] = field(default_factory=dict, compare=False)  # example id -> "<file>, line 5", for errors
 
     def split(self, name: str) -> list[Example]:
         return self.splits[name]

@@ -20,15 +20,16 @@ def write_notes(path: Path, mutate) -> Path:  # noqa: ANN001
     return path
 
 
-def failed_at(stage: str | None, pattern: str, cfg, tmp_path: Path) -> None:  # noqa: ANN001
+def failed_at(stage: str | None, pattern: str, cfg, tmp_path: Path, error: type = ConfigError) -> None:  # noqa: ANN001
     """An error found once the work has begun (loading the generator, building contexts) is a
-    ConfigError naming the key, and the run is recorded as failed at that stage, without predictions."""
+    ConfigError naming the key (or a DataError naming the place), and the run is recorded as failed at
+    that stage, without predictions."""
     from ragft.recipe import run_experiment_arm
 
-    with pytest.raises(ConfigError, match=pattern):
+    with pytest.raises(error, match=pattern):
         run_experiment_arm(cfg)
     (record,) = records(tmp_path / "results" / "test")
-    assert (record.status, record.failure.error) == ("failed", "ConfigError")
+    assert (record.status, record.failure.error) == ("failed", error.__name__)
     assert stage is None or record.failure.stage == stage
     assert [p.name for p in (tmp_path / "results" / "test").rglob("predictions.jsonl")] == []
 
@@ -153,12 +154,16 @@ def test_k_larger_than_the_train_split(smoke_cfg, tmp_path):
     )
 
 
-def test_prompt_longer_than_the_model_context(smoke_cfg, tmp_path):
+def test_prompt_longer_than_the_model_context(smoke_cfg, tmp_path, clinic):
+    """The error names the example's file and line, not a setting to blame."""
+    first_test = next(i for i, note in enumerate(clinic.notes) if note["split"] == "test")
     failed_at(
         None,  # the prompts are checked between stages, once they are built and before any training
-        r"example 'note-test-\d+' has a \d+-token prompt.*model context of 100 tokens",
+        rf"notes.jsonl, line {first_test + 1}: example '{clinic.notes[first_test]['id']}' has a \d+-token prompt"
+        r".*model context of 100 tokens",
         smoke_cfg("generator.max_context=100"),
         tmp_path,
+        DataError,
     )
 
 

@@ -109,8 +109,11 @@ def test_k_larger_than_the_train_split_names_the_config_key_before_any_work():
 
 
 def test_k_must_be_positive():
-    with pytest.raises(ConfigError, match="context.builder.k"):
-        FewShot(k=0, selection=RandomShots(seed=0))
+    from ragft.config.components import check_component
+
+    selection = {"_target_": "ragft.context.shots.RandomShots", "seed": 0}
+    with pytest.raises(ConfigError, match="context.builder.k`: 0 is not allowed"):
+        check_component("context.builder", {"_target_": "ragft.context.shots.FewShot", "k": 0, "selection": selection})
 
 
 def test_few_shot_configs_build_their_selection():

@@ -117,7 +117,7 @@ def test_report_command_fails_clearly(tmp_path, capsys):
     assert report_main([str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert report_main([str(tmp_path / "empty")]) == 1
+    assert report_main([str(tmp_path / "empty")]) == 2
     exp = write_experiment(tmp_path)
     assert report_main([str(exp), "--baseline", "nope"]) == 2
     assert "baseline 'nope' is not one of the runs" in capsys.readouterr().err

@@ -4,6 +4,8 @@ fusion, reranking, chunking, index persistence, retriever fine-tuning and RAFT t
 import numpy as np
 import pytest
 
+from ragft.config.components import check_component
+from ragft.config.schema import validate
 from ragft.context.rag import RaftContext, RagContext
 from ragft.context.sources import ContextSources
 from ragft.errors import ConfigError, build
@@ -178,7 +180,7 @@ def test_section_chunks_and_bad_settings(embedder):
         ("guide#1", "# Follow-up\nSix weeks."),
     ]
     assert [c.id for c in SectionChunker().split([Passage("p", "one\n\ntwo")])] == ["p#0", "p#1"]
-    with pytest.raises(ConfigError, match="chunking"):
+    with pytest.raises(ConfigError, match="chunking.overlap"):
         TokenChunker(embedder, size=8, overlap=8)
     with pytest.raises(ConfigError, match="chunking.pattern"):
         SectionChunker("(unclosed")
@@ -313,12 +315,12 @@ def test_fine_tuner_settings_come_from_the_config_and_are_checked():
     assert isinstance(reranker.finetune, RerankerFinetune) and reranker.finetune.hard_negatives == 3
     with pytest.raises(TypeError):
         EmbedderFinetune(epochs=1)  # no setting has a Python default: the YAML is the one source
-    with pytest.raises(ConfigError, match="retriever.finetune.batch_size"):
-        finetuner(batch_size=0)
-    with pytest.raises(ConfigError, match="retriever.reranker.finetune.warmup_ratio"):
-        finetuner(RerankerFinetune, warmup_ratio=1.5, embedder=tiny_embedder())
-    with pytest.raises(Exception, match=r"(?s)'epoch'.*retriever\.finetune"):  # misspelt, added with +
-        build_retriever(compose_config("retriever=dense_ft", "+retriever.finetune.epoch=1").retriever)
+    with pytest.raises(ConfigError, match=r"retriever.finetune.batch_size`: 0 is not allowed"):
+        validate(compose_config("context=rag", "retriever=dense_ft", "retriever.finetune.batch_size=0"))
+    with pytest.raises(ConfigError, match=r"retriever.reranker.finetune.warmup_ratio`: 1.5 is not allowed"):
+        validate(compose_config("context=rag", "retriever=reranked_ft", "retriever.reranker.finetune.warmup_ratio=1.5"))
+    with pytest.raises(ConfigError, match=r"retriever.finetune.epoch`: .*Did you mean `retriever.finetune.epochs`"):
+        validate(compose_config("context=rag", "retriever=dense_ft", "+retriever.finetune.epoch=1"))
 
 
 class FixedRanking:
@@ -375,9 +377,9 @@ def test_raft_on_a_chunked_corpus_never_uses_a_chunk_of_the_gold_document_as_dis
     train = [Example("e", "q", "r", gold_passages=("g",))]
     [context] = RaftContext(p_gold=1.0, distractors=2, depth=5).build(train, fixed(corpus), exclude_self=True)
     assert sorted(p.id for p in context.passages) == ["g#0", "o0", "o1"]
-    for bad in ({"p_gold": 1.5}, {"distractors": -1}, {"distractor_source": "nearby"}):
-        with pytest.raises(ConfigError, match="context.builder"):
-            RaftContext(**bad)
+    for key, bad in (("p_gold", 1.5), ("distractors", -1), ("distractor_source", "nearby")):
+        with pytest.raises(ConfigError, match=f"context.builder.{key}`: {bad!r} is not allowed"):
+            check_component("context.builder", {"_target_": "ragft.context.rag.RaftContext", key: bad})
 
 
 def test_rag_context_carries_top_k_passages_and_a_deeper_ranking(embedder, corpus):
@@ -423,8 +425,8 @@ def test_retrieval_without_a_corpus_is_a_config_error(embedder):
 
 
 def test_top_k_must_be_positive():
-    with pytest.raises(ConfigError, match="context.builder.top_k"):
-        RagContext(top_k=0)
+    with pytest.raises(ConfigError, match="context.builder.top_k`: 0 is not allowed"):
+        check_component("context.builder", {"_target_": "ragft.context.rag.RagContext", "top_k": 0})
 
 
 SIGNS = ["wheeze", "headache", "fracture", "burning", "earache", "toe", "rash", "cough", "fever", "nausea",

@@ -293,6 +293,12 @@ def _train(
         start = time.perf_counter()
         result = trainer.train()
         train_s = time.perf_counter() - start
+    if result.global_step == 0:  # never recorded (or cached) as a trained adapter
+        raise ConfigError(
+            "training",
+            f"the adapter trained 0 steps on {len(features)} examples.",
+            "Set training.max_steps or training.epochs so that at least one optimizer step runs.",
+        )
     adaptation.save(trainer.model, out)
     cost = _training_cost(trainer, result, train_s, len(features), memory.record(), adaptation.stored, counts)
     if validation:

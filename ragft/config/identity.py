@@ -34,6 +34,7 @@ NOT_RESULT_SETTINGS = (
 # Sections a run uses only through interpolations inside the sections that use them (a retriever's
 # `embedder: ${embedder}`, an arm's `exclude: ${withdrawn}`): hashed there, where they are used.
 ONLY_INTERPOLATED = ("embedder", "withdrawn")
+DEFAULT_ENCODING = "utf-8"  # task.data.encoding, task.corpus.encoding
 TRAINING_SECTIONS = ("training", "train_task", "train_mix", "sequence")  # used only where the arm trains
 RETRIEVAL_SECTIONS = ("retriever", "chunking")  # used only where the context retrieves
 
@@ -139,9 +140,11 @@ def result_config(cfg: DictConfig) -> dict[str, Any]:
         if leaf and isinstance(container.get(section), dict):
             container[section].pop(leaf, None)
     for node in _task_nodes(container):
-        node["data"]["path"] = _content_of(node["data"]["path"])
-        if node.get("corpus"):
-            node["corpus"]["path"] = _content_of(node["corpus"]["path"])
+        for files in (node["data"], node.get("corpus")):
+            if files:
+                files["path"] = _content_of(files["path"])
+                if files.get("encoding") == DEFAULT_ENCODING:  # the key of runs from before the setting
+                    del files["encoding"]
     return container
 
 

@@ -14,6 +14,7 @@ own message, which advises adding the key with `+`.
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from ragft.config.values import (
 from ragft.errors import ConfigError
 
 MISSING = "???"
+RUN_LABEL = re.compile(r"|[A-Za-z0-9][A-Za-z0-9_.-]*")  # a run label names a folder inside the experiment
 LRScheduler = Literal[  # transformers' SchedulerType values (a test keeps this list equal to them)
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
     "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy",
@@ -252,6 +254,15 @@ def check_override_keys(overrides: Sequence[str], conf: Path | None = None) -> N
                 _check_value(key, value)
 
 
+def is_optional_setting(key: str) -> bool:
+    """Whether `key` is a setting of the schema itself (not of a component's open section): one a config
+    may leave out, which the command line then adds with `+`."""
+    try:
+        return not _schema_at(key.split(".")).open
+    except ConfigError:
+        return False
+
+
 def _values(override: Any) -> list[str]:
     """The value(s) an override sets, each of a sweep (`arm=lora,rag`) on its own."""
     if override.is_sweep_override():
@@ -284,6 +295,11 @@ def _check_value(key: str, value: Any) -> None:
 
 def _check_consistency(run: RunConfig) -> None:
     """Settings that are valid alone but not together."""
+    label = (run.retriever or {}).get("label")
+    if label is not None and not RUN_LABEL.fullmatch(str(label)):  # it begins run folders' names
+        raise ConfigError(
+            "retriever.label", f"{label!r} cannot begin a run folder's name.", "Use letters, digits and _ . - only."
+        )
     if run.context.retrieves and run.retriever is None:
         raise ConfigError(
             "retriever", "is null, but the context retrieves passages.", "Choose one, e.g. retriever=dense_flat."

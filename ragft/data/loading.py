@@ -1,89 +1,20 @@
-"""Task data: read examples and the retrieval corpus from JSONL, CSV, Parquet or saved `datasets`
-folders, with a field mapping; errors name the file, the line or row, and the field."""
+"""Task data: examples and the retrieval corpus read from any file ragft.data.files reads, with a
+field mapping; errors name the file, the line or row, and the field."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
+from ragft.data.files import empty_error, read_records
 from ragft.errors import ConfigError, DataError
 from ragft.types import Example, Passage, TaskData
 
 REQUIRED_SPLITS = ("train", "test")
 REQUIRED_FIELDS = ("id", "input", "reference", "split")
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(path, f"not valid JSON ({err.msg}, column {err.colno})", f"line {number}") from None
-            if not isinstance(record, dict):
-                raise DataError(path, "expected a JSON object per line", f"line {number}")
-            yield f"line {number}", record
-
-
-def read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every cell as text (list fields may hold a JSON list); row numbers count data rows, header excluded."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for number, record in enumerate(frame.to_dict(orient="records"), start=1):
-        yield f"row {number}", record
-
-
-def read_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    frame = pd.read_parquet(path)
-    for number, record in enumerate(frame.to_dict(orient="records"), start=1):
-        yield f"row {number}", {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in record.items()}
-
-
-def read_hf_dataset(path: Path, split_field: str = "split") -> Iterator[tuple[str, dict[str, Any]]]:
-    """A Hugging Face `datasets` Dataset or DatasetDict saved with `save_to_disk`; a DatasetDict's keys
-    give the split where the rows have no split field of their own."""
-    from datasets import DatasetDict, load_from_disk
-
-    data = load_from_disk(str(path))
-    parts = data.items() if isinstance(data, DatasetDict) else [(None, data)]
-    for split, dataset in parts:
-        for number, record in enumerate(dataset, start=1):
-            if split is not None:
-                record.setdefault(split_field, split)
-            yield (f"split {split}, row {number}" if split else f"row {number}"), record
-
-
-READERS: dict[str, Callable[[Path], Iterator[tuple[str, dict[str, Any]]]]] = {
-    ".jsonl": read_jsonl,
-    ".csv": read_csv,
-    ".parquet": read_parquet,
-}
-
-
-def read_records(path: str | Path, config_key: str, split_field: str = "split") -> Iterator[tuple[str, dict[str, Any]]]:
-    """(place, record) pairs from a JSONL, CSV or Parquet file, or a folder saved by `datasets`."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "dataset_dict.json").is_file() and not (path / "dataset_info.json").is_file():
-            raise ConfigError(config_key, f"'{path}' is a folder but not one saved by datasets' save_to_disk.")
-        return read_hf_dataset(path, split_field)
-    if not path.is_file():
-        raise ConfigError(config_key, f"data file '{path}' does not exist.", "Point it at an existing file.")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise ConfigError(
-            config_key,
-            f"cannot read '{path.name}': unknown format '{path.suffix}'.",
-            f"Use one of {sorted(READERS)} or a folder saved by datasets' save_to_disk.",
-        )
-    return reader(path)
 
 
 def _field(record: Mapping[str, Any], name: str, path: Path, where: str, expected: type | tuple[type, ...]) -> Any:
@@ -108,19 +39,31 @@ def load_examples(
     fields: Mapping[str, str | None],
     config_key: str = "task.data.path",
     breakdowns: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
 ) -> dict[str, list[Example]]:
     """Read examples grouped by split from any format `read_records` knows.
 
     `fields` maps ragft's names (id, input, reference, split, and optionally category, gold_passages,
     facts) to the file's field names; a null optional name means the file has no such field.
     `breakdowns` maps the name of each further grouping the report breaks its headline down by (e.g.
-    `knowledge`) to the file's field; every example must have it.
+    `knowledge`) to the file's field; every example must have it. `encoding`: a text file's encoding.
     """
-    path = Path(path)
+    splits, _ = _read_examples(Path(path), fields, config_key, breakdowns, encoding)
+    return splits
+
+
+def _read_examples(
+    path: Path,
+    fields: Mapping[str, str | None],
+    config_key: str,
+    breakdowns: Mapping[str, str] | None,
+    encoding: str,
+) -> tuple[dict[str, list[Example]], dict[str, str]]:
+    """`load_examples`, and where each example is in the file (id -> line or row), in the file's order."""
     required = _required_fields(fields)
     splits: dict[str, list[Example]] = {}
     first_seen: dict[str, str] = {}
-    for line, record in read_records(path, config_key, required["split"]):
+    for line, record in read_records(path, config_key, required["split"], encoding):
         split = str(_field(record, required["split"], path, line, str))
         optional: dict[str, tuple[str | None, type | tuple[type, ...], Any]] = {
             "category": (fields.get("category"), (str, bool, int), ""),  # a flag or a number names a group too
@@ -149,7 +92,9 @@ def load_examples(
             )
         first_seen[example.id] = line
         splits.setdefault(split, []).append(example)
-    return splits
+    if not first_seen:
+        raise empty_error(path, "examples")
+    return splits, first_seen
 
 
 def _required_fields(fields: Mapping[str, str | None]) -> dict[str, str]:
@@ -166,15 +111,26 @@ def _required_fields(fields: Mapping[str, str | None]) -> dict[str, str]:
 
 
 def load_corpus(
-    path: str | Path, id_field: str = "id", text_field: str = "text", config_key: str = "task.corpus.path"
+    path: str | Path,
+    id_field: str = "id",
+    text_field: str = "text",
+    config_key: str = "task.corpus.path",
+    encoding: str = "utf-8",
 ) -> list[Passage]:
+    """The corpus's documents, in the file's order; an id used twice is a DataError naming both places."""
     path = Path(path)
-    passages = [
-        Passage(id=str(_field(r, id_field, path, line, (str, int))), text=_field(r, text_field, path, line, str))
-        for line, r in read_records(path, config_key)
-    ]
+    passages: list[Passage] = []
+    first_seen: dict[str, str] = {}
+    for line, record in read_records(path, config_key, encoding=encoding):
+        passage = Passage(
+            id=str(_field(record, id_field, path, line, (str, int))), text=_field(record, text_field, path, line, str)
+        )
+        if passage.id in first_seen:
+            raise DataError(path, f"duplicate id '{passage.id}' (first at {first_seen[passage.id]})", line, id_field)
+        first_seen[passage.id] = line
+        passages.append(passage)
     if not passages:
-        raise DataError(path, "the corpus is empty")
+        raise empty_error(path, "passages")
     return passages
 
 
@@ -190,8 +146,14 @@ def load_task(
     `data.categories` keeps only the examples of those categories (e.g. one specialty); `limits` then
     caps each split to its first n examples (the default experiment's size knob). `required` names
     the splits that must not be empty (a test set scored only for forgetting needs no train split).
+    Every example's gold passages must be documents of the corpus file (before `corpus.exclude` takes
+    withdrawn documents out of the index: their examples keep their gold ids).
     """
-    splits = load_examples(data["path"], data["fields"], breakdowns=data.get("breakdowns"))
+    path = Path(data["path"])
+    splits, places = _read_examples(
+        path, data["fields"], "task.data.path", data.get("breakdowns"), data.get("encoding", "utf-8")
+    )
+    everything = dict(splits)  # the gold check reads every example, whatever the categories and limits keep
     if data.get("categories"):
         splits = _only_categories(splits, data["categories"], data["path"])
     for split in required:
@@ -206,12 +168,47 @@ def load_task(
             if split not in splits:
                 raise ConfigError(f"task.limits.{split}", f"unknown split; expected one of {sorted(splits)}.")
             splits[split] = splits[split][: int(limit)]
-    passages = (
-        load_corpus(corpus["path"], corpus.get("id_field", "id"), corpus.get("text_field", "text")) if corpus else []
-    )
-    if corpus and corpus.get("exclude"):
+    located = {example_id: f"{path}, {place}" for example_id, place in places.items()}
+    if not corpus:
+        return TaskData(name=name, splits=splits, corpus=[], places=located)
+    corpus_path = Path(corpus["path"])
+    id_field, text_field = corpus.get("id_field", "id"), corpus.get("text_field", "text")
+    passages = load_corpus(corpus_path, id_field, text_field, encoding=corpus.get("encoding", "utf-8"))
+    check_gold_passages(everything, places, passages, path, data["fields"].get("gold_passages"), corpus_path)
+    if corpus.get("exclude"):
         passages = withdraw(passages, corpus["exclude"])
-    return TaskData(name=name, splits=splits, corpus=passages)
+    return TaskData(name=name, splits=splits, corpus=passages, places=located)
+
+
+def check_gold_passages(
+    splits: Mapping[str, Sequence[Example]],
+    places: Mapping[str, str],
+    passages: Sequence[Passage],
+    path: Path,
+    field: str | None,
+    corpus_path: Path,
+) -> None:
+    """A DataError at the first example (in the file's order) whose gold passages name a document the
+    corpus file does not have; it counts the others and, when no gold id at all matches, says to check
+    the corpus's id field."""
+    documents = {p.id for p in passages}
+    by_id = {e.id: e for examples in splits.values() for e in examples}
+    unknown = {example_id: [d for d in by_id[example_id].gold_passages if d not in documents] for example_id in places}
+    wrong = [example_id for example_id, ids in unknown.items() if ids]
+    if not wrong:
+        return
+    first = wrong[0]
+    named = ", ".join(f"'{d}'" for d in unknown[first])
+    problem = (
+        f"unknown gold passage {named}: not a document of {corpus_path.name}"
+        if len(unknown[first]) == 1
+        else f"unknown gold passages {named}: not documents of {corpus_path.name}"
+    )
+    if len(wrong) > 1:
+        problem += f"; {len(wrong) - 1} more examples name documents it lacks"
+    if not any(d in documents for e in by_id.values() for d in e.gold_passages):
+        problem += "; no example's gold passage is in it: check task.corpus.path and task.corpus.id_field"
+    raise DataError(path, problem, f"{places[first]} (example '{first}')", field)
 
 
 def task_from_config(spec: Mapping[str, Any], required: Sequence[str] = REQUIRED_SPLITS) -> TaskData:

@@ -9,7 +9,7 @@ of a batch is neither: every example in it would carry the whole batch's time.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ragft.errors import ConfigError
+from ragft.errors import DataError
 from ragft.models.loading import Generator
 
 
@@ -28,17 +28,24 @@ class Generation:
     output_tokens: int
 
 
-def check_fits(lengths: Sequence[int], ids: Sequence[str], max_new_tokens: int, max_context: int) -> None:
-    """Fail before any work if a prompt plus its answer would not fit the model's context."""
+def check_fits(
+    lengths: Sequence[int],
+    ids: Sequence[str],
+    max_new_tokens: int,
+    max_context: int,
+    places: Mapping[str, str] | None = None,
+) -> None:
+    """Fail before any work if a prompt plus its answer would not fit the model's context; the error
+    names the example's file and line where `places` (example id -> place) knows them."""
     for length, example_id in zip(lengths, ids):
         if length + max_new_tokens > max_context:
-            raise ConfigError(
-                "task.generation.max_new_tokens",
-                f"example '{example_id}' has a {length}-token prompt; with {max_new_tokens} new tokens it exceeds "
-                f"the model context of {max_context} tokens.",
-                "Shorten the template, lower context.builder.k / top_k, or set generator.max_context for a "
-                "model with a longer context.",
+            problem = (
+                f"example '{example_id}' has a {length}-token prompt; with {max_new_tokens} new tokens "
+                f"(task.generation.max_new_tokens) it exceeds the model context of {max_context} tokens. Shorten "
+                "the input or the template, lower context.builder.k / top_k, or set generator.max_context for a "
+                "model with a longer context."
             )
+            raise DataError((places or {}).get(example_id, "task data"), problem)
 
 
 def encode(generator: Generator, prompts: Sequence[str]) -> list[list[int]]:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ragft.errors import ConfigError
 from ragft.record.cache import publish, staging_dir
 from ragft.record.cost import Cost
 from ragft.types import Prediction
@@ -28,6 +29,7 @@ SCHEMA_VERSION = 2
 RECORD_FILE = "record.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 Status = Literal["finished", "failed"]
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)  # a damaged or foreign record
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        if not isinstance(data, dict):
+            raise ValueError(f"a record is a JSON object, not {type(data).__name__}")
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"record schema {data.get('schema_version')}, this ragft reads {SCHEMA_VERSION}")
         return cls(
@@ -181,6 +185,20 @@ class RunWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def check_writable(folder: Path, config_key: str) -> None:
+    """A ConfigError naming `config_key` unless `folder` can be created and written: checked before any
+    work, so a run never does its work only to fail writing its record."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(config_key, f"'{folder}' cannot be a folder: '{existing}' is a file.", "Point it elsewhere.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            config_key, f"'{existing}' is not writable, so '{folder}' cannot hold results.", "Point it elsewhere."
+        )
 
 
 def replace_file(path: Path, write: Callable[[Path], object]) -> Path:
@@ -245,7 +263,6 @@ def read_runs(exp_dir: Path) -> list[tuple[Path, RunRecord]]:
     return runs
 
 
-UNREADABLE = (OSError, ValueError, KeyError, TypeError)  # what reading a damaged or foreign record raises
 _warned: set[tuple[Path, str]] = set()
 
 

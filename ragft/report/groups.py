@@ -8,6 +8,7 @@ finished runs are grouped; a failed run has no scores and appears in the report'
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -17,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ragft.errors import RagftError
 from ragft.eval.registry import mean_with_ci
 from ragft.record.cost import Cost
 from ragft.record.run import (
+    PREDICTIONS_FILE,
+    RECORD_FILE,
     RunIdentity,
     RunRecord,
     Scores,
@@ -27,10 +31,16 @@ from ragft.record.run import (
     Summary,
     TaskScore,
     read_predictions,
+    read_record,
     read_runs,
+    run_dirs,
 )
 
+log = logging.getLogger(__name__)
+
 ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, RagftError)  # a damaged file's errors
+_warned: set[Path] = set()  # predictions files already warned about in this process (a sweep reports often)
 
 
 @dataclass
@@ -45,13 +55,83 @@ class LoadedRun:
         return self.record.status == "finished"
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A run folder the report leaves out: its record or predictions could not be read."""
+
+    folder: Path
+    reason: str  # one line: the file and what is wrong with it
+
+
 def load_runs(exp_dir: Path) -> list[LoadedRun]:
-    """Every readable record of an experiment (finished or failed), finished runs with their predictions.
-    A record of another schema is skipped with a warning naming its file."""
-    return [
-        LoadedRun(record, read_predictions(run_dir) if record.status == "finished" else [])
-        for run_dir, record in read_runs(exp_dir)
-    ]
+    """Every readable run of an experiment (finished or failed), finished runs with their predictions;
+    see `load_experiment` for the folders left out."""
+    return load_experiment(exp_dir)[0]
+
+
+def load_experiment(exp_dir: Path) -> tuple[list[LoadedRun], list[Unreadable]]:
+    """The readable runs of an experiment, and the run folders left out because their record (damaged,
+    of another schema) or a finished run's predictions cannot be read. A left-out file is warned about
+    once per process, naming it (`read_runs` warns about records); it never stops the report."""
+    runs, unreadable = [], []
+    read = read_runs(exp_dir)
+    for run_dir, record in read:
+        try:
+            runs.append(LoadedRun(record, _predictions(run_dir) if record.status == "finished" else []))
+        except UNREADABLE as err:
+            unreadable.append(Unreadable(run_dir, _one_line(f"{PREDICTIONS_FILE}: {err}")))
+            _warn_once(run_dir / PREDICTIONS_FILE, err)
+    read_dirs = {run_dir for run_dir, _ in read}
+    for run_dir in run_dirs(exp_dir):
+        if run_dir not in read_dirs and (reason := _record_problem(run_dir)) is not None:
+            unreadable.append(Unreadable(run_dir, reason))
+    return runs, sorted(unreadable, key=lambda u: u.folder)
+
+
+def _predictions(run_dir: Path) -> list[dict[str, Any]]:
+    """A finished run's predictions, each checked for what the report reads (a string `id`, numeric
+    `scores`, a `breakdowns` mapping): a row of another shape fails here, naming its line, rather than
+    somewhere in a table."""
+    rows = read_predictions(run_dir)
+    for line, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise ValueError(f"line {line}: not an object with a string `id`")
+        scores = row.get("scores")
+        if not isinstance(scores, dict) or not all(_is_number(v) for v in scores.values()):
+            raise ValueError(f"line {line}: `scores` is not an object of numbers")
+        if not isinstance(row.get("breakdowns") or {}, dict) or not isinstance(
+            row.get("category", ""), (str, type(None))
+        ):
+            raise ValueError(f"line {line}: `breakdowns` is not an object or `category` not a string")
+    return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _record_problem(run_dir: Path) -> str | None:
+    """Why a run folder's record cannot be read (None where it now can be, or has gone: a run was
+    committed or replaced since the folder was listed)."""
+    try:
+        read_record(run_dir)
+    except FileNotFoundError:
+        return None
+    except UNREADABLE as err:
+        return _one_line(f"{RECORD_FILE}: {err}")
+    return None
+
+
+def _warn_once(path: Path, err: BaseException) -> None:
+    if path not in _warned:
+        _warned.add(path)
+        log.warning(
+            "skipping %s: unreadable (%s); delete its run folder and run its arm again", path, _one_line(str(err))
+        )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 @dataclass

@@ -8,14 +8,20 @@ import re
 
 from markupsafe import Markup
 
-SECTIONS = {
+from ragft.report.escape import md_code
+
+SECTIONS = {  # {baseline}, {primary}, {base}: names from the runs, each rendered as code and escaped
     "failed": (
         "Runs that stopped with an error, at the stage named: they are in no table or figure below. The "
         "run's folder holds its log with the whole trace; the next identical job runs it again."
     ),
+    "unreadable": (
+        "Run folders whose record or predictions could not be read (damaged, or written by another version "
+        "of ragft): they are in no table or figure. Delete such a folder and run its arm again to replace it."
+    ),
     "quality": (
         "Mean over the test examples with a bootstrap 95% confidence interval; ▲ / ▼ mark a run "
-        "significantly better / worse than the baseline `{baseline}` (paired permutation test on the same "
+        "significantly better / worse than the baseline {baseline} (paired permutation test on the same "
         "examples, p < 0.05 after Holm's adjustment for the number of comparisons in this report)."
     ),
     "seeds": (
@@ -23,28 +29,28 @@ SECTIONS = {
         "the interval is bootstrapped over examples, and `sd` is the standard deviation of the seeds' means."
     ),
     "breakdown": (
-        "`{primary}` on each group of test examples the task marks (`task.data.breakdowns`), with its bootstrap "
+        "{primary} on each group of test examples the task marks (`task.data.breakdowns`), with its bootstrap "
         "95% interval and the group's size. For the clinic's reports, `knowledge`: `seen` where every protocol "
         "fact of the reference occurs in some training report, `unseen` where one occurs only in the corpus "
         "(a held-out condition x severity x age-group cell, or a condition no training note has). An arm that "
         "only memorised the training reports scores well on `seen` and not on `unseen`."
     ),
     "versus": (
-        "Mean per-example difference from `{baseline}` on the same test examples, its paired-bootstrap 95% "
+        "Mean per-example difference from {baseline} on the same test examples, its paired-bootstrap 95% "
         "interval, the p-value of a paired permutation test (signs of the differences flipped at random) and, "
         "in brackets, that p-value Holm-adjusted over every comparison in this table (all runs and metrics), "
         "which keeps the chance of any false positive among them under 5%; `*` and the ▲ / ▼ markers follow "
         "the adjusted value. 0.0001 is the resolution of the 9,999 permutations (fine enough for the adjustment)."
     ),
     "methods": (
-        "Each run's adaptation side by side: `{primary}` with its 95% interval, the share of the model's "
+        "Each run's adaptation side by side: {primary} with its 95% interval, the share of the model's "
         "parameters it trained, what a deployment stores per task (an adapter beside one shared base model, "
         "or a full model copy), training wall time and peak resident memory while training, and the change on "
         "each other test set against the base model (negative: forgotten)."
     ),
     "other_tests": (
         "Other test sets scored zero-shot after the run (`evaluate_also`: the general-knowledge set measures "
-        "catastrophic forgetting), each on its task's primary metric. The change against `{base}` is the mean "
+        "catastrophic forgetting), each on its task's primary metric. The change against {base} is the mean "
         "per-example difference with its paired-bootstrap 95% interval; `*` marks p < 0.05 (paired permutation test, "
         "Holm-adjusted over every run and test set of the table). "
         "A QLoRA run's change includes the 4-bit quantisation of its base, not only what training changed."
@@ -56,7 +62,7 @@ SECTIONS = {
         "stage made the model forget."
     ),
     "quality_cost": (
-        "`{primary}` against the compute a run spent (training plus generating the test answers) and against "
+        "{primary} against the compute a run spent (training plus generating the test answers) and against "
         "its latency at batch 1 (one request answered alone, median). Filled points are the Pareto front: no "
         "other run is both cheaper and better."
     ),
@@ -104,3 +110,13 @@ METRICS = {
 def inline_html(text: str) -> Markup:
     """Escape, then render `code` spans."""
     return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False)))
+
+
+def section_markdown(text: str, names: dict[str, str]) -> str:
+    """A section's note for report.md: each name a code span (shown as typed, whatever it holds)."""
+    return text.format(**{key: md_code(value) for key, value in names.items()})
+
+
+def section_html(text: str, names: dict[str, str]) -> Markup:
+    """A section's note for report.html: escaped, each name in <code> (escaped as it goes in)."""
+    return inline_html(text).format(**{key: Markup("<code>{}</code>").format(value) for key, value in names.items()})

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ragft.report.costs import batch1_latency, compute_seconds  # noqa: E402
+from ragft.report.escape import plot_text  # noqa: E402
 from ragft.report.groups import RunGroup  # noqa: E402
 
 COST_AXES: dict[str, Callable[[RunGroup], float]] = {
@@ -61,13 +62,13 @@ def quality_cost_plot(groups: Sequence[RunGroup], metric: str) -> bytes:
                      label="Pareto front")  # fmt: skip
         axis.step([costs[i] for i in front], [means[i] for i in front], where="post", color="#c2410c", alpha=0.6)
         for g, x, y in zip(scored, costs, means):
-            axis.annotate(g.label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            axis.annotate(plot_text(g.label), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
         axis.set_xlabel(title)
-        axis.set_ylabel(f"{metric} (95% CI)")
+        axis.set_ylabel(f"{plot_text(metric)} (95% CI)")
         axis.grid(alpha=0.3)
         axis.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
         axis.legend(loc="best", fontsize=8)
-    figure.suptitle(f"{metric} against cost: up and to the left is better")
+    figure.suptitle(f"{plot_text(metric)} against cost: up and to the left is better")
     return _png(figure)
 
 
@@ -82,8 +83,8 @@ def metrics_plot(groups: Sequence[RunGroup], metrics: Sequence[str]) -> bytes:
         means = [s.mean if s else np.nan for s in summaries]  # a metric the run lacks: no bar, not a zero
         errors = np.array([[s.mean - s.ci_low if s else np.nan for s in summaries],
                            [s.ci_high - s.mean if s else np.nan for s in summaries]])  # fmt: skip
-        axis.bar(positions + k * width, means, width, yerr=errors, capsize=2, label=g.label)
-    axis.set_xticks(positions + width * (len(groups) - 1) / 2, metrics, rotation=20, ha="right")
+        axis.bar(positions + k * width, means, width, yerr=errors, capsize=2, label=plot_text(g.label))
+    axis.set_xticks(positions + width * (len(groups) - 1) / 2, [plot_text(m) for m in metrics], rotation=20, ha="right")
     axis.set_ylabel("mean over test examples (95% CI)")
     axis.set_ylim(0, 1.05)
     axis.grid(axis="y", alpha=0.3)

@@ -7,9 +7,9 @@ python -m ragft.report results/<experiment> [results/<other experiment> ...]
 from __future__ import annotations
 
 import base64
-import html
-import re
-from collections.abc import Iterable, Sequence
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,13 +24,15 @@ from ragft.record.table import write_table
 from ragft.report import notes
 from ragft.report.adaptation import base_group, methods_table, other_tests_table, stage_tables
 from ragft.report.costs import cost_table
+from ragft.report.escape import md_code, md_text
 from ragft.report.groups import (
     LoadedRun,
     RunGroup,
+    Unreadable,
     default_baseline,
     group_runs,
     headline_metrics,
-    load_runs,
+    load_experiment,
     primary_metric,
 )
 from ragft.report.plots import metrics_plot, quality_cost_plot
@@ -65,6 +67,7 @@ class Report:
     records: list[RunRecord] = field(default_factory=list)  # every run, finished or failed
     failed: list[RunRecord] = field(default_factory=list)
     breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)  # primary metric by knowledge, ...
+    unreadable: list[Unreadable] = field(default_factory=list)  # run folders left out
 
     @property
     def base_label(self) -> str:
@@ -75,7 +78,10 @@ class Report:
     def metric_names(self) -> set[str]:
         return {n for g in self.groups for n in g.scores}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, note: Callable[[str, dict[str, str]], Any]) -> dict[str, Any]:
+        """What the templates print besides the tables; `note` renders a section's note (notes.SECTIONS)
+        with the names it quotes (baseline, primary metric, base model), escaped for the rendering."""
+        names = {"baseline": self.baseline, "primary": self.primary, "base": self.base_label}
         records = [record for g in self.groups for record in g.records]
         identities = [record.identity for record in self.records]  # failed runs name their task too
         scored = [g.scores[self.primary].n for g in self.groups if self.primary in g.scores]
@@ -97,10 +103,7 @@ class Report:
             "multi_seed": any(len(g.runs) > 1 for g in self.groups),
             "examples": self.examples,
             "shown": {name: not frame.empty for name, frame in self.tables.items()},
-            "notes": {
-                k: v.format(baseline=self.baseline, primary=self.primary, base=self.base_label)
-                for k, v in notes.SECTIONS.items()
-            },
+            "notes": {key: note(text, names) for key, text in notes.SECTIONS.items()},
             "metric_notes": [text for name, text in notes.METRICS.items() if name in self.metric_names],
         }
 
@@ -123,9 +126,11 @@ def example_rows(groups: Sequence[RunGroup], n: int = N_EXAMPLES) -> list[dict[s
     return [
         {
             "id": p["id"],
-            "input": p["input"],
-            "reference": p["reference"],
-            "outputs": {label: preds[p["id"]]["output"] for label, preds in per_group.items() if p["id"] in preds},
+            "input": p.get("input", ""),
+            "reference": p.get("reference", ""),
+            "outputs": {
+                label: preds[p["id"]].get("output", "") for label, preds in per_group.items() if p["id"] in preds
+            },
         }
         for p in first
     ]
@@ -133,29 +138,48 @@ def example_rows(groups: Sequence[RunGroup], n: int = N_EXAMPLES) -> list[dict[s
 
 def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Report | None:
     """Gather the run records of one or more experiment folders; None if there are none. Failed runs are
-    listed on their own and left out of every comparison; where no run finished, they are all it shows."""
-    runs: list[LoadedRun] = [run for d in exp_dirs for run in load_runs(Path(d))]
-    if not runs:
+    listed on their own and left out of every comparison; where no run finished, they are all it shows.
+    Run folders that cannot be read are listed too, and left out of everything else."""
+    runs: list[LoadedRun] = []
+    unreadable: list[Unreadable] = []
+    for exp_dir in map(Path, exp_dirs):
+        loaded, skipped = load_experiment(exp_dir)
+        runs += loaded
+        unreadable += skipped
+    if not runs and not unreadable:
         return None
     title = " vs ".join(Path(d).name for d in exp_dirs)
     records = [run.record for run in runs]
     failed = [record for record in records if record.status == "failed"]
+    lists = {"failed": failed_table(records), "unreadable": unreadable_table(unreadable, several=len(exp_dirs) > 1)}
     groups = group_runs(runs)
     if not groups:
-        return Report(title, [], "–", "–", {"failed": failed_table(records)}, [], records=records, failed=failed)
+        return Report(title, [], "–", "–", lists, [], records=records, failed=failed, unreadable=unreadable)
     labels = [g.label for g in groups]
     baseline = baseline or default_baseline(groups)
     if baseline not in labels:
         raise ValueError(f"baseline '{baseline}' is not one of the runs: {labels}")
     primary = primary_metric(groups)
-    tables = {"failed": failed_table(records), **comparison_tables(groups, baseline, primary)}
+    tables = {**lists, **comparison_tables(groups, baseline, primary)}
     figures = {
         "quality_cost": quality_cost_plot(groups, primary),
         "metrics": metrics_plot(groups, headline_metrics(groups)),
     }
     examples, stages = example_rows(groups), stage_tables(groups)
     breakdowns = breakdown_tables(groups, primary)
-    return Report(title, groups, baseline, primary, tables, examples, figures, stages, records, failed, breakdowns)
+    return Report(
+        title, groups, baseline, primary, tables, examples, figures, stages, records, failed, breakdowns, unreadable
+    )
+
+
+def unreadable_table(unreadable: Sequence[Unreadable], several: bool) -> pd.DataFrame:
+    """The run folders left out, one line each: the folder (with its experiment where several are
+    compared) and which file could not be read, and why."""
+    rows = {
+        f"{u.folder.parent.name}/{u.folder.name}" if several else u.folder.name: {"reason": u.reason}
+        for u in unreadable
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def comparison_tables(groups: Sequence[RunGroup], baseline: str, primary: str) -> dict[str, pd.DataFrame]:
@@ -178,25 +202,17 @@ def comparison_tables(groups: Sequence[RunGroup], baseline: str, primary: str) -
 # --- Markdown ----------------------------------------------------------------------------------------
 
 
-def cell(value: Any) -> str:
-    """Markdown-safe table cell: HTML escaped, pipes escaped, line breaks as <br>."""
-    text = html.escape(str(value), quote=False).replace("|", "\\|")
-    return re.sub(r"\r\n|\r|\n", "<br>", text)
-
-
-def text_cell(value: Any) -> str:
-    """Model or data text in Markdown: a cell whose Markdown syntax (links, emphasis, code, headings)
-    shows as typed instead of being rendered."""
-    return cell(re.sub(r"([\\`*_\[\]#~!])", r"\\\1", str(value)))
+cell = text_cell = md_text  # the names earlier versions gave the one Markdown escaping
 
 
 def markdown_table(frame: pd.DataFrame, index_name: str = "") -> str:
+    """A Markdown table: every header, index label and value escaped by `md_text`."""
     if frame.empty:
         return "_(none)_"
-    header = [index_name, *map(str, frame.columns)]
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    header = [index_name, *frame.columns]
+    lines = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
     for index, row in frame.iterrows():
-        lines.append("| " + " | ".join(cell(v) for v in [index, *row.tolist()]) + " |")
+        lines.append("| " + " | ".join(md_text(v) for v in [index, *row.tolist()]) + " |")
     return "\n".join(lines)
 
 
@@ -224,12 +240,14 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["cell"] = cell
-    env.filters["text"] = text_cell
+    env.filters["md"] = md_text  # any text from the records, outside a table (tables escape every cell)
+    env.filters["code"] = md_code  # a name shown as code
     return env
 
 
 def render_markdown(report: Report) -> str:
+    """report.md: every text from the records escaped (`md_text`, or a code span for names), so that
+    nothing a run recorded renders as a link, image, HTML, emphasis or heading, or breaks a table."""
     tables = {name: markdown_table(frame, _index_name(name)) for name, frame in report.tables.items()}
     figures = {name: f"{name}.png" for name in report.figures}
     stages = {label: markdown_table(frame, "stage") for label, frame in report.stages.items()}
@@ -237,7 +255,9 @@ def render_markdown(report: Report) -> str:
     return (
         _environment(False)
         .get_template("report.md.j2")
-        .render(**report.summary(), t=tables, figures=figures, stages=stages, breakdowns=breakdowns)
+        .render(
+            **report.summary(notes.section_markdown), t=tables, figures=figures, stages=stages, breakdowns=breakdowns
+        )
     )
 
 
@@ -245,8 +265,7 @@ def render_html(report: Report) -> str:
     """One file with inline CSS and embedded PNGs; every piece of model or data text is escaped."""
     tables = {name: html_table(frame, _index_name(name)) for name, frame in report.tables.items()}
     figures = {name: data_uri(png) for name, png in report.figures.items()}
-    summary = report.summary()
-    summary["notes"] = {name: notes.inline_html(text) for name, text in summary["notes"].items()}
+    summary = report.summary(notes.section_html)
     summary["metric_notes"] = [notes.inline_html(text) for text in summary["metric_notes"]]
     stages = {label: html_table(frame, "stage") for label, frame in report.stages.items()}
     breakdowns = {name: html_table(frame, "run") for name, frame in report.breakdowns.items()}
@@ -258,17 +277,27 @@ def render_html(report: Report) -> str:
 
 
 def _index_name(table: str) -> str:
-    return {"categories": "category", "config_diff": "config key", "leakage": "check"}.get(table, "run")
+    names = {"categories": "category", "config_diff": "config key", "leakage": "check", "unreadable": "folder"}
+    return names.get(table, "run")
 
 
 # --- writing -----------------------------------------------------------------------------------------
 
 
-def _write(path: Path, data: str | bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, encoding="utf-8")
-    tmp.replace(path)
-    return path
+def write_files(files: dict[Path, str | bytes]) -> list[Path]:
+    """Write every file to a temporary file beside it, then move each into place: an error while writing
+    (a full disk) leaves every earlier file as it was and no temporary file behind."""
+    staged: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            staged[path] = tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, encoding="utf-8")
+        for path, tmp in staged.items():
+            tmp.replace(path)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+    return list(files)
 
 
 def write_report(
@@ -276,7 +305,8 @@ def write_report(
 ) -> list[Path]:
     """Refresh the experiment's runs.csv / runs.parquet and write report.md, report.html and the
     figures; with `compare`, the runs of those experiment folders join the same report, written to
-    `out_dir` (default: `<exp_dir>_vs_<other>` beside `exp_dir`). Returns the written paths ([] if no runs)."""
+    `out_dir` (default: `<exp_dir>_vs_<other>` beside `exp_dir`). Returns the written paths ([] if no runs).
+    Everything is rendered before the first file is replaced: an error leaves the previous report whole."""
     exp_dir = Path(exp_dir)
     exp_dirs = [exp_dir, *map(Path, compare)]
     if not compare:
@@ -285,10 +315,13 @@ def write_report(
     if report is None:
         return []
     out_dir = Path(out_dir) if out_dir else exp_dir.with_name("_vs_".join(d.name for d in exp_dirs))
+    files: dict[Path, str | bytes] = {
+        out_dir / "report.md": render_markdown(report),
+        out_dir / "report.html": render_html(report),
+        **{out_dir / f"{name}.png": png for name, png in report.figures.items()},
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [_write(out_dir / f"{name}.png", png) for name, png in report.figures.items()]
-    written.insert(0, _write(out_dir / "report.html", render_html(report)))
-    written.insert(0, _write(out_dir / "report.md", render_markdown(report)))
+    written = write_files(files)
     if not compare:
-        written += [exp_dir / "runs.csv", exp_dir / "runs.parquet"]
+        written += [path for path in (exp_dir / "runs.csv", exp_dir / "runs.parquet") if path.is_file()]
     return written
