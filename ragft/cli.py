@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -23,6 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 CONF = Path(__file__).resolve().parent.parent / "conf"
 OmegaConf.register_new_resolver("ragft_root", lambda: str(Path(__file__).resolve().parent.parent), replace=True)
 log = logging.getLogger("ragft")
+T = TypeVar("T")
 INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT (128 + 2)
 # bitsandbytes logs a warning on import when its optional CPU kernels (the `kernels` package) are not
 # installed; 4-bit layers then use its portable code path. Said once in the README, not on every run.
@@ -32,12 +33,17 @@ for _name in QUIET_LOGGERS:
 
 
 def command(main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
-    """Run a Hydra command's `main`: the command line checked first; Ctrl-C (at any point, Hydra's
-    own start-up included) stops it with one line and exit status 130. A run interrupted in its work
-    records nothing (its staging folder is removed), so the same command runs it again."""
+    """Run a Hydra command's `main`: the command line checked first, then `main` as `interruptible`."""
     check_command_line(argv)
+    interruptible(main)
+
+
+def interruptible(main: Callable[[], T]) -> T:
+    """`main()`, with Ctrl-C (at any point, Hydra's own start-up included) ending the command with one
+    line and exit status 130. A run interrupted in its work records nothing (its staging folder is
+    removed), so the same command runs it again."""
     try:
-        main()
+        return main()
     except KeyboardInterrupt:
         _close_progress_bars()
         print("ragft: interrupted; the interrupted run was not recorded (run the command again)", file=sys.stderr)
@@ -73,16 +79,39 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
     before the Hydra entry point: Hydra's own error for a misspelt key advises adding it with `+`."""
     from hydra._internal.utils import get_args_parser  # the parser @hydra.main itself uses
 
-    from ragft.config.schema import check_override_keys
+    from ragft.config.command_line import check_override_keys
 
     args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
     try:
         check_override_keys(args.overrides, CONF)
-        if not (args.multirun or args.config_dir or args.config_path or args.help or args.cfg):
-            _check_composes(args.config_name or "config", args.overrides)
+        if not (args.config_dir or args.config_path or args.help or args.cfg):
+            for job in _each_value_once(args.overrides) if args.multirun else [args.overrides]:
+                _check_composes(args.config_name or "config", job)
     except ConfigError as err:
         print(f"ragft: error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def _each_value_once(overrides: Sequence[str]) -> list[list[str]]:
+    """Command lines that together set every value of every sweep on the command line (`arm=lora,rag`)
+    at least once, the other sweeps at their first value: one job per value, not the whole product."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return [list(overrides)]  # Hydra reports what it cannot parse
+    values = [
+        [f"{(o.input_line or '').partition('=')[0]}={v}" for v in o.sweep_string_iterator()]
+        if o.is_sweep_override()
+        else [o.input_line or ""]
+        for o in parsed
+    ]
+    jobs = [[choices[0] for choices in values]]
+    for position, choices in enumerate(values):
+        jobs += [[*jobs[0][:position], choice, *jobs[0][position + 1 :]] for choice in choices[1:]]
+    return jobs
 
 
 def _check_composes(config_name: str, overrides: Sequence[str]) -> None:
@@ -104,7 +133,7 @@ def _check_composes(config_name: str, overrides: Sequence[str]) -> None:
 
 def _composition_error(err: Exception) -> ConfigError:
     """Hydra's message, several lines long and advising `+` for a key that does not exist, as one line."""
-    from ragft.config.schema import is_optional_setting
+    from ragft.config.command_line import is_optional_setting
 
     cause = err.__cause__ or err
     key = str(getattr(cause, "full_key", "") or "")

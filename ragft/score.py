@@ -32,6 +32,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 import ragft.cli  # noqa: F401  (offline mode and the `ragft_root` resolver, as for every ragft command)
+from ragft.cli import interruptible
 from ragft.config.identity import flatten
 from ragft.config.plain import as_dict
 from ragft.data.files import read_jsonl
@@ -100,7 +101,7 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from ragft.config.schema import check_override_keys
+    from ragft.config.command_line import check_override_keys
 
     check_override_keys(overrides)
     try:
@@ -227,4 +228,4 @@ def metrics_json(scores: Scores) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main))

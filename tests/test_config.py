@@ -9,8 +9,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from ragft.config.command_line import check_override_keys
 from ragft.config.identity import NOT_RESULT_SETTINGS, choices, run_identity, run_key, run_label
-from ragft.config.schema import check_override_keys, validate
+from ragft.config.schema import validate
 from ragft.context.sources import build_retriever
 from ragft.errors import ConfigError
 from ragft.eval.registry import resolve_metrics

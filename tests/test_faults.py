@@ -97,17 +97,23 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing_half_written(overrides, 
 
 
 @pytest.mark.integration
-def test_a_run_killed_in_training_leaves_a_staging_folder_the_next_run_removes(tmp_path):
-    command = Command(tmp_path, "arm=lora", "training.max_steps=400")
-    command.wait_for("/400 [")
+@pytest.mark.parametrize(
+    ("overrides", "marker"),
+    [(LONG_TRAINING, "/400 ["), (LONG_GENERATION, "generating 60 answers")],
+    ids=["in-training", "in-generation"],
+)
+def test_a_killed_run_leaves_a_staging_folder_the_next_run_removes(overrides, marker, tmp_path):
+    """Any next run of the experiment removes it (here a short one, not the killed run's own config)."""
+    command = Command(tmp_path, *overrides)
+    command.wait_for(marker)
     command.process.kill()
     command.finish()
     left = hidden_folders(tmp_path / "test")
     assert left, "a killed run left no staging folder: the test no longer kills it in its work"
     assert run_files(tmp_path) == []
 
-    rerun = Command(tmp_path, "arm=lora")
-    assert rerun.finish() == 0, rerun.stderr[-3000:]
+    again = Command(tmp_path, "arm=zero_shot")
+    assert again.finish() == 0, again.stderr[-3000:]
     assert [p for p in left if p.exists()] == []
     (record,) = records(tmp_path / "test")
     assert record.status == "finished"
@@ -209,7 +215,7 @@ def test_a_trained_arm_that_trained_zero_steps_is_an_error(tmp_path, monkeypatch
     from transformers.trainer_utils import TrainOutput
 
     monkeypatch.setattr(Trainer, "train", lambda self, *a, **k: TrainOutput(0, 0.0, {}))
-    result = attempt(tmp_path / "results", "arm=lora")
+    result = attempt(tmp_path / "results", "arm=lora", "seed=977")  # a seed no other test trains: not cached
     assert result.code == 2
     assert result.error.startswith("config `training`: the adapter trained 0 steps on ")
     (record,) = records(tmp_path / "results" / "test")

@@ -6,9 +6,8 @@ Sections whose keys belong to a component built from `_target_` (a retriever, ch
 context builder selection, adaptation method, quantization) or read by one (a metric's settings, a
 prompt template) are open here: that component checks them when it is built, before any work too.
 
-`validate(cfg)` checks a composed config. `check_override_keys(overrides)` checks the keys of
-command-line overrides before Hydra composes: Hydra would stop a misspelt `trainig.epochs=3` with its
-own message, which advises adding the key with `+`.
+`validate(cfg)` checks a composed config; `schema_at(key)` says what the schema holds at a key, for
+the command line's own checks (command_line.py).
 """
 
 from __future__ import annotations
@@ -17,13 +16,12 @@ import difflib
 import re
 import typing
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Gt, Le
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from ragft.config.components import check_components
 from ragft.config.plain import as_dict
@@ -226,73 +224,6 @@ def validate(cfg: DictConfig) -> None:
     _check_consistency(run)
 
 
-def check_override_keys(overrides: Sequence[str], conf: Path | None = None) -> None:
-    """Check the command line before Hydra composes: the keys that overrides set (`training.epochs=3`,
-    `+trainig.epochs=3`) against the schema, the options chosen for config groups (`arm=lora`) against
-    the files in `conf`, and `exp_name`, which names the folder Hydra writes its log to before a job
-    starts. Hydra's own settings and deletions are Hydra's to check, and an override Hydra cannot parse
-    is left for Hydra to report."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException:
-        return
-    searchpath = any(o.key_or_group == "hydra.searchpath" for o in parsed)  # more groups than conf holds
-    for override in parsed:
-        if override.is_hydra_override() or override.is_delete():
-            continue
-        key = override.key_or_group
-        if conf is not None and (conf / key).is_dir():
-            if not searchpath:
-                _check_group_options(conf, (override.input_line or key).partition("=")[0], key, _values(override))
-        elif override.package is None and "." in key:  # a dotted key is a setting, never a group
-            _schema_at(key.split("."))
-        elif key == "exp_name":
-            for value in _values(override):
-                _check_value(key, value)
-
-
-def is_optional_setting(key: str) -> bool:
-    """Whether `key` is a setting of the schema itself (not of a component's open section): one a config
-    may leave out, which the command line then adds with `+`."""
-    try:
-        return not _schema_at(key.split(".")).open
-    except ConfigError:
-        return False
-
-
-def _values(override: Any) -> list[str]:
-    """The value(s) an override sets, each of a sweep (`arm=lora,rag`) on its own."""
-    if override.is_sweep_override():
-        return [str(value) for value in override.sweep_string_iterator()]
-    return [override.get_value_element_as_str()]
-
-
-def _check_group_options(conf: Path, typed: str, group: str, options: Sequence[str]) -> None:
-    """Each option chosen for a config group (`typed=option`, typed as `+task@evaluate_also.qa`) is a
-    file of the group."""
-    known = sorted(p.relative_to(conf / group).with_suffix("").as_posix() for p in (conf / group).rglob("*.yaml"))
-    name = typed.lstrip("+~")
-    for option in options:
-        if option == "null":  # Hydra takes no null for a group on the command line
-            raise ConfigError(name, "cannot be set to null on the command line.", f"Remove the option with `~{name}`.")
-        if option not in known:
-            close = difflib.get_close_matches(option, known, n=1)
-            fix = f"Did you mean `{typed}={close[0]}`?" if close else f"Its options are: {', '.join(known)}."
-            raise ConfigError(name, f"has no option '{option}' (conf/{group}/ has no {option}.yaml).", fix)
-
-
-def _check_value(key: str, value: Any) -> None:
-    """`value` at `key` against the schema, before anything composes."""
-    place = _schema_at(key.split("."))
-    try:
-        TypeAdapter(place.annotation).validate_python(value)
-    except ValidationError:
-        raise ConfigError(key, f"{value!r} is not allowed.", f"Set it to {_describe(place)}.") from None
-
-
 def _check_consistency(run: RunConfig) -> None:
     """Settings that are valid alone but not together."""
     label = (run.retriever or {}).get("label")
@@ -332,7 +263,7 @@ def _missing_values(settings: Any, path: tuple[str, ...] = ()) -> Iterator[str]:
     if isinstance(settings, dict):
         for key, value in settings.items():
             yield from _missing_values(value, (*path, str(key)))
-    elif settings == MISSING and not _schema_at(list(path)).open:
+    elif settings == MISSING and not schema_at(list(path)).open:
         yield ".".join(path)
 
 
@@ -345,7 +276,7 @@ class _Place(typing.NamedTuple):
     open: bool  # inside a section its component checks: any key may follow
 
 
-def _schema_at(path: Sequence[str | int]) -> _Place:
+def schema_at(path: Sequence[str | int]) -> _Place:
     """The schema's type at a dotted key; a ConfigError where the key is not a setting."""
     annotation: Any = RunConfig
     nullable = opened = False
@@ -410,13 +341,13 @@ def _config_error(error: Any) -> ConfigError:
     """One pydantic error as ragft's ConfigError: the key, the value given, what it must be."""
     path, kind = list(error["loc"]), error["type"]
     if kind == "extra_forbidden":
-        return _unknown_key(path, _schema_at(path[:-1]).annotation)
+        return _unknown_key(path, schema_at(path[:-1]).annotation)
     key = ".".join(map(str, path))
-    expected = _describe(_schema_at(path))
+    expected = describe_place(schema_at(path))
     if kind == "missing":
         return ConfigError(key, "is missing.", f"Set it to {expected}.")
     return ConfigError(key, f"{error['input']!r} is not allowed.", f"Set it to {expected}.")
 
 
-def _describe(place: _Place) -> str:
+def describe_place(place: _Place) -> str:
     return describe(place.annotation, place.nullable)
