@@ -105,6 +105,8 @@ CASES = [  # (case, overrides, what the one line says)
     ("lora-rank-fraction", (*LORA, "adaptation.method.r=1.5"), "config `adaptation.method.r`: 1.5 is not allowed."),
     ("lora-dropout", (*LORA, "adaptation.method.lora_dropout=1.5"), "config `adaptation.method.lora_dropout`: 1.5 is not allowed. Set it to a number >= 0 and < 1."),
     ("lora-alpha", (*LORA, "adaptation.method.lora_alpha=-8"), "config `adaptation.method.lora_alpha`: -8 is not allowed."),
+    ("quantization-type", ("adaptation=qlora", "adaptation.quantization.bnb_4bit_quant_type=nf5"), "config `adaptation.quantization.bnb_4bit_quant_type`: 'nf5' is not allowed. Set it to one of 'nf4', 'fp4'."),
+    ("quantization-key", ("adaptation=qlora", "+adaptation.quantization.load_in_3bit=true"), "config `adaptation.quantization.load_in_3bit`: is not a setting of `transformers.BitsAndBytesConfig`. Did you mean `adaptation.quantization.load_in_8bit`?"),
     ("prefix-tokens", ("adaptation=prefix", "adaptation.method.num_virtual_tokens=0"), "config `adaptation.method.num_virtual_tokens`: 0 is not allowed."),
     # --- names that become folders ---
     ("exp-name-parent", ("exp_name=../../x",), "config `exp_name`: '../../x' is not allowed. Set it to a folder name (no / or \\)."),

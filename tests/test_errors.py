@@ -223,7 +223,15 @@ def test_the_command_line_stops_a_misspelt_key_or_a_bad_value_with_exit_status_2
 def test_a_sweep_is_checked_for_every_value_before_hydra_starts(tmp_path):
     """Each value of a command-line sweep composes before any job runs: Hydra's own error for a key a
     component does not have would advise adding it with `+`."""
-    result = ragft_run("-m", "arm=zero_shot,rag", "retriever.k=3", f"paths.results={tmp_path}")
+    result = subprocess.run(
+        [sys.executable, "-m", "ragft.run", "-m", "+debug=smoke", "arm=zero_shot,rag", "retriever.k=3"]
+        + [f"paths.results={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        timeout=300,
+    )
     assert_one_line_error(
         result, "config `retriever.k`: is not a setting of `retriever` (with or without `+`).", tmp_path
     )
