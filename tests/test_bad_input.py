@@ -132,3 +132,27 @@ def test_a_bad_setting_is_one_located_line_and_writes_nothing(overrides, message
 def test_the_battery_covers_each_kind_of_setting():
     """Keys, group options, numbers, components, folder names and combinations all have cases."""
     assert len({case for case, *_ in CASES}) == len(CASES) >= 80
+
+
+def message_table() -> str:
+    """Every case with the line the command prints, as a Markdown table (`python -m tests.test_bad_input`)."""
+    import tempfile
+    from pathlib import Path
+
+    rows = [
+        "| case | command line (after `+debug=smoke`) | exit | message (after `ragft: error: `) |",
+        "|---|---|---|---|",
+    ]
+    for case, overrides, _ in CASES:
+        with tempfile.TemporaryDirectory() as folder:
+            result = attempt(Path(folder) / "results", *overrides)
+        line, said = (text.replace("|", "\\|") for text in (" ".join(overrides), result.error))
+        rows.append(f"| {case} | `{line}` | {result.code} | {said} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    print(message_table())
