@@ -34,8 +34,12 @@ for _name in QUIET_LOGGERS:
 
 def command(main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
     """Run a Hydra command's `main`: the command line checked first, then `main` as `interruptible`."""
-    check_command_line(argv)
-    interruptible(main)
+
+    def checked_main() -> None:
+        check_command_line(argv)
+        main()
+
+    interruptible(checked_main)
 
 
 def interruptible(main: Callable[[], T]) -> T:
@@ -82,36 +86,46 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
     from ragft.config.command_line import check_override_keys
 
     args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    own_conf = not (args.config_dir or args.config_path)  # else groups and configs come from elsewhere
     try:
-        check_override_keys(args.overrides, CONF)
-        if not (args.config_dir or args.config_path or args.help or args.cfg):
-            for job in _each_value_once(args.overrides) if args.multirun else [args.overrides]:
+        check_override_keys(args.overrides, CONF if own_conf else None)
+        if own_conf and not (args.help or args.cfg):
+            for job in _each_group_option_once(args.overrides) if args.multirun else [args.overrides]:
                 _check_composes(args.config_name or "config", job)
     except ConfigError as err:
         print(f"ragft: error: {err}", file=sys.stderr)
         sys.exit(2)
 
 
-def _each_value_once(overrides: Sequence[str]) -> list[list[str]]:
-    """Command lines that together set every value of every sweep on the command line (`arm=lora,rag`)
-    at least once, the other sweeps at their first value: one job per value, not the whole product."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+def _each_group_option_once(overrides: Sequence[str]) -> list[list[str]]:
+    """Command lines that together choose every option a command-line sweep lists for a config group
+    (`arm=lora,rag`) at least once, other sweeps at their first listed value: a sweep of a setting
+    (`seed=0,1,2`) changes no key, so one value is checked. Sweeps Hydra computes (glob, range,
+    interval) are left to Hydra and each job's own check."""
     from hydra.errors import HydraException
 
+    from ragft.config.command_line import is_group, parse, typed
+
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        values = []
+        for override in parse(overrides):
+            if not override.is_sweep_override():
+                values.append([override.input_line or ""])
+            elif override.is_choice_sweep() and not _computed(override):
+                listed = [f"{typed(override)}={v}" for v in override.sweep_string_iterator()]
+                values.append(listed if is_group(override, CONF) else listed[:1])
     except HydraException:
-        return [list(overrides)]  # Hydra reports what it cannot parse
-    values = [
-        [f"{(o.input_line or '').partition('=')[0]}={v}" for v in o.sweep_string_iterator()]
-        if o.is_sweep_override()
-        else [o.input_line or ""]
-        for o in parsed
-    ]
+        return []
     jobs = [[choices[0] for choices in values]]
     for position, choices in enumerate(values):
         jobs += [[*jobs[0][:position], choice, *jobs[0][position + 1 :]] for choice in choices[1:]]
     return jobs
+
+
+def _computed(override: Any) -> bool:
+    from hydra.core.override_parser.types import Glob
+
+    return isinstance(override.value(), Glob)
 
 
 def _check_composes(config_name: str, overrides: Sequence[str]) -> None:

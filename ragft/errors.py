@@ -26,6 +26,11 @@ class DataError(RagftError):
         super().__init__(f"{located}: {problem}")
 
 
+def one_line(text: object) -> str:
+    """`text` on one line: an error message from a library, a file's content, for a one-line report."""
+    return " ".join(str(text).split())
+
+
 def build(config: Any, config_key: str, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate`, letting ragft's own errors through (Hydra wraps whatever a constructor
     raises), reporting a value the user must still set (`???`) as a ConfigError, and a value a
@@ -51,5 +56,5 @@ def build(config: Any, config_key: str, **kwargs: Any) -> Any:
             located = re.search(r"full_key: (\S+)", str(err))
             key = located.group(1) if located else config_key
             key = key if key.startswith(config_key) else f"{config_key}.{key}"
-            raise ConfigError(key, " ".join(str(err.__cause__).split()) + ".") from None
+            raise ConfigError(key, one_line(err.__cause__) + ".") from None
         raise

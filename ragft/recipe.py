@@ -35,7 +35,7 @@ from ragft.eval.registry import check_metrics, primary_metric, score_predictions
 from ragft.eval.testset import TestSet, answer, task_score
 from ragft.models.generation import batch1_latencies, check_fits, encode, latency_sample
 from ragft.models.loading import Generator, best_device, load_generator
-from ragft.models.quantization import check_quantization, require_4bit_support
+from ragft.models.quantization import require_4bit_support
 from ragft.plugins import load_plugins
 from ragft.record.cost import (
     Cost,
@@ -201,7 +201,6 @@ def prepare(cfg: DictConfig) -> Arm:
         )
     adaptation = _adaptation(cfg, task, builder, sources, load_base)
     if cfg.adaptation.get("quantization") is not None:
-        check_quantization(cfg.adaptation.quantization)
         require_4bit_support(best_device())
     return Arm(
         task=task,

@@ -280,7 +280,7 @@ def attempt(results: Path, *overrides: str) -> Attempt:
     stderr, code = io.StringIO(), 0
     with contextlib.redirect_stderr(stderr):
         try:
-            check_command_line(argv)
+            check_command_line([*argv, f"paths.results={results}"])
             cfg = compose_config(*argv, results=results)
             try:
                 run_job(run_experiment_arm, cfg)

@@ -44,6 +44,7 @@ CASES = [  # (case, overrides, what the one line says)
     ("group-arm", ("arm=lora_rga",), "config `arm`: has no option 'lora_rga' (conf/arm/ has no lora_rga.yaml). Did you mean `arm=lora_rag`?"),
     ("group-exp", ("+exp=medical_report",), "config `exp`: has no option 'medical_report' (conf/exp/ has no medical_report.yaml). Did you mean `+exp=medical_reports`?"),
     ("group-task", ("task=clinicqa",), "config `task`: has no option 'clinicqa'"),
+    ("group-quoted", ("arm='lora_rga'",), "config `arm`: has no option 'lora_rga' (conf/arm/ has no lora_rga.yaml)."),
     ("group-retriever", ("retriever=bm52",), "config `retriever`: has no option 'bm52'"),
     ("group-sweep", ("arm=lora,ragg",), "config `arm`: has no option 'ragg'"),
     ("group-package", ("+task@evaluate_also.g=general_qaa",), "config `task@evaluate_also.g`: has no option 'general_qaa' (conf/task/ has no general_qaa.yaml). Did you mean `+task@evaluate_also.g=general_qa`?"),
@@ -106,11 +107,13 @@ CASES = [  # (case, overrides, what the one line says)
     ("lora-dropout", (*LORA, "adaptation.method.lora_dropout=1.5"), "config `adaptation.method.lora_dropout`: 1.5 is not allowed. Set it to a number >= 0 and < 1."),
     ("lora-alpha", (*LORA, "adaptation.method.lora_alpha=-8"), "config `adaptation.method.lora_alpha`: -8 is not allowed."),
     ("quantization-type", ("adaptation=qlora", "adaptation.quantization.bnb_4bit_quant_type=nf5"), "config `adaptation.quantization.bnb_4bit_quant_type`: 'nf5' is not allowed. Set it to one of 'nf4', 'fp4'."),
-    ("quantization-key", ("adaptation=qlora", "+adaptation.quantization.load_in_3bit=true"), "config `adaptation.quantization.load_in_3bit`: is not a setting of `transformers.BitsAndBytesConfig`. Did you mean `adaptation.quantization.load_in_8bit`?"),
+    ("quantization-key", ("adaptation=qlora", "+adaptation.quantization.load_in_3bit=true"), "config `adaptation.quantization.load_in_3bit`: is not a setting of `transformers.BitsAndBytesConfig` (with or without `+`). Did you mean `adaptation.quantization.load_in_8bit`?"),
     ("prefix-tokens", ("adaptation=prefix", "adaptation.method.num_virtual_tokens=0"), "config `adaptation.method.num_virtual_tokens`: 0 is not allowed."),
     # --- names that become folders ---
-    ("exp-name-parent", ("exp_name=../../x",), "config `exp_name`: '../../x' is not allowed. Set it to a folder name (no / or \\)."),
+    ("exp-name-parent", ("exp_name=../../x",), "config `exp_name`: '../../x' is not allowed. Set it to a folder name (letters, digits, _ . -; not starting with .)."),
     ("exp-name-nested", ("exp_name=a/b",), "config `exp_name`: 'a/b' is not allowed."),
+    ("exp-name-dotdot", ("exp_name=..",), "config `exp_name`: '..' is not allowed. Set it to a folder name (letters, digits, _ . -; not starting with .)."),
+    ("exp-name-quoted", ("exp_name='my exp'",), "config `exp_name`: 'my exp' is not allowed."),
     ("retriever-label", (*RAG, "retriever.label=../../evil"), "config `retriever.label`: '../../evil' cannot begin a run folder's name."),
     # --- settings that do not fit together, values left unset or unresolvable ---
     ("retrieves-without-retriever", (*RAG, "~retriever"), "config `retriever`: is null, but the context retrieves passages."),
@@ -120,6 +123,8 @@ CASES = [  # (case, overrides, what the one line says)
     ("category-unknown", ("+task.data.categories=[astrology]",), "config `task.data.categories`: ['astrology'] not among the categories"),
     ("metric-unknown", ("+task.metrics.bleurt={}",), "config `task.metrics`: unknown metric"),
     ("metric-setting", ("+task.metrics.rouge_l.stem=true",), "config `task.metrics.rouge_l`: got an unexpected keyword argument 'stem'."),
+    ("other-task-file", ("+task@evaluate_also.g=general_qa", "evaluate_also.g.data.path=nowhere.jsonl"), "config `evaluate_also.g.data.path`: data file 'nowhere.jsonl' does not exist."),
+    ("other-task-encoding", ("+task@evaluate_also.g=general_qa", "evaluate_also.g.data.encoding=nonsense"), "config `evaluate_also.g.data.encoding`: unknown text encoding 'nonsense'."),
     ("template-placeholder", ("task.template.input_format='Note: {note}'",), "config `task.template.input_format`"),
 ]  # fmt: skip
 
@@ -129,8 +134,8 @@ def test_a_bad_setting_is_one_located_line_and_writes_nothing(overrides, message
     assert_refused(attempt(tmp_path / "results", *overrides), message)
 
 
-def test_the_battery_covers_each_kind_of_setting():
-    """Keys, group options, numbers, components, folder names and combinations all have cases."""
+def test_the_battery_names_each_case_once():
+    """Each case has its own id (the table in the closing note and pytest's ids are keyed by it)."""
     assert len({case for case, *_ in CASES}) == len(CASES) >= 80
 
 

@@ -209,13 +209,18 @@ def test_runs_of_edited_data_are_never_averaged_as_seeds(tmp_path, clinic):
     assert len({group.identity.group_key for group in report.groups}) == 2
 
 
-def test_a_trained_arm_that_trained_zero_steps_is_an_error(tmp_path, monkeypatch):
-    """Finding 5: never a record of a fine-tune that did not train."""
+def test_a_trained_arm_that_trained_zero_steps_is_an_error(tmp_path, monkeypatch, artefact_cache):
+    """Finding 5: a fine-tune that did not train is a failed run, never a trained one."""
     from transformers import Trainer
     from transformers.trainer_utils import TrainOutput
 
+    from ragft.record.cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # no adapter of another test is reused
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "models").symlink_to(artefact_cache / "models", target_is_directory=True)
     monkeypatch.setattr(Trainer, "train", lambda self, *a, **k: TrainOutput(0, 0.0, {}))
-    result = attempt(tmp_path / "results", "arm=lora", "seed=977")  # a seed no other test trains: not cached
+    result = attempt(tmp_path / "results", "arm=lora")
     assert result.code == 2
     assert result.error.startswith("config `training`: the adapter trained 0 steps on ")
     (record,) = records(tmp_path / "results" / "test")

@@ -330,18 +330,20 @@ def test_gradient_checkpointing_with_prefix_tuning_fails_before_any_work(smoke_c
         run_expecting(ConfigError, r"training.gradient_checkpointing.*prefix tuning", cfg, tmp_path)
 
 
-def test_return_freed_memory_maps_large_allocations_when_set_and_keys_no_adapter(smoke_cfg, generator, features):
+def test_return_freed_memory_maps_large_allocations_when_set_and_keys_its_own_adapter(smoke_cfg, generator, features):
+    """It changes no weight but the memory a training records, so an adapter trained with it is never
+    reused by a run without it (nor the other way round), and the run key differs."""
     from unittest import mock
 
     from ragft.adapt import sft
+    from ragft.config.identity import run_key
 
     cfg = smoke_cfg("arm=lora", "training.max_steps=1", "training.return_freed_memory=true")
     default = OmegaConf.merge(cfg.training, {"return_freed_memory": False})
     with mock.patch.object(sft, "map_large_allocations") as mapped:
         first = train_adapter(generator, cfg.adaptation.method, cfg.training, features)
         assert mapped.call_count == 1
-        again = train_adapter(generator, cfg.adaptation.method, default, features)  # where memory goes: no weight
-        assert again.cost.adapter_reused and again.adapter_dir == first.adapter_dir
-        other = OmegaConf.merge(default, {"learning_rate": 0.5})
-        assert not train_adapter(generator, cfg.adaptation.method, other, features).cost.adapter_reused
+        again = train_adapter(generator, cfg.adaptation.method, default, features)
+        assert not again.cost.adapter_reused and again.adapter_dir != first.adapter_dir
         assert mapped.call_count == 1
+    assert run_key(cfg) != run_key(smoke_cfg("arm=lora", "training.max_steps=1"))

@@ -14,8 +14,6 @@ from typing import Any, Protocol
 
 import torch
 
-from ragft.config.components import check_value
-from ragft.config.values import PositiveFloat, PositiveInt, Share
 from ragft.errors import ConfigError, build
 
 log = logging.getLogger(__name__)
@@ -143,21 +141,8 @@ def as_method(spec: Any) -> AdaptationMethod:
     )
 
 
-# Bounds of peft settings that peft itself checks only when it builds the adapter into the model.
-PEFT_BOUNDS = {
-    "r": PositiveInt,
-    "lora_alpha": PositiveFloat,
-    "lora_dropout": Share,
-    "num_virtual_tokens": PositiveInt,
-    "encoder_hidden_size": PositiveInt,
-}
-
-
 def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
     """Fail before any work on adaptation and training settings that cannot work together."""
-    for name, bound in PEFT_BOUNDS.items():
-        if adaptation.method.get(name) is not None:
-            check_value(f"adaptation.method.{name}", adaptation.method[name], bound)
     validation = training.validation
     if (validation.get("early_stopping_patience") or validation.get("eval_steps")) and not (
         validation.get("split") or validation.get("holdout")

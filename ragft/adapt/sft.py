@@ -37,7 +37,7 @@ from ragft.record.memory import map_large_allocations
 
 log = logging.getLogger(__name__)
 IGNORE = -100
-NOT_IN_ADAPTER_KEY = ("logging_steps", "return_freed_memory")  # training settings that change no weight
+NOT_IN_ADAPTER_KEY = ("logging_steps",)  # training settings that change nothing trained or measured
 
 
 @dataclass

@@ -16,15 +16,25 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
-from ragft.config.values import describe
+from ragft.config.values import PositiveFloat, PositiveInt, Share, describe
 from ragft.errors import ConfigError
 
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 RAGFT_KEYS = {"retriever": ("label",)}  # component -> keys ragft reads itself and takes out before building
+# What a library target's signature does not say: bounds peft checks only when it builds the adapter
+# into the model (after the model has loaded), and a config class that keeps unknown keyword arguments
+# (`**kwargs`) instead of refusing them.
+BOUNDS: dict[str, dict[str, Any]] = {
+    "peft.LoraConfig": {"r": PositiveInt, "lora_alpha": PositiveFloat, "lora_dropout": Share},
+    "peft.PrefixTuningConfig": {"num_virtual_tokens": PositiveInt, "encoder_hidden_size": PositiveInt},
+    "peft.PromptTuningConfig": {"num_virtual_tokens": PositiveInt},
+    "transformers.BitsAndBytesConfig": {"bnb_4bit_quant_type": Literal["nf4", "fp4"]},
+}
+CLOSED = ("transformers.BitsAndBytesConfig",)  # its **kwargs are no settings
 
 
 def check_components(settings: Mapping[str, Any]) -> None:
@@ -43,12 +53,12 @@ def check_component(path: str, node: Mapping[str, Any]) -> None:
     except (TypeError, ValueError):  # a builtin without a signature: nothing to check against
         return
     params = signature.parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    hints = _hints(target)
+    takes_any = node["_target_"] not in CLOSED and any(p.kind is p.VAR_KEYWORD for p in params.values())
+    hints = {**_hints(target), **BOUNDS.get(node["_target_"], {})}
     for key, value in node.items():
         if key in HYDRA_KEYS or key in RAGFT_KEYS.get(path, ()):
             continue
-        if key not in params:
+        if key not in params or params[key].kind is params[key].VAR_KEYWORD:
             if not takes_any:
                 raise _unknown(f"{path}.{key}", node["_target_"], list(params))
             continue
@@ -84,11 +94,15 @@ def _locate(path: str, target: str) -> Callable[..., Any]:
     """The object `target` names (`peft.LoraConfig`), imported the way Hydra imports it."""
     parts = target.split(".")
     for split in range(len(parts) - 1, 0, -1):  # the longest prefix that is a module
+        module = ".".join(parts[:split])
         try:
-            located: Any = importlib.import_module(".".join(parts[:split]))
+            located: Any = importlib.import_module(module)
             break
-        except ImportError:
-            continue
+        except ModuleNotFoundError as err:
+            if err.name is not None and not module.startswith(err.name):  # the module exists; its import failed
+                raise _import_failed(path, target, err) from None
+        except Exception as err:  # noqa: BLE001 - a module that exists but fails to import
+            raise _import_failed(path, target, err) from None
     else:
         raise ConfigError(f"{path}._target_", f"cannot import '{target}': no module '{parts[0]}' is installed.")
     for depth, name in enumerate(parts[split:], start=split):
@@ -101,6 +115,11 @@ def _locate(path: str, target: str) -> Callable[..., Any]:
     if not callable(located):
         raise ConfigError(f"{path}._target_", f"'{target}' is not a class or function.")
     return typing.cast(Callable[..., Any], located)
+
+
+def _import_failed(path: str, target: str, err: BaseException) -> ConfigError:
+    reason = " ".join(str(err).split()) or type(err).__name__
+    return ConfigError(f"{path}._target_", f"cannot import '{target}': importing it failed ({reason}).")
 
 
 def _hints(target: Callable[..., Any]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ NOT_RESULT_SETTINGS = (
     "leakage",  # the leakage check reports on the data; it changes no output
     "retrieval_eval",  # python -m ragft.retrieve's settings
     "training.logging_steps",
-    "training.return_freed_memory",  # where freed memory goes, not what is computed
     "generation.latency_sample",  # how many answers are timed alone; the answers scored are the same
     "retriever.label",  # the prefix of arm labels (bm25_rag)
 )

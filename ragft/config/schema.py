@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from ragft.config.components import check_components
 from ragft.config.plain import as_dict
 from ragft.config.values import (
+    FOLDER_NAME,
     Described,
     Fraction,
     NonNegativeFloat,
@@ -39,7 +40,7 @@ from ragft.config.values import (
 from ragft.errors import ConfigError
 
 MISSING = "???"
-RUN_LABEL = re.compile(r"|[A-Za-z0-9][A-Za-z0-9_.-]*")  # a run label names a folder inside the experiment
+RUN_LABEL = re.compile(f"|{FOLDER_NAME}")  # a run label begins a folder's name inside the experiment
 LRScheduler = Literal[  # transformers' SchedulerType values (a test keeps this list equal to them)
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
     "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy",
@@ -192,7 +193,9 @@ class RunConfig(_Section):
     adaptation: Adaptation
     context: Context
     evaluation: Evaluation = Evaluation()
-    exp_name: Annotated[str, Field(min_length=1, pattern=r"^[^/\\]+$"), Described("a folder name (no / or \\)")]
+    exp_name: Annotated[
+        str, Field(pattern=f"^{FOLDER_NAME}$"), Described("a folder name (letters, digits, _ . -; not starting with .)")
+    ]
     seed: NonNegativeInt
     plugins: list[str] = []
     paths: Paths

@@ -22,6 +22,7 @@ Probability = Annotated[float, Ge(0), Le(1)]
 Fraction = Annotated[float, Gt(0), Lt(1)]  # a share strictly between none and all
 Share = Annotated[float, Ge(0), Lt(1)]  # from none up to, not including, all (a warm-up share, a dropout rate)
 Open = dict[str, Any]  # a section whose keys its component checks
+FOLDER_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # names a folder inside the results: never `..`, never hidden
 
 
 class Described(typing.NamedTuple):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ragft.errors import ConfigError, DataError
+from ragft.errors import ConfigError, DataError, one_line
 
 # byte-order marks of encodings a UTF-8 read cannot take; UTF-32's first, as UTF-32-LE's begins with UTF-16-LE's
 FOREIGN_BOMS = (
@@ -53,10 +53,6 @@ def _encoding_fix(encoding_key: str | None, suggestion: str) -> str:
     if encoding_key is None:  # a file ragft reads as UTF-8 only (a predictions file)
         return "save the file as UTF-8"
     return f"set {encoding_key} to the file's encoding (e.g. {suggestion})"
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
 
 
 def decoding_error(path: Path, encoding: str, encoding_key: str | None, csv_rows: bool = False) -> DataError:
@@ -149,15 +145,16 @@ def _csv_parser_error(path: Path, codec: str, err: Exception) -> DataError:
         reader = csv.reader(handle)
         try:
             header = next(reader, [])
-            for number, row in enumerate(reader, start=1):
+            rows = (row for row in reader if row)  # pandas skips blank lines: its row numbers do not count them
+            for number, row in enumerate(rows, start=1):
                 if len(row) > len(header):
                     problem = f"{len(row)} fields where the header has {len(header)} (line {reader.line_num})"
                     return DataError(path, f"{problem}; quote a cell that holds a comma", f"row {number}")
-        except csv.Error:
+        except (csv.Error, UnicodeDecodeError):  # pandas' own words below, or the decoding error first
             pass
     if unclosed := re.search(r"EOF inside string starting at row (\d+)", str(err)):
         return DataError(path, "a quoted cell is never closed; close its quote", f"row {unclosed.group(1)}")
-    return DataError(path, f"not a well-formed CSV file ({_one_line(err)})")
+    return DataError(path, f"not a well-formed CSV file ({one_line(err)})")
 
 
 def read_parquet(path: Path, encoding: str = "utf-8", encoding_key: str | None = None) -> Records:
@@ -165,7 +162,7 @@ def read_parquet(path: Path, encoding: str = "utf-8", encoding_key: str | None =
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-        reason = re.sub(r"^Could not open Parquet input source '[^']*': ", "", _one_line(err))
+        reason = re.sub(r"^Could not open Parquet input source '[^']*': ", "", one_line(err))
         raise DataError(path, f"cannot be read as Parquet ({reason})") from None
     for number, record in enumerate(frame.to_dict(orient="records"), start=1):
         yield f"row {number}", {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in record.items()}
@@ -181,7 +178,7 @@ def read_hf_dataset(path: Path, split_field: str = "split") -> Records:
     except (OSError, ValueError, KeyError, IndexError) as err:
         if _saved_without_data(path):
             return  # the caller says the dataset is empty
-        raise DataError(path, f"cannot be read as a dataset saved by save_to_disk ({_one_line(err)})") from None
+        raise DataError(path, f"cannot be read as a dataset saved by save_to_disk ({one_line(err)})") from None
     parts = data.items() if isinstance(data, DatasetDict) else [(None, data)]
     for split, dataset in parts:
         for number, record in enumerate(dataset, start=1):

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from ragft.data.files import empty_error, read_records
 from ragft.errors import ConfigError, DataError
 from ragft.types import Example, Passage, TaskData
@@ -140,8 +142,10 @@ def load_task(
     corpus: Mapping[str, Any] | None,
     limits: Mapping[str, int | None] | None = None,
     required: Sequence[str] = REQUIRED_SPLITS,
+    key: str = "task",
 ) -> TaskData:
-    """Build a task from its `task.data` and `task.corpus` config sections.
+    """Build a task from its `data` and `corpus` config sections; errors name settings under `key` (the
+    task's place in the config: `task`, `train_task`, `evaluate_also.general_qa`, ...).
 
     `data.categories` keeps only the examples of those categories (e.g. one specialty); `limits` then
     caps each split to its first n examples (the default experiment's size knob). `required` names
@@ -151,11 +155,11 @@ def load_task(
     """
     path = Path(data["path"])
     splits, places = _read_examples(
-        path, data["fields"], "task.data.path", data.get("breakdowns"), data.get("encoding", "utf-8")
+        path, data["fields"], f"{key}.data.path", data.get("breakdowns"), data.get("encoding", "utf-8")
     )
     everything = dict(splits)  # the gold check reads every example, whatever the categories and limits keep
     if data.get("categories"):
-        splits = _only_categories(splits, data["categories"], data["path"])
+        splits = _only_categories(splits, data["categories"], data["path"], key)
     for split in required:
         if not splits.get(split):
             raise DataError(
@@ -166,17 +170,18 @@ def load_task(
     for split, limit in (limits or {}).items():
         if limit is not None:
             if split not in splits:
-                raise ConfigError(f"task.limits.{split}", f"unknown split; expected one of {sorted(splits)}.")
+                raise ConfigError(f"{key}.limits.{split}", f"unknown split; expected one of {sorted(splits)}.")
             splits[split] = splits[split][: int(limit)]
     located = {example_id: f"{path}, {place}" for example_id, place in places.items()}
     if not corpus:
         return TaskData(name=name, splits=splits, corpus=[], places=located)
     corpus_path = Path(corpus["path"])
     id_field, text_field = corpus.get("id_field", "id"), corpus.get("text_field", "text")
-    passages = load_corpus(corpus_path, id_field, text_field, encoding=corpus.get("encoding", "utf-8"))
-    check_gold_passages(everything, places, passages, path, data["fields"].get("gold_passages"), corpus_path)
+    encoding = corpus.get("encoding", "utf-8")
+    passages = load_corpus(corpus_path, id_field, text_field, f"{key}.corpus.path", encoding)
+    check_gold_passages(everything, places, passages, path, data["fields"].get("gold_passages"), corpus_path, key)
     if corpus.get("exclude"):
-        passages = withdraw(passages, corpus["exclude"])
+        passages = withdraw(passages, corpus["exclude"], f"{key}.corpus.exclude")
     return TaskData(name=name, splits=splits, corpus=passages, places=located)
 
 
@@ -187,6 +192,7 @@ def check_gold_passages(
     path: Path,
     field: str | None,
     corpus_path: Path,
+    key: str = "task",
 ) -> None:
     """A DataError at the first example (in the file's order) whose gold passages name a document the
     corpus file does not have; it counts the others and, when no gold id at all matches, says to check
@@ -207,33 +213,35 @@ def check_gold_passages(
     if len(wrong) > 1:
         problem += f"; {len(wrong) - 1} more examples name documents it lacks"
     if not any(d in documents for e in by_id.values() for d in e.gold_passages):
-        problem += "; no example's gold passage is in it: check task.corpus.path and task.corpus.id_field"
+        problem += f"; no example's gold passage is in it: check {key}.corpus.path and {key}.corpus.id_field"
     raise DataError(path, problem, f"{places[first]} (example '{first}')", field)
 
 
 def task_from_config(spec: Mapping[str, Any], required: Sequence[str] = REQUIRED_SPLITS) -> TaskData:
-    """`load_task` for a task config node (`task`, an adapter's `train_task`, a training stage, ...)."""
-    return load_task(spec["name"], spec["data"], spec.get("corpus"), spec.get("limits"), required)
+    """`load_task` for a task config node (`task`, an adapter's `train_task`, a training stage, ...);
+    errors name the node's own keys (`evaluate_also.general_qa.data.encoding`)."""
+    key = str(spec._get_full_key(None)) if isinstance(spec, DictConfig) else ""
+    return load_task(spec["name"], spec["data"], spec.get("corpus"), spec.get("limits"), required, key or "task")
 
 
 def _only_categories(
-    splits: dict[str, list[Example]], categories: Sequence[str], path: str | Path
+    splits: dict[str, list[Example]], categories: Sequence[str], path: str | Path, key: str = "task"
 ) -> dict[str, list[Example]]:
     wanted = {str(c) for c in categories}
     present = {e.category for examples in splits.values() for e in examples}
     if wanted - present:
         raise ConfigError(
-            "task.data.categories",
+            f"{key}.data.categories",
             f"{sorted(wanted - present)} not among the categories of {Path(path).name}.",
             f"Choose from {sorted(present)}.",
         )
     return {split: [e for e in examples if e.category in wanted] for split, examples in splits.items()}
 
 
-def withdraw(passages: list[Passage], ids: Sequence[str]) -> list[Passage]:
+def withdraw(passages: list[Passage], ids: Sequence[str], config_key: str = "task.corpus.exclude") -> list[Passage]:
     """The corpus without the documents `ids` (`task.corpus.exclude`: a withdrawn protocol)."""
     withdrawn = set(ids)
     unknown = sorted(withdrawn - {p.id for p in passages})
     if unknown:
-        raise ConfigError("task.corpus.exclude", f"names documents the corpus does not have: {unknown}.")
+        raise ConfigError(config_key, f"names documents the corpus does not have: {unknown}.")
     return [p for p in passages if p.id not in withdrawn]

@@ -2,47 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ragft.errors import ConfigError
-
-QUANT_TYPES = ("nf4", "fp4")  # the 4-bit data types bitsandbytes implements
-
-
-def check_quantization(spec: Mapping[str, Any]) -> None:
-    """Fail before any work on a quantization setting the config class would take silently (it keeps
-    unknown keyword arguments) or only refuse when the model loads (an unknown 4-bit type)."""
-    from transformers import BitsAndBytesConfig
-
-    if spec.get("_target_") not in (
-        "transformers.BitsAndBytesConfig",
-        "transformers.utils.quantization_config.BitsAndBytesConfig",
-    ):
-        return
-    known = [name for name in inspect.signature(BitsAndBytesConfig).parameters if name != "kwargs"]
-    for key in spec:
-        if key != "_target_" and key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            fix = (
-                f"Did you mean `adaptation.quantization.{close[0]}`?"
-                if close
-                else f"Its settings are: {', '.join(known)}."
-            )
-            raise ConfigError(
-                f"adaptation.quantization.{key}", "is not a setting of `transformers.BitsAndBytesConfig`.", fix
-            )
-    for key in ("bnb_4bit_quant_type",):
-        if spec.get(key) is not None and spec[key] not in QUANT_TYPES:
-            raise ConfigError(
-                f"adaptation.quantization.{key}",
-                f"{spec[key]!r} is not allowed.",
-                f"Set it to one of {', '.join(repr(t) for t in QUANT_TYPES)}.",
-            )
 
 
 def require_4bit_support(device: torch.device) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
-import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -60,56 +59,75 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | 
             build(tmp)
             publish(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            drop(tmp)
             raise
     log.info("cached %s at %s", kind, final)
     return final, True
 
 
 def staging_dir(final: Path) -> Path:
-    """A hidden sibling folder of `final` to build it in (same file system, so publishing is a rename),
-    named by this host and process so that the staging folders of killed processes can be recognised
-    and removed (`remove_stale_staging`) and those of live ones, on any host, are left alone."""
+    """A hidden sibling folder of `final` to build it in (same file system, so publishing is a rename).
+
+    Beside it, its lock file is held locked (flock) by this process until the folder is published or
+    dropped: when the process dies, however it dies, the kernel releases the lock, which is how the next
+    process tells a killed run's staging folder from a live one (`remove_stale_staging`), on any host or
+    container sharing the folder, without trusting process ids."""
     remove_stale_staging(final.parent)
-    return Path(
-        tempfile.mkdtemp(prefix=f".{final.name}{STAGING}{socket.gethostname()}-{os.getpid()}-", dir=final.parent)
-    )
+    handle, lock = tempfile.mkstemp(prefix=f".{final.name}{STAGING}", suffix=LOCK, dir=final.parent)
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
+    staging = Path(lock[: -len(LOCK)])
+    staging.mkdir()  # its name is as unique as its lock file's
+    _held[staging] = handle
+    return staging
 
 
-STAGING = ".staging-"
+STAGING, LOCK = ".staging-", ".lock"
+_held: dict[Path, int] = {}  # staging folder -> the open, locked handle of its lock file
 
 
 def remove_stale_staging(folder: Path) -> list[Path]:
-    """Remove the staging folders in `folder` left by processes of this host that are no longer running
-    (killed with SIGKILL, or the machine lost power); return them."""
-    pattern = re.compile(rf"^\..+{re.escape(STAGING)}{re.escape(socket.gethostname())}-(\d+)-[^-]+$")
+    """Remove the staging folders in `folder` whose lock no process holds (their process was killed, or
+    the machine lost power); return them."""
     stale = []
-    for path in folder.iterdir() if folder.is_dir() else []:
-        match = pattern.match(path.name)
-        if match and path.is_dir() and not _running(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-            stale.append(path)
+    for lock in sorted(folder.glob(f".*{STAGING}*{LOCK}")) if folder.is_dir() else []:
+        try:
+            handle = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:  # published or removed meanwhile
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a live process is building it
+            os.close(handle)
+            continue
+        staging = Path(str(lock)[: -len(LOCK)])
+        shutil.rmtree(staging, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        os.close(handle)
+        stale.append(staging)
     if stale:
         log.info("removed %d staging folder(s) of stopped runs in %s", len(stale), folder)
     return stale
 
 
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+def release(staging: Path) -> None:
+    """Give up a staging folder this process made (after publishing or removing it): its lock file goes."""
+    handle = _held.pop(staging, None)
+    if handle is not None:
+        Path(f"{staging}{LOCK}").unlink(missing_ok=True)
+        os.close(handle)
+
+
+def drop(staging: Path) -> None:
+    """Remove a staging folder this process made, with its lock file."""
+    shutil.rmtree(staging, ignore_errors=True)
+    release(staging)
 
 
 def publish(staging: Path, final: Path) -> None:
     """Move a finished staging folder into place in one rename, readable like any other folder."""
     staging.chmod(0o755)
     os.replace(staging, final)
+    release(staging)
 
 
 def dir_bytes(path: str | Path) -> int:

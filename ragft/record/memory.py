@@ -109,6 +109,15 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+_mapped_from: int | None = None  # the threshold set in this process, if any
+
+
+def large_allocations_mapped_from() -> int | None:
+    """The threshold `map_large_allocations` set in this process (it holds for every later run of the
+    process, a sweep's next jobs included), or None."""
+    return _mapped_from
+
+
 def map_large_allocations(threshold: int = MAPPED_FROM_BYTES) -> bool:
     """glibc: serve every allocation of `threshold` bytes or more with a memory mapping of its own, which
     goes back to the system the moment it is freed (by default glibc raises its threshold as large blocks
@@ -120,7 +129,10 @@ def map_large_allocations(threshold: int = MAPPED_FROM_BYTES) -> bool:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+    global _mapped_from
+    done = bool(mallopt(M_MMAP_THRESHOLD, threshold))
+    _mapped_from = threshold if done else _mapped_from
+    return done
 
 
 def _cuda_peak_bytes() -> int | None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ragft.record.memory import large_allocations_mapped_from
+
 
 def started_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -27,6 +29,8 @@ def finished_at(started: datetime) -> dict[str, Any]:
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
         "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu")},
+        # training.return_freed_memory in this run or an earlier one of the same process: it changes memory
+        "large_allocations_mapped_from_bytes": large_allocations_mapped_from(),
     }
 
 

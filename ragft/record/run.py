@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ragft.errors import ConfigError
-from ragft.record.cache import publish, staging_dir
+from ragft.errors import ConfigError, one_line
+from ragft.record.cache import drop, publish, staging_dir
 from ragft.record.cost import Cost
 from ragft.types import Prediction
 
@@ -184,7 +184,7 @@ class RunWriter:
         publish(self.staging, self.run_dir)
 
     def abort(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        drop(self.staging)
 
 
 def check_writable(folder: Path, config_key: str) -> None:
@@ -263,11 +263,11 @@ def read_runs(exp_dir: Path) -> list[tuple[Path, RunRecord]]:
     return runs
 
 
-_warned: set[tuple[Path, str]] = set()
+_warned: set[Path] = set()
 
 
-def warn_unreadable(path: Path, err: BaseException) -> None:
+def warn_unreadable(path: Path, err: BaseException, fix: str = "re-run its arm to replace it") -> None:
     """One warning per damaged file and process (the table and the report each read every record)."""
-    if (path, str(err)) not in _warned:
-        _warned.add((path, str(err)))
-        log.warning("skipping %s: unreadable (%s); re-run its arm to replace it", path, err)
+    if path not in _warned:
+        _warned.add(path)
+        log.warning("skipping %s: unreadable (%s); %s", path, one_line(err), fix)

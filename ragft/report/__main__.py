@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ragft.errors import RagftError
+from ragft.errors import RagftError, one_line
 from ragft.record.run import RECORD_FILE, run_dirs
 from ragft.report.render import write_report
 
@@ -61,7 +61,7 @@ def folder_problem(folder: Path) -> str | None:
 
 
 def fail(message: str) -> int:
-    print(f"ragft.report: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"ragft.report: error: {one_line(message)}", file=sys.stderr)
     return 2
 
 

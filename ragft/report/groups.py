@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ragft.errors import RagftError
+from ragft.errors import one_line
 from ragft.eval.registry import mean_with_ci
 from ragft.record.cost import Cost
 from ragft.record.run import (
     PREDICTIONS_FILE,
     RECORD_FILE,
+    UNREADABLE,
     RunIdentity,
     RunRecord,
     Scores,
@@ -34,13 +35,13 @@ from ragft.record.run import (
     read_record,
     read_runs,
     run_dirs,
+    warn_unreadable,
 )
 
 log = logging.getLogger(__name__)
 
 ARM_ORDER = ("zero_shot", "few_shot", "rag", "lora", "lora_rag")
-UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, RagftError)  # a damaged file's errors
-_warned: set[Path] = set()  # predictions files already warned about in this process (a sweep reports often)
+REPLACE_FINISHED = "delete its run folder and run its arm again"  # a finished record is never re-run
 
 
 @dataclass
@@ -79,8 +80,8 @@ def load_experiment(exp_dir: Path) -> tuple[list[LoadedRun], list[Unreadable]]:
         try:
             runs.append(LoadedRun(record, _predictions(run_dir) if record.status == "finished" else []))
         except UNREADABLE as err:
-            unreadable.append(Unreadable(run_dir, _one_line(f"{PREDICTIONS_FILE}: {err}")))
-            _warn_once(run_dir / PREDICTIONS_FILE, err)
+            unreadable.append(Unreadable(run_dir, one_line(f"{PREDICTIONS_FILE}: {err}")))
+            warn_unreadable(run_dir / PREDICTIONS_FILE, err, REPLACE_FINISHED)
     read_dirs = {run_dir for run_dir, _ in read}
     for run_dir in run_dirs(exp_dir):
         if run_dir not in read_dirs and (reason := _record_problem(run_dir)) is not None:
@@ -118,20 +119,8 @@ def _record_problem(run_dir: Path) -> str | None:
     except FileNotFoundError:
         return None
     except UNREADABLE as err:
-        return _one_line(f"{RECORD_FILE}: {err}")
+        return one_line(f"{RECORD_FILE}: {err}")
     return None
-
-
-def _warn_once(path: Path, err: BaseException) -> None:
-    if path not in _warned:
-        _warned.add(path)
-        log.warning(
-            "skipping %s: unreadable (%s); delete its run folder and run its arm again", path, _one_line(str(err))
-        )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 @dataclass

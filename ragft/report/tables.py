@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ragft.data.leakage import describe_pairs
+from ragft.errors import one_line
 from ragft.eval.registry import mean_with_ci
 from ragft.eval.stats import holm_adjusted, paired_difference
 from ragft.record.run import RunRecord, Summary
@@ -227,7 +228,7 @@ def failed_table(records: Sequence[RunRecord]) -> pd.DataFrame:
         {
             "run": f"{r.identity.exp}/{r.identity.arm}" if prefix else r.identity.arm,
             "stage": r.failure.stage,
-            "error": _one_line(f"{r.failure.error}: {r.failure.message}"),
+            "error": _shortened(f"{r.failure.error}: {r.failure.message}"),
             "folder": r.identity.run_id,
         }
         for r in ordered
@@ -236,6 +237,6 @@ def failed_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run").rename_axis(None) if rows else pd.DataFrame()
 
 
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
+def _shortened(text: str) -> str:
+    line = one_line(text)
     return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 3] + "..."
