@@ -120,15 +120,18 @@ def write_run(
     settings: dict[str, Any] | None = None,
     task: str = "toy",
     group_key: str | None = None,
+    run_cost: Cost | None = None,
 ) -> Path:
-    """One finished run of `arm` whose per-example `exact_match` scores are `scores` (NaN: not scored)."""
+    """One finished run of `arm` whose per-example `exact_match` scores are `scores` (NaN: not scored),
+    costing `run_cost` (default: `cost(arm)`)."""
     ident = identity(exp_dir, arm, seed, settings, task, group_key)
     run_dir = exp_dir / ident.run_id
     writer = RunWriter(run_dir)
     writer.write_text("config.yaml", yaml.safe_dump({"seed": seed, "note": "for a person; the report never reads it"}))
     writer.write_predictions(predictions(scores, output))
     summary = Summary(**mean_with_ci(scores), higher_is_better=True, group="quality")
-    record = RunRecord(ident, "finished", dict(PROVENANCE), {"exact_match": summary}, cost(arm), leakage(len(scores)))
+    spent = run_cost or cost(arm)
+    record = RunRecord(ident, "finished", dict(PROVENANCE), {"exact_match": summary}, spent, leakage(len(scores)))
     writer.commit(record)
     return run_dir
 

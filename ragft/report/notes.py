@@ -75,6 +75,14 @@ SECTIONS = {  # {baseline}, {primary}, {base}: names from the runs, each rendere
         "peak resident memory of the generation and of the whole run. Each peak is the stretch's own: it "
         "starts from released memory (in brackets: what was resident then) and resets the kernel's peak counter."
     ),
+    "decision": (
+        "What each arm measured in a team's units, and the arm these records recommend without constraints: "
+        "the best strategy on {primary}, with the arms the test set cannot separate from it (paired permutation "
+        "test, Holm-adjusted) as ties. Floors and ceilings are reference points, never recommended. One "
+        "knowledge update costs re-training the generator where the arm trains it, and re-embedding and "
+        "re-indexing the corpus where it retrieves. `python -m ragft.decide <experiment folder> max_latency_s=... "
+        "max_memory_gb=... updates_per_month=... max_update_minutes=...` applies a team's constraints."
+    ),
     "retrieval": (
         "Retrieval against the gold passages: `recall_at_k`, the share of gold documents among the passages "
         "the prompt carries; recall@k, MRR and nDCG of the retriever's ranking (to the context's `depth` "

@@ -24,6 +24,7 @@ from ragft.record.table import write_table
 from ragft.report import notes
 from ragft.report.adaptation import base_group, methods_table, other_tests_table, stage_tables
 from ragft.report.costs import cost_table
+from ragft.report.decision import Constraints, Decision, decide, decision_table
 from ragft.report.escape import md_code, md_text
 from ragft.report.groups import (
     LoadedRun,
@@ -68,6 +69,7 @@ class Report:
     failed: list[RunRecord] = field(default_factory=list)
     breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)  # primary metric by knowledge, ...
     unreadable: list[Unreadable] = field(default_factory=list)  # run folders left out
+    decision: Decision | None = None  # the arm the records recommend, without constraints
 
     @property
     def base_label(self) -> str:
@@ -105,6 +107,7 @@ class Report:
             "shown": {name: not frame.empty for name, frame in self.tables.items()},
             "notes": {key: note(text, names) for key, text in notes.SECTIONS.items()},
             "metric_notes": [text for name, text in notes.METRICS.items() if name in self.metric_names],
+            "decision": self.decision.lines()[1:] if self.decision else [],  # (the constraints line: none)
         }
 
 
@@ -167,9 +170,12 @@ def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Repor
     }
     examples, stages = example_rows(groups), stage_tables(groups)
     breakdowns = breakdown_tables(groups, primary)
+    decision = decide(groups, primary, Constraints())
+    tables["decision"] = decision_table(decision)
     return Report(
-        title, groups, baseline, primary, tables, examples, figures, stages, records, failed, breakdowns, unreadable
-    )
+        title, groups, baseline, primary, tables, examples, figures, stages, records, failed, breakdowns, unreadable,
+        decision,
+    )  # fmt: skip
 
 
 def unreadable_table(unreadable: Sequence[Unreadable], several: bool) -> pd.DataFrame:
