@@ -29,7 +29,7 @@ from ragft.context.sources import ContextSources
 from ragft.context.template import PromptTemplate
 from ragft.data.leakage import check_leakage
 from ragft.data.loading import task_from_config
-from ragft.errors import build
+from ragft.errors import ConfigError, build
 from ragft.eval.model import EvaluationModels
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
 from ragft.eval.testset import TestSet, answer, task_score
@@ -188,10 +188,11 @@ def prepare(cfg: DictConfig) -> Arm:
     """Load the task and every setting of the run, failing on anything that cannot work before any work
     is done: template, metrics, other test sets, adaptation and training data, 4-bit support, leaks."""
     task = task_from_config(cfg.task)
+    test = answered_split(task, cfg.tune.get("split"))
     template = PromptTemplate.from_config(cfg.task.template)
     builder = build(cfg.context.builder, "context.builder")
     evaluation = EvaluationModels(cfg.evaluation)
-    check_metrics(cfg.task.metrics, task.split("test")[0], evaluation, task)
+    check_metrics(cfg.task.metrics, test[0], evaluation, task)
     sources = _sources(cfg, task)
     builder.check(sources)  # e.g. a RAG context without a retriever fails here, before any work
     load_base: Callable[[], Generator] = partial(load_generator, cfg.generator, cfg.adaptation.get("quantization"))
@@ -204,7 +205,7 @@ def prepare(cfg: DictConfig) -> Arm:
         require_4bit_support(best_device())
     return Arm(
         task=task,
-        test=task.split("test"),
+        test=test,
         template=template,
         builder=builder,
         sources=sources,
@@ -220,6 +221,20 @@ def prepare(cfg: DictConfig) -> Arm:
         other_tests=_other_test_sets(cfg, adaptation),
         leakage=check_leakage(task, cfg.leakage),
     )
+
+
+def answered_split(task: TaskData, split: str | None) -> list[Example]:
+    """The examples a run answers and scores: the test split, or for a tuning trial (`tune.split`) another
+    split — never test, which no choice may read."""
+    if split is None:
+        return task.split("test")
+    if split == "test":
+        raise ConfigError(
+            "tune.split", "is the test split; tuning chooses settings on another split.", "Use validation."
+        )
+    if not task.splits.get(split):
+        raise ConfigError("tune.split", f"'{split}' is not a split of the task's data (it has {sorted(task.splits)}).")
+    return task.split(split)
 
 
 def _adaptation(

@@ -3,6 +3,8 @@ single arm, `python -m ragft.run arm=lora_rag`. See conf/config.yaml for every s
 
 from __future__ import annotations
 
+from typing import Any
+
 import hydra
 from omegaconf import DictConfig
 
@@ -10,10 +12,10 @@ from ragft.cli import command, run_job
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from ragft.recipe import run_experiment_arm
+def main(cfg: DictConfig) -> Any:
+    from ragft.tune import run_arm
 
-    run_job(run_experiment_arm, cfg)
+    return run_job(run_arm, cfg)  # a tuning trial's objective, for a sweeper that optimises it
 
 
 if __name__ == "__main__":

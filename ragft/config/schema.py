@@ -182,6 +182,14 @@ class Generation(_Section):
     latency_sample: NonNegativeInt = 8  # examples answered alone to measure latency at batch 1; 0: none
 
 
+class Tune(_Section):
+    trials: NonNegativeInt = 0
+    space: dict[str, dict[str, Any]] = {}  # ragft/tune.py checks each setting and its range
+    split: str | None = None
+    seed: NonNegativeInt = 0
+    chosen: dict[str, Any] = {}
+
+
 class RunConfig(_Section):
     """The whole config of a run, as `conf/config.yaml` composes it."""
 
@@ -202,6 +210,7 @@ class RunConfig(_Section):
     leakage: Leakage
     retrieval_eval: RetrievalEval
     generation: Generation
+    tune: Tune = Tune()
     training: Training
     evaluate_also: dict[str, Task] = {}
     train_mix: TrainMix = TrainMix()

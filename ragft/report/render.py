@@ -108,7 +108,13 @@ class Report:
             "notes": {key: note(text, names) for key, text in notes.SECTIONS.items()},
             "metric_notes": [text for name, text in notes.METRICS.items() if name in self.metric_names],
             "decision": self.decision.lines()[1:] if self.decision else [],  # (the constraints line: none)
+            "tuned": {g.label: g.settings.get("tune.trials") for g in self.groups if _tuned(g)},
         }
+
+
+def _tuned(group: RunGroup) -> bool:
+    """Whether the group's settings were chosen on the validation split (ragft/tune.py records them)."""
+    return any(key.startswith("tune.chosen.") for key in group.settings)
 
 
 def _names(values: Iterable[str | None]) -> str:

@@ -1,0 +1,139 @@
+"""Tuning on validation, never on test: each arm's own settings searched with Optuna (a seeded TPE
+sampler) under the same trial budget for every arm, the objective its task's primary metric on the
+validation split, the study stored in the experiment folder (`tuning.db`, SQLite), the best trial's
+settings applied to the arm's run on test and recorded with it (`tune.chosen`).
+
+A job with `tune.trials > 0` (every job of `+exp=medical_reports_tuned`: each arm at seeds 0, 1, 2) first
+makes sure its arm's study holds `tune.trials` finished trials — the first of the arm's jobs runs them,
+the others reuse them (a file lock keeps concurrent jobs from running them twice) — then runs on test
+with the chosen settings. Each trial is an ordinary run with `tune.split=validation`, recorded in
+`<experiment>_tuning/`, so a killed study resumes and its trials' artefacts are cached like any run's.
+
+`tune.space` maps an arm's label to its settings: a list is a choice, `{low, high, log}` a range
+(whole numbers where both bounds are). An arm without a space is run as configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ragft.config.command_line import is_optional_setting
+from ragft.config.identity import choices, run_label
+from ragft.config.plain import as_dict
+from ragft.errors import ConfigError
+from ragft.eval.registry import METRICS, primary_metric
+from ragft.recipe import run_experiment_arm
+from ragft.record.run import read_record
+
+log = logging.getLogger(__name__)
+STUDY_FILE = "tuning.db"
+TRIAL_SPLIT = "validation"
+
+
+def run_arm(cfg: DictConfig) -> Path | float:
+    """The job of `python -m ragft.run`: the arm run as configured, after tuning where `tune.trials` asks
+    for it; a trial's job returns its objective (the primary metric on the split it scored)."""
+    if cfg.tune.trials and cfg.tune.split is None:
+        cfg = with_tuned_settings(cfg)
+    run_dir = run_experiment_arm(cfg)
+    return objective_of(run_dir) if cfg.tune.split is not None else run_dir
+
+
+def with_tuned_settings(cfg: DictConfig) -> DictConfig:
+    """`cfg` with the best settings of its arm's study (run first where it has fewer than `tune.trials`
+    finished trials); `cfg` unchanged for an arm without a search space."""
+    label = run_label(cfg, choices(cfg))
+    space = _space(cfg, label)
+    if not space:
+        return cfg
+    import optuna
+
+    folder = Path(cfg.paths.results) / cfg.exp_name
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f".tune-{label}.lock")):
+        study = optuna.create_study(
+            study_name=label,
+            storage=f"sqlite:///{folder / STUDY_FILE}",
+            load_if_exists=True,
+            direction="maximize" if _higher_is_better(cfg) else "minimize",
+            sampler=optuna.samplers.TPESampler(seed=int(cfg.tune.seed)),
+        )
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) < cfg.tune.trials:
+            log.info("%s: tuning %d trial(s) on %s", label, cfg.tune.trials - len(done), TRIAL_SPLIT)
+            study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=cfg.tune.trials - len(done))
+        best = study.best_params
+    log.info(
+        "%s: tuned settings %s (validation %s %.3f)", label, best, cfg.task.get("primary_metric"), study.best_value
+    )
+    return applied(cfg, best, chosen=True)
+
+
+def applied(cfg: DictConfig, settings: Mapping[str, Any], chosen: bool = False) -> DictConfig:
+    """A copy of `cfg` with `settings` (dotted keys) set; `chosen` records them under `tune.chosen`."""
+    copy = deepcopy(cfg)
+    with open_dict(copy):
+        for key, value in settings.items():
+            OmegaConf.update(copy, key, value, merge=False)
+        if chosen:
+            copy.tune.chosen = dict(settings)
+    return copy
+
+
+def objective_of(run_dir: Path) -> float:
+    """A run's primary metric (its mean over the examples it scored)."""
+    record = read_record(run_dir)
+    if record.status != "finished":
+        raise ConfigError("tune", f"the trial run {run_dir.name} failed: {record.failure}")
+    return record.scores[record.identity.primary_metric].mean
+
+
+def _trial(cfg: DictConfig, space: Mapping[str, Any], trial: Any) -> float:
+    """One trial: the arm on the validation split with the trial's settings, recorded apart from the
+    experiment's own runs."""
+    settings = {key: _suggest(trial, key, spec) for key, spec in space.items()}
+    trial_cfg = applied(cfg, settings)
+    with open_dict(trial_cfg):
+        trial_cfg.tune.split, trial_cfg.tune.trials = TRIAL_SPLIT, 0
+        trial_cfg.seed = trial_cfg.tune.seed  # every trial at one seed, whichever of the arm's jobs runs them
+        trial_cfg.exp_name = f"{cfg.exp_name}_tuning"
+    return objective_of(run_experiment_arm(trial_cfg))
+
+
+def _suggest(trial: Any, key: str, spec: Any) -> Any:
+    if isinstance(spec, list):
+        return trial.suggest_categorical(key, spec)
+    low, high, logarithmic = spec["low"], spec["high"], bool(spec.get("log", False))
+    if isinstance(low, int) and isinstance(high, int):
+        return trial.suggest_int(key, low, high, log=logarithmic)
+    return trial.suggest_float(key, float(low), float(high), log=logarithmic)
+
+
+def _space(cfg: DictConfig, label: str) -> dict[str, Any]:
+    """The arm's search space, each setting checked: a key the config has, choices or a range."""
+    node = cfg.tune.space.get(label)
+    space = {str(k): v for k, v in as_dict(node).items()} if node is not None else {}
+    for key, spec in space.items():
+        where = f"tune.space.{label}.{key}"
+        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT and not is_optional_setting(key):
+            raise ConfigError(where, f"`{key}` is not a setting of this arm's config.")
+        ranged = isinstance(spec, dict) and {"low", "high"} <= set(spec) and set(spec) <= {"low", "high", "log"}
+        if not (isinstance(spec, list) and spec) and not (ranged and spec["low"] < spec["high"]):
+            raise ConfigError(where, f"{spec!r} is not a search space.", "Use a list of choices or {low, high, log}.")
+    return dict(space)
+
+
+_ABSENT = object()
+
+
+def _higher_is_better(cfg: DictConfig) -> bool:
+    """Whether the task's primary metric is better higher (the metric registry knows)."""
+    metric = METRICS.get(primary_metric(cfg.task))
+    return metric.higher_is_better if metric else True

@@ -1,0 +1,92 @@
+"""Tuning on validation, never on test: the same trial budget for every arm, the study stored in the
+experiment folder, the chosen settings applied to the run on test and recorded with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ragft.errors import ConfigError
+from ragft.tune import STUDY_FILE, run_arm
+from tests.conftest import attempt, records
+
+FEW_SHOT_SPACE = "+tune.space.few_shot={context.builder.k: [1, 2, 3]}"
+
+
+def study(results: Path, exp: str = "test", label: str = "few_shot") -> optuna.Study:
+    return optuna.load_study(study_name=label, storage=f"sqlite:///{results / exp / STUDY_FILE}")
+
+
+def test_an_arm_is_tuned_on_validation_then_run_on_test_with_the_chosen_settings(smoke_cfg, tmp_path, clinic):
+    results = tmp_path / "results"
+    run_dir = run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", FEW_SHOT_SPACE))
+    trials = study(results).trials
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    tried = records(results / "test_tuning")
+    assert tried and {r.identity.settings["tune.split"] for r in tried} == {"validation"}
+    validation = len(clinic.split(clinic.notes, "validation"))
+    assert {r.scores["field_accuracy"].n for r in tried} == {validation}  # the whole split, as the final run's test
+    (final,) = records(results / "test")
+    best = study(results).best_params
+    assert final.identity.settings["context.builder.k"] == best["context.builder.k"]
+    assert final.identity.settings["tune.chosen.context.builder.k"] == best["context.builder.k"]
+    assert final.identity.settings["tune.split"] is None and run_dir.parent == results / "test"
+
+
+def test_trials_score_the_validation_split_and_never_test(smoke_cfg, tmp_path, clinic):
+    results = tmp_path / "results"
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
+    validation = {n["id"] for n in clinic.split(clinic.notes, "validation")}
+    from ragft.record.run import read_predictions
+
+    for folder in (results / "test_tuning").iterdir():
+        if folder.is_dir() and not folder.name.startswith("."):
+            assert {p["id"] for p in read_predictions(folder)} <= validation
+
+
+def test_a_second_job_of_the_arm_reuses_the_study(smoke_cfg, tmp_path):
+    """Seeds 0, 1, 2 of one arm: the first job runs the trials, the others only read the best."""
+    results = tmp_path / "results"
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "seed=1"))
+    assert len(study(results).trials) == 2
+    assert sorted(r.identity.seed for r in records(results / "test")) == [0, 1]
+
+
+def test_an_arm_without_a_space_runs_as_configured(smoke_cfg, tmp_path):
+    run_arm(smoke_cfg("arm=zero_shot", "tune.trials=3", FEW_SHOT_SPACE))
+    assert not (tmp_path / "results" / "test" / STUDY_FILE).exists()
+    assert not (tmp_path / "results" / "test_tuning").exists()
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [("{context.builder.kk: [1, 2]}", "tune.space.few_shot.context.builder.kk`: `context.builder.kk` is not a setting"),
+     ("{context.builder.k: []}", "tune.space.few_shot.context.builder.k`: [] is not a search space."),
+     ("{context.builder.k: {low: 3, high: 1}}", "is not a search space.")],
+)  # fmt: skip
+def test_a_bad_search_space_is_one_line(space, message, smoke_cfg):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", f"+tune.space.few_shot={space}"))
+
+
+def test_tuning_on_test_is_refused(tmp_path):
+    result = attempt(tmp_path / "results", "arm=few_shot", "tune.split=test")
+    assert result.code == 2
+    assert result.error.startswith("config `tune.split`: is the test split")
+
+
+def test_the_report_says_which_arms_were_tuned_and_an_untuned_report_says_none_was(smoke_cfg, tmp_path):
+    from ragft.report.render import write_report
+
+    results = tmp_path / "results"
+    run_arm(smoke_cfg("arm=zero_shot"))
+    write_report(results / "test")
+    assert "No arm was tuned" in (results / "test" / "report.md").read_text(encoding="utf-8")
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
+    write_report(results / "test")
+    markdown = (results / "test" / "report.md").read_text(encoding="utf-8")
+    assert "Tuned on the validation split" in markdown and "few_shot (2 trials)" in markdown
+    assert "tune.chosen.context.builder.k" in markdown  # the chosen setting, in What differs
