@@ -75,6 +75,12 @@ SECTIONS = {  # {baseline}, {primary}, {base}: names from the runs, each rendere
         "peak resident memory of the generation and of the whole run. Each peak is the stretch's own: it "
         "starts from released memory (in brackets: what was resident then) and resets the kernel's peak counter."
     ),
+    "curves": (
+        "Quality against what each arm learns from, for arms run at several sizes of it (`+exp=data_efficiency`): "
+        "training examples (`task.limits.train`: the fine-tuning data, and the pool few-shot draws from), "
+        "demonstrations (`context.builder.k`), passages (`context.builder.top_k`); {primary} with its 95% "
+        "interval at each point. Where two curves cross, the means change order; the intervals say how sure."
+    ),
     "decision": (
         "What each arm measured in a team's units, and the arm these records recommend without constraints: "
         "the best strategy on {primary}, with the arms the test set cannot separate from it (paired permutation "

@@ -1,5 +1,5 @@
 """Report figures (matplotlib, rendered off-screen to PNG bytes): quality against cost with the Pareto
-front marked, and each headline metric per run with its 95% interval."""
+front marked, each headline metric per run with its 95% interval, and data-efficiency curves."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ragft.report.costs import batch1_latency, compute_seconds  # noqa: E402
+from ragft.report.curves import CURVE_SETTINGS, Curve  # noqa: E402
 from ragft.report.escape import plot_text  # noqa: E402
 from ragft.report.groups import RunGroup  # noqa: E402
 
@@ -89,4 +90,26 @@ def metrics_plot(groups: Sequence[RunGroup], metrics: Sequence[str]) -> bytes:
     axis.set_ylim(0, 1.05)
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize=8, ncol=min(len(groups), 5), loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    return _png(figure)
+
+
+def curves_plot(curves: Sequence[Curve], metric: str) -> bytes:
+    """One panel per quantity learned from (training examples, demonstrations, passages): each arm's
+    `metric` at each value with its 95% interval, joined."""
+    panels = sorted({c.setting for c in curves})
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    for axis, setting in zip(axes[0], panels):
+        for curve in (c for c in curves if c.setting == setting):
+            xs = [x for x, _ in curve.points]
+            means = [s.mean for _, s in curve.points]
+            errors = np.array(
+                [[s.mean - s.ci_low for _, s in curve.points], [s.ci_high - s.mean for _, s in curve.points]]
+            )
+            axis.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=plot_text(curve.arm))
+        axis.set_xscale("log")
+        axis.set_xlabel(plot_text(curves[0].counts if len(panels) == 1 else CURVE_SETTINGS[setting]))
+        axis.set_ylabel(f"{plot_text(metric)} (95% CI)")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best", fontsize=8)
+    figure.suptitle(f"{plot_text(metric)} against what each arm learns from")
     return _png(figure)

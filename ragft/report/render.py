@@ -24,6 +24,7 @@ from ragft.record.table import write_table
 from ragft.report import notes
 from ragft.report.adaptation import base_group, methods_table, other_tests_table, stage_tables
 from ragft.report.costs import cost_table
+from ragft.report.curves import crossings, curves_table, learning_curves
 from ragft.report.decision import Constraints, Decision, decide, decision_table
 from ragft.report.escape import md_code, md_text
 from ragft.report.groups import (
@@ -36,7 +37,7 @@ from ragft.report.groups import (
     load_experiment,
     primary_metric,
 )
-from ragft.report.plots import metrics_plot, quality_cost_plot
+from ragft.report.plots import curves_plot, metrics_plot, quality_cost_plot
 from ragft.report.tables import (
     baseline_table,
     breakdown_tables,
@@ -109,6 +110,7 @@ class Report:
             "metric_notes": [text for name, text in notes.METRICS.items() if name in self.metric_names],
             "decision": self.decision.lines()[1:] if self.decision else [],  # (the constraints line: none)
             "tuned": {g.label: g.settings.get("tune.trials") for g in self.groups if _tuned(g)},
+            "crossings": crossings(learning_curves(self.groups, self.primary)) if self.groups else [],
         }
 
 
@@ -174,6 +176,10 @@ def build_report(exp_dirs: Sequence[Path], baseline: str | None = None) -> Repor
         "quality_cost": quality_cost_plot(groups, primary),
         "metrics": metrics_plot(groups, headline_metrics(groups)),
     }
+    curves = learning_curves(groups, primary)
+    if curves:
+        figures["curves"] = curves_plot(curves, primary)
+    tables["curves"] = curves_table(curves)
     examples, stages = example_rows(groups), stage_tables(groups)
     breakdowns = breakdown_tables(groups, primary)
     decision = decide(groups, primary, Constraints())

@@ -1,0 +1,83 @@
+"""Data-efficiency curves: an arm's quality against the amount it learns from — training examples for a
+trained arm (`task.limits.train`), demonstrations for few-shot (`context.builder.k`), passages for RAG
+(`context.builder.top_k`) — read from groups of the same arm that differ in that one setting
+(`+exp=data_efficiency`), and where two arms' curves cross."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ragft.record.run import Summary
+from ragft.report.groups import RunGroup
+
+CURVE_SETTINGS = {  # setting -> what its value counts
+    "task.limits.train": "training examples",
+    "context.builder.k": "demonstrations",
+    "context.builder.top_k": "passages",
+}
+
+
+@dataclass(frozen=True)
+class Curve:
+    arm: str
+    setting: str
+    points: list[tuple[float, Summary]]  # (the setting's value, the primary metric there), by value
+
+    @property
+    def counts(self) -> str:
+        return CURVE_SETTINGS[self.setting]
+
+
+def learning_curves(groups: Sequence[RunGroup], metric: str) -> list[Curve]:
+    """One curve per arm whose groups differ in exactly one curve setting (and the seed), at two values
+    or more; an arm whose groups differ otherwise draws none."""
+    by_arm: dict[str, list[RunGroup]] = {}
+    for group in groups:
+        if metric in group.scores:
+            by_arm.setdefault(group.identity.arm, []).append(group)
+    curves = []
+    for arm, members in by_arm.items():
+        varying = _varying(members)
+        if len(members) > 1 and len(varying) == 1 and varying[0] in CURVE_SETTINGS:
+            setting = varying[0]
+            values = [(g.settings.get(setting), g.scores[metric]) for g in members]
+            points = [(float(v), s) for v, s in values if isinstance(v, (int, float))]
+            if len(points) == len(values):
+                curves.append(Curve(arm, setting, sorted(points, key=lambda p: p[0])))
+    return curves
+
+
+def curves_table(curves: Sequence[Curve]) -> pd.DataFrame:
+    """Each curve's points: the metric's mean and interval at each value."""
+    rows = {
+        f"{c.arm} ({c.counts})": {f"{x:g}": f"{s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]" for x, s in c.points}
+        for c in curves
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def crossings(curves: Sequence[Curve]) -> list[str]:
+    """Where one arm's curve passes another's over the same setting: between the last value where it was
+    below and the first where it is above (means; the intervals say how sure)."""
+    said = []
+    for i, first in enumerate(curves):
+        for second in curves[i + 1 :]:
+            if first.setting != second.setting:
+                continue
+            shared = sorted({x for x, _ in first.points} & {x for x, _ in second.points})
+            a, b = dict(first.points), dict(second.points)
+            signs = [(x, a[x].mean - b[x].mean) for x in shared]
+            for (x0, d0), (x1, d1) in zip(signs, signs[1:]):
+                if d0 * d1 < 0:
+                    leader, other = (first.arm, second.arm) if d1 > 0 else (second.arm, first.arm)
+                    said.append(f"{leader} passes {other} between {x0:g} and {x1:g} {first.counts}")
+    return said
+
+
+def _varying(groups: Sequence[RunGroup]) -> list[str]:
+    """The settings whose values differ between `groups` (seeds are not settings of a group)."""
+    keys = set().union(*(g.settings for g in groups))
+    return sorted(k for k in keys if len({repr(g.settings.get(k)) for g in groups}) > 1)

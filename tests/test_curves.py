@@ -1,0 +1,68 @@
+"""Data-efficiency curves from hand-made records: one curve per arm over the one setting its runs vary
+in, the points' intervals, and where two curves cross."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragft.report.curves import crossings, curves_table, learning_curves
+from ragft.report.groups import group_runs, load_runs
+from tests.fake_runs import write_run
+
+N = 40
+SIZES = (15, 30, 60, 120)
+
+
+def right_on(share: float) -> list[float]:
+    return [float(i < share * N) for i in range(N)]
+
+
+def efficiency_experiment(root: Path) -> Path:
+    """few_shot flat at 0.5; lora from 0.2 to 0.8: lora passes few_shot between 30 and 60 examples."""
+    exp = root / "efficiency"
+    lora = {15: 0.2, 30: 0.4, 60: 0.6, 120: 0.8}
+    for size in SIZES:
+        write_run(exp, "few_shot", right_on(0.5), settings={"task.limits.train": size})
+        write_run(exp, "lora", right_on(lora[size]), settings={"task.limits.train": size})
+    write_run(exp, "zero_shot", right_on(0.1))
+    return exp
+
+
+def test_each_arm_run_at_several_sizes_draws_one_curve_over_that_setting(tmp_path):
+    groups = group_runs(load_runs(efficiency_experiment(tmp_path)))
+    curves = {c.arm: c for c in learning_curves(groups, "exact_match")}
+    assert sorted(curves) == ["few_shot", "lora"]  # zero_shot ran once: no curve
+    assert [x for x, _ in curves["lora"].points] == list(SIZES)
+    assert [round(s.mean, 3) for _, s in curves["lora"].points] == [0.2, 0.4, 0.6, 0.8]
+    assert all(s.ci_low <= s.mean <= s.ci_high for _, s in curves["lora"].points)
+    table = curves_table(list(curves.values()))
+    assert list(table.index) == ["few_shot (training examples)", "lora (training examples)"]
+    assert table.loc["lora (training examples)", "60"].startswith("0.600 [")
+
+
+def test_the_crossing_is_named_between_the_sizes_where_the_order_changes(tmp_path):
+    groups = group_runs(load_runs(efficiency_experiment(tmp_path)))
+    assert crossings(learning_curves(groups, "exact_match")) == [
+        "lora passes few_shot between 30 and 60 training examples"
+    ]
+
+
+def test_runs_that_differ_in_more_than_the_curve_setting_draw_no_curve(tmp_path):
+    exp = tmp_path / "mixed"
+    write_run(exp, "lora", right_on(0.2), settings={"task.limits.train": 15, "training.epochs": 1})
+    write_run(exp, "lora", right_on(0.6), settings={"task.limits.train": 60, "training.epochs": 3})
+    assert learning_curves(group_runs(load_runs(exp)), "exact_match") == []
+
+
+def test_the_report_shows_the_curves_and_the_crossing(tmp_path):
+    from ragft.report.render import write_report
+
+    exp = efficiency_experiment(tmp_path)
+    write_report(exp)
+    markdown = (exp / "report.md").read_text(encoding="utf-8")
+    assert "## Data efficiency" in markdown and "![data efficiency](curves.png)" in markdown
+    assert "- lora passes few\\_shot between 30 and 60 training examples" in markdown or (
+        "- lora passes few_shot between 30 and 60 training examples" in markdown
+    )
+    assert (exp / "curves.png").stat().st_size > 0
+    assert 'id="curves"' in (exp / "report.html").read_text(encoding="utf-8")
