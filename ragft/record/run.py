@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -201,16 +202,21 @@ def check_writable(folder: Path, config_key: str) -> None:
         )
 
 
-def replace_file(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write `path` through `write(tmp)` on a hidden sibling, then rename it into place: a reader sees the
-    old file or the new one, never half of one, and a failed write leaves the old file and no temp file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def replace_files(writers: Mapping[Path, Callable[[Path], object]]) -> list[Path]:
+    """Write each file through its writer on a hidden temporary sibling, then move them all into place:
+    a reader sees the old files or the new ones, never half of one, and an error while writing (a full
+    disk) leaves every earlier file as it was and no temporary file behind."""
+    staged: dict[Path, Path] = {}
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        for path, write in writers.items():
+            staged[path] = tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            write(tmp)
+        for path, tmp in staged.items():
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+    return list(writers)
 
 
 def read_record(run_dir: Path) -> RunRecord:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from ragft.record.run import read_records, replace_file, run_dirs
+from ragft.record.run import read_records, replace_files, run_dirs
 
 
 def write_table(exp_dir: Path) -> pd.DataFrame:
@@ -24,6 +24,10 @@ def write_table(exp_dir: Path) -> pd.DataFrame:
                 (exp_dir / name).unlink(missing_ok=True)
             return table
         table = table.sort_values(["arm", "run_id"]).reset_index(drop=True)
-        replace_file(exp_dir / "runs.csv", lambda tmp: table.to_csv(tmp, index=False))
-        replace_file(exp_dir / "runs.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+        replace_files(
+            {
+                exp_dir / "runs.csv": lambda tmp: table.to_csv(tmp, index=False),
+                exp_dir / "runs.parquet": lambda tmp: table.to_parquet(tmp, index=False),
+            }
+        )
     return table

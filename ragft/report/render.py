@@ -7,11 +7,10 @@ python -m ragft.report results/<experiment> [results/<other experiment> ...]
 from __future__ import annotations
 
 import base64
-import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from ragft.record.run import RunRecord
+from ragft.record.run import RunRecord, replace_files
 from ragft.record.table import write_table
 from ragft.report import notes
 from ragft.report.adaptation import base_group, methods_table, other_tests_table, stage_tables
@@ -303,19 +302,12 @@ def _index_name(table: str) -> str:
 
 
 def write_files(files: dict[Path, str | bytes]) -> list[Path]:
-    """Write every file to a temporary file beside it, then move each into place: an error while writing
-    (a full disk) leaves every earlier file as it was and no temporary file behind."""
-    staged: dict[Path, Path] = {}
-    try:
-        for path, data in files.items():
-            staged[path] = tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data, encoding="utf-8")
-        for path, tmp in staged.items():
-            tmp.replace(path)
-    finally:
-        for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
-    return list(files)
+    """Every file written in one step (`replace_files`): an error leaves every earlier file as it was."""
+    return replace_files({path: partial(_write, data=data) for path, data in files.items()})
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    path.write_bytes(data) if isinstance(data, bytes) else path.write_text(data, encoding="utf-8")
 
 
 def write_report(
