@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from ragft.config.values import PositiveFloat, PositiveInt, Share, describe
-from ragft.errors import ConfigError
+from ragft.errors import ConfigError, one_line
 
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 RAGFT_KEYS = {"retriever": ("label",)}  # component -> keys ragft reads itself and takes out before building
@@ -118,7 +118,7 @@ def _locate(path: str, target: str) -> Callable[..., Any]:
 
 
 def _import_failed(path: str, target: str, err: BaseException) -> ConfigError:
-    reason = " ".join(str(err).split()) or type(err).__name__
+    reason = one_line(err) or type(err).__name__
     return ConfigError(f"{path}._target_", f"cannot import '{target}': importing it failed ({reason}).")
 
 
