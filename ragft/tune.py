@@ -10,7 +10,9 @@ with the chosen settings. Each trial is an ordinary run with `tune.split=validat
 `<experiment>_tuning/`, so a killed study resumes and its trials' artefacts are cached like any run's.
 
 `tune.space` maps an arm's label to its settings: a list is a choice, `{low, high, log}` a range
-(whole numbers where both bounds are). An arm without a space is run as configured.
+(whole numbers where both bounds are), any other mapping a choice between named config nodes (e.g.
+`context.builder.selection: {similar: {_target_: ...}, random: {_target_: ...}}`: the node is applied,
+its name recorded). An arm without a space is run as configured.
 """
 
 from __future__ import annotations
@@ -73,17 +75,18 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
     log.info(
         "%s: tuned settings %s (validation %s %.3f)", label, best, cfg.task.get("primary_metric"), study.best_value
     )
-    return applied(cfg, best, chosen=True)
+    return applied(cfg, _values(space, best), chosen=best)
 
 
-def applied(cfg: DictConfig, settings: Mapping[str, Any], chosen: bool = False) -> DictConfig:
-    """A copy of `cfg` with `settings` (dotted keys) set; `chosen` records them under `tune.chosen`."""
+def applied(cfg: DictConfig, settings: Mapping[str, Any], chosen: Mapping[str, Any] | None = None) -> DictConfig:
+    """A copy of `cfg` with `settings` (dotted keys) set; `chosen` (the settings as the study names them)
+    recorded under `tune.chosen`."""
     copy = deepcopy(cfg)
     with open_dict(copy):
         for key, value in settings.items():
             OmegaConf.update(copy, key, value, merge=False)
-        if chosen:
-            copy.tune.chosen = dict(settings)
+        if chosen is not None:
+            copy.tune.chosen = dict(chosen)
     return copy
 
 
@@ -99,7 +102,7 @@ def _trial(cfg: DictConfig, space: Mapping[str, Any], trial: Any) -> float:
     """One trial: the arm on the validation split with the trial's settings, recorded apart from the
     experiment's own runs."""
     settings = {key: _suggest(trial, key, spec) for key, spec in space.items()}
-    trial_cfg = applied(cfg, settings)
+    trial_cfg = applied(cfg, _values(space, settings))
     with open_dict(trial_cfg):
         trial_cfg.tune.split, trial_cfg.tune.trials = TRIAL_SPLIT, 0
         trial_cfg.seed = trial_cfg.tune.seed  # every trial at one seed, whichever of the arm's jobs runs them
@@ -110,24 +113,45 @@ def _trial(cfg: DictConfig, space: Mapping[str, Any], trial: Any) -> float:
 def _suggest(trial: Any, key: str, spec: Any) -> Any:
     if isinstance(spec, list):
         return trial.suggest_categorical(key, spec)
+    if not _ranged(spec):  # named config nodes: the study holds the name
+        return trial.suggest_categorical(key, list(spec))
     low, high, logarithmic = spec["low"], spec["high"], bool(spec.get("log", False))
     if isinstance(low, int) and isinstance(high, int):
         return trial.suggest_int(key, low, high, log=logarithmic)
     return trial.suggest_float(key, float(low), float(high), log=logarithmic)
 
 
+def _values(space: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings to apply: a named node's node, any other setting's value."""
+    named = {key for key, spec in space.items() if isinstance(spec, dict) and not _ranged(spec)}
+    return {key: space[key][value] if key in named else value for key, value in settings.items()}
+
+
 def _space(cfg: DictConfig, label: str) -> dict[str, Any]:
-    """The arm's search space, each setting checked: a key the config has, choices or a range."""
+    """The arm's search space, each setting checked: a key the config has, choices, a range or named
+    nodes (kept unresolved: `${seed}` in a node is the seed of the run it is applied to)."""
     node = cfg.tune.space.get(label)
-    space = {str(k): v for k, v in as_dict(node).items()} if node is not None else {}
+    space = {str(k): v for k, v in as_dict(node, resolve=False).items()} if node is not None else {}
     for key, spec in space.items():
         where = f"tune.space.{label}.{key}"
         if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT and not is_optional_setting(key):
             raise ConfigError(where, f"`{key}` is not a setting of this arm's config.")
-        ranged = isinstance(spec, dict) and {"low", "high"} <= set(spec) and set(spec) <= {"low", "high", "log"}
-        if not (isinstance(spec, list) and spec) and not (ranged and spec["low"] < spec["high"]):
-            raise ConfigError(where, f"{spec!r} is not a search space.", "Use a list of choices or {low, high, log}.")
-    return dict(space)
+        choices = isinstance(spec, list) and spec
+        ranged = _ranged(spec) and spec["low"] < spec["high"]
+        named = (
+            isinstance(spec, dict) and spec and not _ranged(spec) and all(isinstance(v, dict) for v in spec.values())
+        )
+        if not (choices or ranged or named):
+            raise ConfigError(
+                where,
+                f"{spec!r} is not a search space.",
+                "Use a list of choices, {low, high, log}, or named config nodes {name: {...}, ...}.",
+            )
+    return space
+
+
+def _ranged(spec: Any) -> bool:
+    return isinstance(spec, dict) and {"low", "high"} <= set(spec) and set(spec) <= {"low", "high", "log"}
 
 
 _ABSENT = object()

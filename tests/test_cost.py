@@ -6,6 +6,8 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ import pytest
 from ragft.models.generation import batch1_latencies, encode, generate, latency_sample
 from ragft.models.loading import load_generator
 from ragft.record import memory
-from ragft.record.cost import Cost, GenerationCost
+from ragft.record.cache import build_seconds, cached_dir
+from ragft.record.cost import Cost, GenerationCost, RetrievalCost, TrainingCost
 from ragft.record.memory import MemoryCost, PeakMemory, kernel_peak_bytes, kernel_peak_resets
 from ragft.report.costs import COST_COLUMNS, latency, throughput
 from ragft.report.render import build_report
@@ -178,3 +181,29 @@ def test_batch1_latencies_time_each_sampled_prompt_and_answers_carry_no_batch_ti
     assert all(0 <= g.output_tokens <= 6 and not hasattr(g, "latency_s") for g in batched)
     latencies = batch1_latencies(generator, encoded, [0, 2], max_new_tokens=6)
     assert len(latencies) == 2 and all(s > 0 for s in latencies)
+
+
+def test_a_cached_artefact_keeps_the_time_its_build_took_and_a_cache_hit_reports_that_time(tmp_path):
+    def build(out: Path) -> None:
+        time.sleep(0.05)
+        (out / "artefact").write_text("made")
+
+    folder, built = cached_dir("things", "k", build, root=tmp_path)
+    again, rebuilt = cached_dir("things", "k", lambda out: pytest.fail("a cache hit builds nothing"), root=tmp_path)
+    assert built and not rebuilt and again == folder
+    assert build_seconds(again) is not None and build_seconds(again) >= 0.05
+    older = tmp_path / "older"  # cached before build times were recorded
+    older.mkdir()
+    assert build_seconds(older) is None
+
+
+def test_a_knowledge_update_costs_re_training_plus_cold_re_indexing_and_is_unknown_when_either_is():
+    trained = TrainingCost(trainable_params=10, train_s=300.0, adapter_reused=True)
+    reindexed = RetrievalCost(embed_corpus_s=0.001, index_reused=True, reindex_s=2.5, retriever_train_s=40.0)
+    assert Cost(training=trained).knowledge_update_s == 300.0
+    assert Cost(retrieval=reindexed).knowledge_update_s == 42.5
+    assert Cost(training=trained, retrieval=reindexed).knowledge_update_s == 342.5
+    assert Cost().knowledge_update_s == 0.0  # nothing to re-train or re-index
+    assert Cost(training=TrainingCost(trainable_params=0, train_s=9.0)).knowledge_update_s == 0.0  # trains nothing
+    assert Cost(training=trained, retrieval=replace(reindexed, reindex_s=None)).knowledge_update_s is None
+    assert Cost(retrieval=reindexed).flat()["knowledge_update_s"] == 42.5

@@ -37,7 +37,11 @@ def spent(arm: str, latency_p95: float | None = 0.2, train_s: float = 0.0, reind
         if train_s
         else None
     )
-    retrieval = RetrievalCost(embed_corpus_s=reindex_s, index_bytes=index_bytes) if reindex_s else None
+    retrieval = (  # the index read from the cache: this run's embedding took no time, the cold build did
+        RetrievalCost(embed_corpus_s=0.001, index_reused=True, reindex_s=reindex_s, index_bytes=index_bytes)
+        if reindex_s
+        else None
+    )
     return replace(base, generation=generation, training=training, retrieval=retrieval)
 
 
@@ -93,6 +97,20 @@ def test_knowledge_updates_multiply_out_and_rule_out_retraining(experiment):
     assert made.best == "rag"
     assert made.ruled_out["lora"] == ["updates 120 min/month > max_update_minutes=60"]
     assert "spends 4.0 min a month" in made.lines()[-1]
+
+
+def test_an_update_cost_nobody_measured_from_a_cold_cache_breaks_an_update_limit(experiment):
+    """rag's index was cached before its build was timed: its update cost is unknown, not the cache
+    read's 0.001 s, so an update budget rules it out and the decision says why."""
+    untimed = spent("rag", latency_p95=0.8, reindex_s=60, index_bytes=2**20)
+    untimed = replace(untimed, retrieval=replace(untimed.retrieval, reindex_s=None))
+    exp = experiment.parent / "untimed"
+    write_run(exp, "rag", right_on(0.68), run_cost=untimed)
+    write_run(exp, "zero_shot", right_on(0.1), run_cost=spent("zero_shot", latency_p95=0.3))
+    made = decision(exp, "updates_per_month=4", "max_update_minutes=60")
+    assert made.best == "zero_shot"
+    assert made.ruled_out == {"rag": ["updates not measured (max_update_minutes=60)"]}
+    assert decision(exp).best == "rag"  # without an update limit the unknown cost rules nothing out
 
 
 def test_when_nothing_meets_the_constraints_it_says_so_plainly(experiment, capsys):

@@ -108,6 +108,23 @@ def test_a_persisted_index_is_reused_and_answers_alike(embedder, corpus, artefac
     assert any((artefact_cache / "indexes").rglob("index.faiss"))
 
 
+def test_a_reused_index_records_the_cold_cost_of_re_embedding_and_re_indexing_not_the_cache_read(
+    embedder, corpus, artefact_cache
+):
+    """A knowledge update re-embeds and re-indexes: the cost a run records is the one its embeddings and
+    index took to build, stored with them, whichever run reads them from the cache; a hybrid adds its
+    parts' and BM25 records its own."""
+    cold = DenseRetriever(embedder, index="HNSW12").build(corpus)
+    warm = DenseRetriever(embedder, index="HNSW12").build(corpus)
+    assert not cold.index_reused and warm.index_reused
+    assert cold.reindex_s is not None and cold.reindex_s > 0
+    assert warm.reindex_s == pytest.approx(cold.reindex_s)  # not the warm run's read of the cache
+    sparse = BM25Retriever(k1=1.3).build(corpus)
+    assert sparse.reindex_s is not None and sparse.reindex_s > 0
+    hybrid = HybridRetriever([DenseRetriever(embedder, index="HNSW12"), BM25Retriever(k1=1.3)], depth=5).build(corpus)
+    assert hybrid.reindex_s == pytest.approx(cold.reindex_s + sparse.reindex_s)
+
+
 def test_bm25_finds_passages_sharing_words_and_nothing_for_unrelated_queries(corpus):
     retriever = BM25Retriever()
     retriever.build(corpus)

@@ -55,6 +55,30 @@ def test_a_second_job_of_the_arm_reuses_the_study(smoke_cfg, tmp_path):
     assert sorted(r.identity.seed for r in records(results / "test")) == [0, 1]
 
 
+def test_named_config_nodes_are_a_choice_the_study_names_and_each_run_applies_with_its_own_seed(smoke_cfg, tmp_path):
+    """Few-shot selection tuned between similar and random demonstrations: the study and the record
+    hold the name, the run the node, and `${seed}` in the node is the seed of the run it is applied to."""
+    results = tmp_path / "results"
+    space = (
+        "+tune.space.few_shot={context.builder.selection: {"
+        "similar: {_target_: ragft.context.shots.SimilarShots, embedder: '${embedder}'}, "
+        "random: {_target_: ragft.context.shots.RandomShots, seed: '${seed}'}}}"
+    )
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", space, "tune.seed=4", "seed=7"))
+    names = {t.params["context.builder.selection"] for t in study(results).trials}
+    assert names <= {"similar", "random"}
+    tried = records(results / "test_tuning")
+    targets = {r.identity.settings["context.builder.selection._target_"].rsplit(".", 1)[-1] for r in tried}
+    assert targets == {"SimilarShots" if n == "similar" else "RandomShots" for n in names}
+    assert all(r.identity.settings.get("context.builder.selection.seed", 4) == 4 for r in tried)  # the trials' seed
+    (final,) = records(results / "test")
+    best = study(results).best_params["context.builder.selection"]
+    assert final.identity.settings["tune.chosen.context.builder.selection"] == best
+    expected = {"similar": "SimilarShots", "random": "RandomShots"}[best]
+    assert final.identity.settings["context.builder.selection._target_"].endswith(expected)
+    assert final.identity.settings.get("context.builder.selection.seed", 7) == 7  # the final run's seed
+
+
 def test_an_arm_without_a_space_runs_as_configured(smoke_cfg, tmp_path):
     run_arm(smoke_cfg("arm=zero_shot", "tune.trials=3", FEW_SHOT_SPACE))
     assert not (tmp_path / "results" / "test" / STUDY_FILE).exists()
@@ -65,7 +89,8 @@ def test_an_arm_without_a_space_runs_as_configured(smoke_cfg, tmp_path):
     ("space", "message"),
     [("{context.builder.kk: [1, 2]}", "tune.space.few_shot.context.builder.kk`: `context.builder.kk` is not a setting"),
      ("{context.builder.k: []}", "tune.space.few_shot.context.builder.k`: [] is not a search space."),
-     ("{context.builder.k: {low: 3, high: 1}}", "is not a search space.")],
+     ("{context.builder.k: {low: 3, high: 1}}", "is not a search space."),
+     ("{context.builder.selection: {random: 3}}", "is not a search space.")],
 )  # fmt: skip
 def test_a_bad_search_space_is_one_line(space, message, smoke_cfg):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -8,10 +8,10 @@ from typing import Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 
-def as_dict(cfg: DictConfig) -> dict[str, Any]:
-    """A config section as a plain dict, interpolations resolved; a value still `???` stays `???`
-    (the component that reads it reports it)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+def as_dict(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """A config section as a plain dict, interpolations resolved (unless `resolve` is False); a value
+    still `???` stays `???` (the component that reads it reports it)."""
+    container = OmegaConf.to_container(cfg, resolve=resolve)
     assert isinstance(container, dict), "a DictConfig converts to a dict"
     return cast(dict[str, Any], container)  # the stub allows any key type; config keys are strings
 

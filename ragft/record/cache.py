@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "RAGFT_CACHE"
+BUILD_RECORD = ".build.json"  # in each cached folder: how long building it took, cold
 
 
 def cache_root() -> Path:
@@ -43,6 +45,8 @@ def file_digest(path: str | Path) -> str:
 
 def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | None = None) -> tuple[Path, bool]:
     """Return (`<root>/<kind>/<key>`, whether it was built now), building it with `build(tmp)` if absent.
+    The time the build took is stored with it (`build_seconds`): what making it costs from a cold cache,
+    whichever later run reuses it.
 
     The folder appears only when `build` finished (atomic rename), and a file lock makes concurrent
     jobs wait for one builder instead of building twice.
@@ -56,13 +60,24 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | 
             return final, False
         tmp = staging_dir(final)
         try:
+            start = time.perf_counter()
             build(tmp)
+            (tmp / BUILD_RECORD).write_text(json.dumps({"build_s": time.perf_counter() - start}))
             publish(tmp, final)
         except BaseException:
             drop(tmp)
             raise
     log.info("cached %s at %s", kind, final)
     return final, True
+
+
+def build_seconds(folder: Path) -> float | None:
+    """How long building a cached folder took when it was built; None for a folder cached before ragft
+    recorded it."""
+    try:
+        return float(json.loads((folder / BUILD_RECORD).read_text())["build_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def staging_dir(final: Path) -> Path:

@@ -102,6 +102,10 @@ class RetrievalCost:
     retriever_train_loss: float | None = None
     retriever_reused: bool | None = None
     reranked_pairs: int | None = None  # query-passage pairs the cross-encoder scored
+    # Re-embedding and re-indexing the whole corpus from a cold cache: timed when the embeddings and the
+    # index were built and stored with them, so a run that reuses them records the same cost; None where
+    # they were cached before ragft recorded it. A knowledge update re-does this.
+    reindex_s: float | None = None
 
     @classmethod
     def combined(cls, parts: Sequence[RetrievalCost]) -> RetrievalCost:
@@ -125,7 +129,13 @@ class RetrievalCost:
             if total("retriever_train_s") is None
             else all(p.retriever_reused for p in parts if p.retriever_train_s is not None),  # parts that train
             reranked_pairs=total("reranked_pairs"),
+            reindex_s=cold_total(*(p.reindex_s for p in parts if p.index_bytes)),
         )
+
+
+def cold_total(*seconds: float | None) -> float | None:
+    """The sum of cold-cache times, None when any of them was not measured."""
+    return None if any(s is None for s in seconds) else float(sum(s for s in seconds if s is not None))
 
 
 # Fields of records made before latency was measured at batch 1: the old "latency" was the wall time of
@@ -219,6 +229,18 @@ class Cost:
         measured = [p for p in peaks if p is not None]
         return max(measured) if measured else None
 
+    @property
+    def knowledge_update_s(self) -> float | None:
+        """Seconds to absorb one knowledge update from a cold cache: the generator re-trained where the
+        arm trains it, the retriever re-trained where it is fine-tuned, the corpus re-embedded and
+        re-indexed where the arm retrieves (times stored with the cached artefacts, never a cache read;
+        None where one of them was not measured)."""
+        generator = self.training.train_s if self.training and self.training.trainable_params else 0.0
+        if self.retrieval is None:
+            return float(generator)
+        retriever = self.retrieval.retriever_train_s or 0.0
+        return cold_total(generator, retriever, self.retrieval.reindex_s)
+
     def flat(self) -> dict[str, Any]:
         """One flat mapping of every scalar figure (the experiment table's `cost_*` columns)."""
         row: dict[str, Any] = {"base_total_params": self.base_total_params, "trainable_params": self.trainable_params}
@@ -234,7 +256,7 @@ class Cost:
             row.update(adapter_bytes=0, train_s=0.0)
         if self.retrieval:
             row.update(asdict(self.retrieval))
-        row.update({f"stage_{k}_s": v for k, v in self.stage_s.items()})
+        row.update({f"stage_{k}_s": v for k, v in self.stage_s.items()}, knowledge_update_s=self.knowledge_update_s)
         return {k: v for k, v in row.items() if v is not None}
 
     @classmethod

@@ -3,8 +3,9 @@
 Each finished configuration (a `RunGroup`, its seeds pooled) is described by what its records measured:
 quality on the primary metric, batch-1 latency (p95), serving memory (the generation stretch's peak),
 storage per task (adapter or model, plus index), training time, and the time to absorb one knowledge
-update (re-train the generator where it is trained, re-embed and re-index the corpus where it
-retrieves, re-train a fine-tuned retriever). The best arm is the highest-scoring one that meets every
+update from a cold cache (`Cost.knowledge_update_s`: re-train the generator where it is trained,
+re-embed and re-index the corpus where it retrieves, re-train a fine-tuned retriever; the times
+stored with the cached artefacts, never a cache read). The best arm is the highest-scoring one that meets every
 constraint; arms indistinguishable from it (paired permutation test on the shared test examples,
 Holm-adjusted over the comparisons made) are named as ties; every better-scoring arm is listed with the
 constraints that rule it out. Floors and ceilings (a fixed answer, gold passages in the prompt) are
@@ -82,7 +83,7 @@ class ArmFacts:
     memory_gb: float | None
     storage_mb: float
     train_minutes: float
-    update_minutes: float  # one knowledge update absorbed
+    update_minutes: float | None  # one knowledge update absorbed, from a cold cache
     reference: str | None = None  # why the arm is a reference point, not a strategy
 
     @classmethod
@@ -95,7 +96,7 @@ class ArmFacts:
             memory_gb=_serving_gb(cost),
             storage_mb=_storage_bytes(cost) / MB,
             train_minutes=_train_s(cost) / 60,
-            update_minutes=_update_s(cost) / 60,
+            update_minutes=None if cost.knowledge_update_s is None else cost.knowledge_update_s / 60,
             reference=_reference(group.settings),
         )
 
@@ -121,8 +122,10 @@ class ArmFacts:
             broken.append(f"quality {self.quality.mean:.3f} < min_quality={limits.min_quality:g}")
         return broken
 
-    def monthly_update_minutes(self, limits: Constraints) -> float:
-        return limits.updates_per_month * self.update_minutes
+    def monthly_update_minutes(self, limits: Constraints) -> float | None:
+        if not limits.updates_per_month:
+            return 0.0
+        return None if self.update_minutes is None else limits.updates_per_month * self.update_minutes
 
 
 @dataclass
@@ -155,10 +158,12 @@ class Decision:
             said.append(
                 f"{label} scores higher ({_quality(self._facts(label).quality)}) but is ruled out: {'; '.join(reasons)}."
             )
+        monthly = best.monthly_update_minutes(self.constraints)
         if self.constraints.updates_per_month:
+            spends = "an unmeasured time" if monthly is None else f"{monthly:.1f} min"
             said.append(
                 f"At {self.constraints.updates_per_month:g} knowledge updates a month, {self.best} spends "
-                f"{best.monthly_update_minutes(self.constraints):.1f} min a month absorbing them."
+                f"{spends} a month absorbing them (re-training and re-indexing from a cold cache)."
             )
         return said
 
@@ -226,14 +231,6 @@ def _train_s(cost: Cost) -> float:
     return float(generator or 0.0) + float(retriever)
 
 
-def _update_s(cost: Cost) -> float:
-    """One knowledge update absorbed: the generator re-trained where the arm trains it, the corpus
-    re-embedded and re-indexed (and a fine-tuned retriever re-trained) where it retrieves."""
-    retrieval = cost.retrieval
-    reindex = (retrieval.embed_corpus_s + retrieval.index_build_s) if retrieval else 0.0
-    return _train_s(cost) + float(reindex)
-
-
 def _quality(summary: Summary) -> str:
     return f"{summary.mean:.3f} [{summary.ci_low:.3f}, {summary.ci_high:.3f}]"
 
@@ -249,7 +246,7 @@ def decision_table(decision: Decision) -> pd.DataFrame:
             "serving peak (GB)": "–" if facts.memory_gb is None else f"{facts.memory_gb:.2f}",
             "stored per task (MB)": f"{facts.storage_mb:.1f}",
             "training (min)": f"{facts.train_minutes:.1f}",
-            "one knowledge update (min)": f"{facts.update_minutes:.1f}",
+            "one knowledge update (min)": "–" if facts.update_minutes is None else f"{facts.update_minutes:.1f}",
         }
     return pd.DataFrame.from_dict(rows, orient="index")
 

@@ -10,7 +10,7 @@ from typing import Literal
 import bm25s
 
 from ragft.config.values import NonNegativeFloat, Probability
-from ragft.record.cache import cached_dir, content_key, dir_bytes
+from ragft.record.cache import build_seconds, cached_dir, content_key, dir_bytes
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import require_corpus
 from ragft.types import Example, Passage
@@ -56,6 +56,7 @@ class BM25Retriever:
             index_build_s=time.perf_counter() - start,
             index_bytes=dir_bytes(index_dir),
             index_reused=not built_now,
+            reindex_s=build_seconds(index_dir),
         )
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:

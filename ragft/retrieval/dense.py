@@ -12,8 +12,8 @@ import faiss
 import numpy as np
 
 from ragft.errors import ConfigError
-from ragft.record.cache import cached_dir, content_key, dir_bytes
-from ragft.record.cost import RetrievalCost
+from ragft.record.cache import build_seconds, cached_dir, content_key, dir_bytes
+from ragft.record.cost import RetrievalCost, cold_total
 from ragft.retrieval.base import require_corpus, with_training
 from ragft.retrieval.embeddings import Embedder
 from ragft.retrieval.finetune import EmbedderFinetune
@@ -49,7 +49,7 @@ class DenseRetriever:
             self._serving, training = self.finetune.train(self.embedder, train_examples, passages)
         texts = [p.text for p in passages]
         start = time.perf_counter()  # the embedder is loaded (and fine-tuned): from here on, indexing cost
-        vectors = self._serving.embed(texts)
+        vectors, embed_cold_s = self._serving.embed_timed(texts)
         embedded = time.perf_counter()
         key = content_key("faiss", self._serving.path, texts, self.index_spec)
         index_dir, built_now = cached_dir("indexes", key, lambda out: self._build_index(vectors, len(passages), out))
@@ -62,6 +62,7 @@ class DenseRetriever:
             index_build_s=time.perf_counter() - embedded,
             index_bytes=dir_bytes(index_dir),
             index_reused=not built_now,
+            reindex_s=cold_total(embed_cold_s, build_seconds(index_dir)),
         )
         return with_training(cost, training)
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ragft.config.values import PositiveInt
 from ragft.models.loading import load_embedder
 from ragft.models.sources import resolve_source
-from ragft.record.cache import cached_dir, content_key
+from ragft.record.cache import build_seconds, cached_dir, content_key
 
 STREAM_ABOVE = 4096  # texts: above this, embed in chunks into a memory-mapped file with a progress bar
 STREAM_CHUNK = 1024
@@ -68,6 +68,10 @@ class Embedder:
         """L2-normalised float32 embeddings, cached on disk by model and texts unless `cache` is False."""
         return embed_texts(self.model, texts, self.batch_size, cache)
 
+    def embed_timed(self, texts: Sequence[str]) -> tuple[np.ndarray, float | None]:
+        """`embed(texts)`, and the seconds computing them takes from a cold cache (see `embed_cached`)."""
+        return embed_cached(self.model, texts, self.batch_size)
+
     def with_source(self, source: str) -> Embedder:
         """An embedder like this one over another model (e.g. this one fine-tuned)."""
         return Embedder(source, self.batch_size, self.name)
@@ -104,8 +108,13 @@ def encode_to_file(embedder: Any, texts: Sequence[str], path: Path, batch_size: 
 def embed_texts(embedder: Any, texts: Sequence[str], batch_size: int = 64, cache: bool = True) -> np.ndarray:
     """L2-normalised float32 embeddings of a loaded SentenceTransformer; cached on disk under a hash of
     the model's folder and the texts (a large cached set is returned memory-mapped)."""
-    if not cache:
-        return encode(embedder, texts, batch_size)
+    return embed_cached(embedder, texts, batch_size)[0] if cache else encode(embedder, texts, batch_size)
+
+
+def embed_cached(embedder: Any, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float | None]:
+    """`embed_texts`, and the seconds computing the embeddings took when they were computed (now, or by
+    the run that cached them; None for embeddings cached before ragft recorded it): the cost of
+    re-embedding these texts from a cold cache, never a cache read."""
     key = content_key("embeddings", getattr(embedder, "ragft_path", repr(embedder)), list(texts))
 
     def build(out: Path) -> None:
@@ -115,4 +124,5 @@ def embed_texts(embedder: Any, texts: Sequence[str], batch_size: int = 64, cache
             np.save(out / "vectors.npy", encode(embedder, texts, batch_size))
 
     path, _ = cached_dir("embeddings", key, build)
-    return np.load(path / "vectors.npy", mmap_mode="r" if len(texts) > STREAM_ABOVE else None)
+    vectors = np.load(path / "vectors.npy", mmap_mode="r" if len(texts) > STREAM_ABOVE else None)
+    return vectors, build_seconds(path)
