@@ -27,11 +27,12 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ragft.config.command_line import is_optional_setting
-from ragft.config.identity import choices, run_label
+from ragft.config.identity import choices, result_config, run_label, without_seeds
 from ragft.config.plain import as_dict
 from ragft.errors import ConfigError
 from ragft.eval.registry import METRICS, primary_metric
 from ragft.recipe import run_experiment_arm
+from ragft.record.cache import content_key
 from ragft.record.run import read_record
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / f".tune-{label}.lock")):
         study = optuna.create_study(
-            study_name=label,
+            study_name=study_name(cfg, label),
             storage=f"sqlite:///{folder / STUDY_FILE}",
             load_if_exists=True,
             direction="maximize" if _higher_is_better(cfg) else "minimize",
@@ -76,6 +77,15 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
         "%s: tuned settings %s (validation %s %.3f)", label, best, cfg.task.get("primary_metric"), study.best_value
     )
     return applied(cfg, _values(space, best), chosen=best)
+
+
+def study_name(cfg: DictConfig, label: str) -> str:
+    """The study of one configuration: its arm's label and a hash of its settings but the seeds and the
+    trial count, so a sweep over another setting (`training.epochs=2,10`) tunes each configuration apart,
+    the seeds of one configuration share its study, and a larger `tune.trials` extends it."""
+    settings = without_seeds(result_config(cfg))
+    settings.get("tune", {}).pop("trials", None)
+    return f"{label}-{content_key(settings)}"
 
 
 def applied(cfg: DictConfig, settings: Mapping[str, Any], chosen: Mapping[str, Any] | None = None) -> DictConfig:

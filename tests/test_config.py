@@ -50,6 +50,7 @@ EXPERIMENT_LABELS = {  # the labels each experiment's runs are shown under
     "multitask": {"base", "lora_reports_only", "lora_reports_and_qa", "lora_qa_heavy"},
     "retrievers": {"rag", "hnsw_rag", "ivf_rag", "ivfpq_rag", "bm25_rag", "hybrid_rag", "ft_retriever_rag"},
     "sequential": {"zero_shot", "lora"},
+    "virtual_tokens_tuned": {"lora", "prefix", "ptuning", "prompt"},
     "withdrawal": {
         "zero_shot",
         "rag_reindexed",

@@ -16,7 +16,10 @@ FEW_SHOT_SPACE = "+tune.space.few_shot={context.builder.k: [1, 2, 3]}"
 
 
 def study(results: Path, exp: str = "test", label: str = "few_shot") -> optuna.Study:
-    return optuna.load_study(study_name=label, storage=f"sqlite:///{results / exp / STUDY_FILE}")
+    """The arm's one study in the experiment's study file."""
+    storage = f"sqlite:///{results / exp / STUDY_FILE}"
+    (name,) = [n for n in optuna.get_all_study_names(storage) if n.startswith(f"{label}-")]
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def test_an_arm_is_tuned_on_validation_then_run_on_test_with_the_chosen_settings(smoke_cfg, tmp_path, clinic):
@@ -77,6 +80,21 @@ def test_named_config_nodes_are_a_choice_the_study_names_and_each_run_applies_wi
     expected = {"similar": "SimilarShots", "random": "RandomShots"}[best]
     assert final.identity.settings["context.builder.selection._target_"].endswith(expected)
     assert final.identity.settings.get("context.builder.selection.seed", 7) == 7  # the final run's seed
+
+
+def test_each_configuration_of_a_sweep_has_its_own_study_and_more_trials_extend_it(smoke_cfg, tmp_path):
+    """k=1..3 tuned twice, once per max_new_tokens: two studies, not one shared by configurations that
+    answer differently; asking for a third trial later adds one to the configuration's study."""
+    results = tmp_path / "results"
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "task.generation.max_new_tokens=4"))
+    storage = f"sqlite:///{results / 'test' / STUDY_FILE}"
+    names = optuna.get_all_study_names(storage)
+    assert len(names) == 2 and all(n.startswith("few_shot-") for n in names)
+    assert all(len(optuna.load_study(study_name=n, storage=storage).trials) == 2 for n in names)
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", FEW_SHOT_SPACE))
+    assert len(optuna.get_all_study_names(storage)) == 2
+    assert sorted(len(optuna.load_study(study_name=n, storage=storage).trials) for n in names) == [2, 3]
 
 
 def test_an_arm_without_a_space_runs_as_configured(smoke_cfg, tmp_path):

@@ -105,7 +105,7 @@ def run_identity(cfg: DictConfig, primary_metric: str) -> RunIdentity:
         exp=cfg.exp_name,
         arm=run_label(cfg, chosen),
         key=content_key(used),
-        group_key=content_key(_without_seeds(used)),
+        group_key=content_key(without_seeds(used)),
         task=cfg.task.name,
         primary_metric=primary_metric,
         generator=cfg.generator.name,
@@ -164,12 +164,12 @@ def _retrieves(cfg: DictConfig) -> bool:
     return bool(cfg.context.get("retrieves", False))
 
 
-def _without_seeds(settings: Any) -> Any:
+def without_seeds(settings: Any) -> Any:
     """`settings` with every entry named `seed` left out, at any depth."""
     if isinstance(settings, Mapping):
-        return {k: _without_seeds(v) for k, v in settings.items() if k != "seed"}
+        return {k: without_seeds(v) for k, v in settings.items() if k != "seed"}
     if isinstance(settings, list):
-        return [_without_seeds(v) for v in settings]
+        return [without_seeds(v) for v in settings]
     return settings
 
 
