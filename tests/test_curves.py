@@ -54,6 +54,31 @@ def test_runs_that_differ_in_more_than_the_curve_setting_draw_no_curve(tmp_path)
     assert learning_curves(group_runs(load_runs(exp)), "exact_match") == []
 
 
+def test_an_arm_run_over_two_settings_draws_a_curve_over_each(tmp_path):
+    """few-shot at four training sizes with k=2, and at 120 examples with k=1..4: one curve over the
+    training examples, one over the demonstrations, each from the runs that vary in it alone."""
+    exp = tmp_path / "two_axes"
+    for size in SIZES:
+        write_run(exp, "few_shot", right_on(size / 240), settings={"task.limits.train": size, "context.builder.k": 2})
+    for k in (1, 3, 4):
+        write_run(exp, "few_shot", right_on(k / 8), settings={"task.limits.train": 120, "context.builder.k": k})
+    curves = {c.setting: c for c in learning_curves(group_runs(load_runs(exp)), "exact_match")}
+    assert sorted(curves) == ["context.builder.k", "task.limits.train"]
+    assert [x for x, _ in curves["task.limits.train"].points] == list(SIZES)
+    assert [x for x, _ in curves["context.builder.k"].points] == [1, 2, 3, 4]
+    assert curves["context.builder.k"].points[1][1].mean == 0.5  # k=2 at 120 examples: in both curves
+    assert {c.arm for c in curves.values()} == {"few_shot"}
+
+
+def test_two_families_of_one_arm_over_one_setting_are_told_apart_by_what_differs(tmp_path):
+    exp = tmp_path / "two_rates"
+    for size in SIZES[:2]:
+        for rate in (1e-4, 1e-3):
+            write_run(exp, "lora", right_on(0.5), settings={"task.limits.train": size, "training.learning_rate": rate})
+    arms = sorted(c.arm for c in learning_curves(group_runs(load_runs(exp)), "exact_match"))
+    assert arms == ["lora (training.learning_rate=0.0001)", "lora (training.learning_rate=0.001)"]
+
+
 def test_the_report_shows_the_curves_and_the_crossing(tmp_path):
     from ragft.report.render import write_report
 

@@ -32,22 +32,41 @@ class Curve:
 
 
 def learning_curves(groups: Sequence[RunGroup], metric: str) -> list[Curve]:
-    """One curve per arm whose groups differ in exactly one curve setting (and the seed), at two values
-    or more; an arm whose groups differ otherwise draws none."""
+    """For each arm and curve setting, one curve per family of the arm's groups that differ in that
+    setting only (and the seed), at two values or more: few-shot run at five training sizes and, at one
+    of them, at four `k` draws a curve over each. A family is labelled by the arm, and by the settings
+    that tell it from the arm's other families over the same setting where there are several."""
     by_arm: dict[str, list[RunGroup]] = {}
     for group in groups:
         if metric in group.scores:
             by_arm.setdefault(group.identity.arm, []).append(group)
     curves = []
     for arm, members in by_arm.items():
-        varying = _varying(members)
-        if len(members) > 1 and len(varying) == 1 and varying[0] in CURVE_SETTINGS:
-            setting = varying[0]
-            values = [(g.settings.get(setting), g.scores[metric]) for g in members]
-            points = [(float(v), s) for v, s in values if isinstance(v, (int, float))]
-            if len(points) == len(values):
-                curves.append(Curve(arm, setting, sorted(points, key=lambda p: p[0])))
+        for setting in CURVE_SETTINGS:
+            families = [f for f in _families(members, setting) if len(f) > 1]
+            for family in families:
+                values = [(g.settings.get(setting), g.scores[metric]) for g in family]
+                points = [(float(v), s) for v, s in values if isinstance(v, (int, float))]
+                if len(points) == len(values):
+                    label = _family_label(arm, family, families, setting)
+                    curves.append(Curve(label, setting, sorted(points, key=lambda p: p[0])))
     return curves
+
+
+def _families(groups: Sequence[RunGroup], setting: str) -> list[list[RunGroup]]:
+    """`groups` split into sets equal in every setting but `setting`."""
+    families: dict[str, list[RunGroup]] = {}
+    for group in groups:
+        others = sorted((k, repr(v)) for k, v in group.settings.items() if k != setting)
+        families.setdefault(repr(others), []).append(group)
+    return list(families.values())
+
+
+def _family_label(arm: str, family: Sequence[RunGroup], families: Sequence[Sequence[RunGroup]], setting: str) -> str:
+    if len(families) == 1:
+        return arm
+    apart = [k for k in _varying([f[0] for f in families]) if k != setting]
+    return f"{arm} ({', '.join(f'{k}={family[0].settings.get(k)}' for k in apart)})"
 
 
 def curves_table(curves: Sequence[Curve]) -> pd.DataFrame:
