@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ragft.config.command_line import is_optional_setting
 from ragft.config.identity import choices, result_config, run_label, without_seeds
 from ragft.config.plain import as_dict
-from ragft.errors import ConfigError
+from ragft.errors import ConfigError, RagftError
 from ragft.eval.registry import METRICS, primary_metric
 from ragft.recipe import run_experiment_arm
 from ragft.record.cache import content_key
@@ -55,6 +55,9 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
     label = run_label(cfg, choices(cfg))
     space = _space(cfg, label)
     if not space:
+        log.info(
+            "%s: not tuned (tune.space has no entry for it; it has: %s)", label, ", ".join(cfg.tune.space) or "none"
+        )
         return cfg
     import optuna
 
@@ -68,23 +71,47 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
             direction="maximize" if _higher_is_better(cfg) else "minimize",
             sampler=optuna.samplers.TPESampler(seed=int(cfg.tune.seed)),
         )
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(done) < cfg.tune.trials:
-            log.info("%s: tuning %d trial(s) on %s", label, cfg.tune.trials - len(done), TRIAL_SPLIT)
-            study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=cfg.tune.trials - len(done))
-        best = study.best_params
+        left = cfg.tune.trials - len(_finished(study))
+        if left > 0:
+            log.info("%s: tuning %d trial(s) on %s", label, left, TRIAL_SPLIT)
+            study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=left, catch=TRIAL_FAILURES)
+        best = _best(study, cfg.tune.trials, label, f"{cfg.exp_name}_tuning")
     log.info(
-        "%s: tuned settings %s (validation %s %.3f)", label, best, cfg.task.get("primary_metric"), study.best_value
+        "%s: tuned settings %s (validation %s %.3f)", label, best.params, cfg.task.get("primary_metric"), best.value
     )
-    return applied(cfg, _values(space, best), chosen=best)
+    return applied(cfg, _values(space, best.params), chosen=best.params)
+
+
+def _finished(study: Any) -> list[Any]:
+    """The study's trials that ended, scored or failed, by number (a killed trial's stays RUNNING and is
+    run again): each counts against the budget."""
+    import optuna
+
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    return sorted((t for t in study.trials if t.state in ended), key=lambda t: t.number)
+
+
+def _best(study: Any, budget: int, label: str, trials_folder: str) -> Any:
+    """The best scored trial among the first `budget` that ended (a study extended by a larger budget
+    elsewhere does not give this one more tries)."""
+    import optuna
+
+    scored = [t for t in _finished(study)[:budget] if t.state == optuna.trial.TrialState.COMPLETE]
+    if not scored:
+        raise ConfigError(
+            "tune", f"every trial of {label} failed, nothing to choose from.", f"Their runs are in {trials_folder}/."
+        )
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(scored, key=lambda t: (sign * t.value, -t.number))
 
 
 def study_name(cfg: DictConfig, label: str) -> str:
     """The study of one configuration: its arm's label and a hash of its settings but the seeds and the
-    trial count, so a sweep over another setting (`training.epochs=2,10`) tunes each configuration apart,
-    the seeds of one configuration share its study, and a larger `tune.trials` extends it."""
+    trial count (the tuning settings that count: `tune.seed` and the arm's own space), so a sweep over
+    another setting (`training.epochs=2,10`) tunes each configuration apart, the seeds of one
+    configuration share its study, and a larger `tune.trials` extends it."""
     settings = without_seeds(result_config(cfg))
-    settings.get("tune", {}).pop("trials", None)
+    settings["tune"] = {"seed": cfg.tune.seed, "space": settings.get("tune", {}).get("space", {}).get(label)}
     return f"{label}-{content_key(settings)}"
 
 
@@ -94,10 +121,18 @@ def applied(cfg: DictConfig, settings: Mapping[str, Any], chosen: Mapping[str, A
     copy = deepcopy(cfg)
     with open_dict(copy):
         for key, value in settings.items():
+            before = OmegaConf.select(copy, key)
+            if isinstance(value, dict) and isinstance(before, DictConfig) and "label" in before:
+                value = {"label": before.label, **value}  # a swapped component keeps the arm's name
             OmegaConf.update(copy, key, value, merge=False)
         if chosen is not None:
             copy.tune.chosen = dict(chosen)
     return copy
+
+
+# A trial that fails (settings that cannot work: a prompt too long, memory run out) is recorded and
+# counted against the budget; the study goes on.
+TRIAL_FAILURES = (RagftError, RuntimeError)
 
 
 def objective_of(run_dir: Path) -> float:

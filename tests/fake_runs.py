@@ -82,7 +82,7 @@ def cost(arm: str) -> Cost:
     )
 
 
-def predictions(scores: list[float], output: str) -> list[Prediction]:
+def predictions(scores: list[float], output: str, metric: str = "exact_match") -> list[Prediction]:
     """One prediction per score; a NaN score is left out of the example's scores (not scored), as a run
     leaves out a score that is not a finite number."""
     return [
@@ -98,7 +98,7 @@ def predictions(scores: list[float], output: str) -> list[Prediction]:
             output=output,
             prompt_tokens=10,
             output_tokens=3,
-            scores={} if math.isnan(s) else {"exact_match": s},
+            scores={} if math.isnan(s) else {metric: s},
         )
         for i, s in enumerate(scores)
     ]
@@ -121,17 +121,18 @@ def write_run(
     task: str = "toy",
     group_key: str | None = None,
     run_cost: Cost | None = None,
+    metric: str = "exact_match",
 ) -> Path:
-    """One finished run of `arm` whose per-example `exact_match` scores are `scores` (NaN: not scored),
-    costing `run_cost` (default: `cost(arm)`)."""
+    """One finished run of `arm` whose per-example `metric` scores are `scores` (NaN: not scored),
+    costing `run_cost` (default: `cost(arm)`); `hedge_rate` is a metric where lower is better."""
     ident = identity(exp_dir, arm, seed, settings, task, group_key)
     run_dir = exp_dir / ident.run_id
     writer = RunWriter(run_dir)
     writer.write_text("config.yaml", yaml.safe_dump({"seed": seed, "note": "for a person; the report never reads it"}))
-    writer.write_predictions(predictions(scores, output))
-    summary = Summary(**mean_with_ci(scores), higher_is_better=True, group="quality")
+    writer.write_predictions(predictions(scores, output, metric))
+    summary = Summary(**mean_with_ci(scores), higher_is_better=metric != "hedge_rate", group="quality")
     spent = run_cost or cost(arm)
-    record = RunRecord(ident, "finished", dict(PROVENANCE), {"exact_match": summary}, spent, leakage(len(scores)))
+    record = RunRecord(ident, "finished", dict(PROVENANCE), {metric: summary}, spent, leakage(len(scores)))
     writer.commit(record)
     return run_dir
 

@@ -47,6 +47,36 @@ def test_the_crossing_is_named_between_the_sizes_where_the_order_changes(tmp_pat
     ]
 
 
+def test_a_crossing_through_a_tie_is_named_between_the_sizes_either_side(tmp_path):
+    exp = tmp_path / "tie"
+    for size, lora in zip(SIZES[:3], (0.2, 0.5, 0.8)):
+        write_run(exp, "few_shot", right_on(0.5), settings={"task.limits.train": size})
+        write_run(exp, "lora", right_on(lora), settings={"task.limits.train": size})
+    assert crossings(learning_curves(group_runs(load_runs(exp)), "exact_match")) == [
+        "lora passes few_shot between 15 and 60 training examples"
+    ]
+
+
+def test_for_a_metric_where_lower_is_better_passing_means_going_below(tmp_path):
+    exp = tmp_path / "lower"
+    for size, lora in zip(SIZES[:2], (0.8, 0.2)):
+        write_run(exp, "few_shot", right_on(0.5), settings={"task.limits.train": size}, metric="hedge_rate")
+        write_run(exp, "lora", right_on(lora), settings={"task.limits.train": size}, metric="hedge_rate")
+    assert crossings(learning_curves(group_runs(load_runs(exp)), "hedge_rate")) == [
+        "lora passes few_shot between 15 and 30 training examples"
+    ]
+
+
+def test_an_arm_tuned_at_each_size_is_one_curve(tmp_path):
+    """What tuning chose differs from size to size; the curve is the tuned arm's."""
+    exp = tmp_path / "tuned"
+    for size, rate in zip(SIZES, (1e-3, 3e-4, 1e-4, 1e-4)):
+        chosen = {"tune.chosen.training.learning_rate": rate, "training.learning_rate": rate}
+        write_run(exp, "lora", right_on(size / 240), settings={"task.limits.train": size, **chosen})
+    (curve,) = learning_curves(group_runs(load_runs(exp)), "exact_match")
+    assert curve.arm == "lora" and [x for x, _ in curve.points] == list(SIZES)
+
+
 def test_runs_that_differ_in_more_than_the_curve_setting_draw_no_curve(tmp_path):
     exp = tmp_path / "mixed"
     write_run(exp, "lora", right_on(0.2), settings={"task.limits.train": 15, "training.epochs": 1})

@@ -59,27 +59,52 @@ def test_a_second_job_of_the_arm_reuses_the_study(smoke_cfg, tmp_path):
 
 
 def test_named_config_nodes_are_a_choice_the_study_names_and_each_run_applies_with_its_own_seed(smoke_cfg, tmp_path):
-    """Few-shot selection tuned between similar and random demonstrations: the study and the record
-    hold the name, the run the node, and `${seed}` in the node is the seed of the run it is applied to."""
+    """Few-shot selection as named nodes: the study and the record hold the name, the run the node, and
+    `${seed}` in the node is the seed of the run it is applied to (the trials' tune.seed, the final run's
+    own seed)."""
     results = tmp_path / "results"
     space = (
         "+tune.space.few_shot={context.builder.selection: {"
-        "similar: {_target_: ragft.context.shots.SimilarShots, embedder: '${embedder}'}, "
         "random: {_target_: ragft.context.shots.RandomShots, seed: '${seed}'}}}"
     )
-    run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", space, "tune.seed=4", "seed=7"))
-    names = {t.params["context.builder.selection"] for t in study(results).trials}
-    assert names <= {"similar", "random"}
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", space, "tune.seed=4", "seed=7"))
+    assert {t.params["context.builder.selection"] for t in study(results).trials} == {"random"}
     tried = records(results / "test_tuning")
-    targets = {r.identity.settings["context.builder.selection._target_"].rsplit(".", 1)[-1] for r in tried}
-    assert targets == {"SimilarShots" if n == "similar" else "RandomShots" for n in names}
-    assert all(r.identity.settings.get("context.builder.selection.seed", 4) == 4 for r in tried)  # the trials' seed
+    assert {r.identity.settings["context.builder.selection._target_"] for r in tried} == {
+        "ragft.context.shots.RandomShots"
+    }
+    assert {r.identity.settings["context.builder.selection.seed"] for r in tried} == {4}
     (final,) = records(results / "test")
-    best = study(results).best_params["context.builder.selection"]
-    assert final.identity.settings["tune.chosen.context.builder.selection"] == best
-    expected = {"similar": "SimilarShots", "random": "RandomShots"}[best]
-    assert final.identity.settings["context.builder.selection._target_"].endswith(expected)
-    assert final.identity.settings.get("context.builder.selection.seed", 7) == 7  # the final run's seed
+    assert final.identity.settings["tune.chosen.context.builder.selection"] == "random"
+    assert final.identity.settings["context.builder.selection._target_"] == "ragft.context.shots.RandomShots"
+    assert final.identity.settings["context.builder.selection.seed"] == 7
+
+
+def test_a_tuned_retriever_keeps_the_arm_s_name_and_records_which_one_was_chosen(smoke_cfg, tmp_path):
+    """A retriever swapped in by tuning: runs without a preset arm keep the label their study has, and
+    the record names the retriever chosen, not the one the config started from."""
+    space = "+tune.space.rag={retriever: {bm25: {_target_: ragft.retrieval.BM25Retriever}}}"
+    run_arm(smoke_cfg("context=rag", "tune.trials=1", space))
+    (final,) = records(tmp_path / "results" / "test")
+    assert final.identity.arm == "rag" and final.identity.retriever == "bm25"
+    assert final.identity.settings["retriever._target_"] == "ragft.retrieval.BM25Retriever"
+    assert {r.identity.arm for r in records(tmp_path / "results" / "test_tuning")} == {"rag"}
+
+
+def test_failed_trials_count_against_the_budget_and_a_study_with_no_scored_trial_is_one_line(smoke_cfg, tmp_path):
+    """Settings that cannot work fail their trial (recorded); the study goes on, the budget counts the
+    failures, and when nothing scored the arm stops with one line naming where the trials are."""
+    failing = "+tune.space.few_shot={generation.batch_size: [0]}"
+    for _ in range(2):  # the second job of the arm runs no further trials
+        with pytest.raises(ConfigError, match=r"every trial of few_shot failed.*test_tuning/"):
+            run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", failing))
+        assert [t.state for t in study(tmp_path / "results").trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_a_study_is_kept_apart_by_its_tuning_seed(smoke_cfg, tmp_path):
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=1", FEW_SHOT_SPACE))
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=1", FEW_SHOT_SPACE, "tune.seed=1"))
+    assert len(optuna.get_all_study_names(f"sqlite:///{tmp_path / 'results' / 'test' / STUDY_FILE}")) == 2
 
 
 def test_each_configuration_of_a_sweep_has_its_own_study_and_more_trials_extend_it(smoke_cfg, tmp_path):

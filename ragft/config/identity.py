@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ragft.config.plain import as_plain
 from ragft.record.cache import content_key, file_digest
@@ -111,7 +111,7 @@ def run_identity(cfg: DictConfig, primary_metric: str) -> RunIdentity:
         generator=cfg.generator.name,
         adaptation=chosen.adaptation,
         context=chosen.context,
-        retriever=chosen.retriever if _retrieves(cfg) else None,
+        retriever=_retriever_name(cfg, chosen) if _retrieves(cfg) else None,
         seed=cfg.seed,
         embedder=_embedder_used(used),
         settings=flatten(used),
@@ -157,6 +157,12 @@ def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+def _retriever_name(cfg: DictConfig, chosen: Choices) -> str | None:
+    """The retriever's config option, or the name of the one tuning chose in its place."""
+    tuned = OmegaConf.select(cfg, "tune.chosen.retriever")
+    return str(tuned) if tuned is not None else chosen.retriever
 
 
 def _retrieves(cfg: DictConfig) -> bool:

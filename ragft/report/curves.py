@@ -18,6 +18,7 @@ CURVE_SETTINGS = {  # setting -> what its value counts
     "context.builder.k": "demonstrations",
     "context.builder.top_k": "passages",
 }
+CHOSEN = "tune.chosen."  # settings tuning chose (ragft/tune.py)
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,20 @@ def learning_curves(groups: Sequence[RunGroup], metric: str) -> list[Curve]:
 
 
 def _families(groups: Sequence[RunGroup], setting: str) -> list[list[RunGroup]]:
-    """`groups` split into sets equal in every setting but `setting`."""
+    """`groups` split into sets equal in every setting but `setting` and what tuning chose at each value
+    (an arm tuned at each training size is one curve)."""
     families: dict[str, list[RunGroup]] = {}
     for group in groups:
-        others = sorted((k, repr(v)) for k, v in group.settings.items() if k != setting)
+        tuned = _tuned_keys(group.settings)
+        others = sorted((k, repr(v)) for k, v in group.settings.items() if k != setting and k not in tuned)
         families.setdefault(repr(others), []).append(group)
     return list(families.values())
+
+
+def _tuned_keys(settings: dict[str, object]) -> set[str]:
+    """`tune.chosen.*` and the settings they name (a named config node's own keys included)."""
+    chosen = [k.removeprefix(CHOSEN) for k in settings if k.startswith(CHOSEN)]
+    return {k for k in settings if k.startswith(CHOSEN) or any(k == c or k.startswith(f"{c}.") for c in chosen)}
 
 
 def _family_label(arm: str, family: Sequence[RunGroup], families: Sequence[Sequence[RunGroup]], setting: str) -> str:
@@ -80,7 +89,8 @@ def curves_table(curves: Sequence[Curve]) -> pd.DataFrame:
 
 def crossings(curves: Sequence[Curve]) -> list[str]:
     """Where one arm's curve passes another's over the same setting: between the last value where it was
-    below and the first where it is above (means; the intervals say how sure)."""
+    worse and the first where it is better (means, a tie in between passed over; the intervals say how
+    sure), better meaning higher or lower as the metric says."""
     said = []
     for i, first in enumerate(curves):
         for second in curves[i + 1 :]:
@@ -88,8 +98,9 @@ def crossings(curves: Sequence[Curve]) -> list[str]:
                 continue
             shared = sorted({x for x, _ in first.points} & {x for x, _ in second.points})
             a, b = dict(first.points), dict(second.points)
-            signs = [(x, a[x].mean - b[x].mean) for x in shared]
-            for (x0, d0), (x1, d1) in zip(signs, signs[1:]):
+            sign = 1 if all(s.higher_is_better for _, s in first.points) else -1
+            ahead = [(x, sign * (a[x].mean - b[x].mean)) for x in shared if a[x].mean != b[x].mean]
+            for (x0, d0), (x1, d1) in zip(ahead, ahead[1:]):
                 if d0 * d1 < 0:
                     leader, other = (first.arm, second.arm) if d1 > 0 else (second.arm, first.arm)
                     said.append(f"{leader} passes {other} between {x0:g} and {x1:g} {first.counts}")

@@ -66,11 +66,19 @@ class Constraints:
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(key, f"{text!r} is not allowed.", "Set it to a number >= 0.")
             values[key] = value
+        if "max_update_minutes" in values and not values.get("updates_per_month"):
+            raise ConfigError(
+                "max_update_minutes", "limits the time updates take, but no update is expected.",
+                "Set updates_per_month=... too (knowledge changes a month).",
+            )  # fmt: skip
         return cls(**values)
 
     def stated(self) -> dict[str, float]:
-        """The constraints that were set."""
-        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) not in (None, 0.0)}
+        """The constraints that were set (a limit of 0 included; no updates a month is no constraint)."""
+        stated = {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        if not self.updates_per_month:
+            del stated["updates_per_month"]
+        return stated
 
 
 @dataclass(frozen=True)
