@@ -43,6 +43,12 @@ def run_files(results: Path) -> list[Path]:
     )
 
 
+def _default_sigint() -> None:
+    """In the child before it starts: Ctrl-C's default action, whatever the test runner's was (a shell
+    starts background jobs with SIGINT ignored, and an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """`python -m ragft.run +debug=smoke exp_name=test paths.results=<results> <overrides>`, its stderr
     collected as it comes, so a test can signal it at a chosen point of its work."""
@@ -50,7 +56,9 @@ class Command:
     def __init__(self, results: Path, *overrides: str) -> None:
         args = [sys.executable, "-m", "ragft.run", "+debug=smoke", "exp_name=test", f"paths.results={results}"]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen([*args, *overrides], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [*args, *overrides], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
