@@ -158,7 +158,7 @@ def _trial(cfg: DictConfig, space: Mapping[str, Any], trial: Any) -> float:
 def _suggest(trial: Any, key: str, spec: Any) -> Any:
     if isinstance(spec, list):
         return trial.suggest_categorical(key, spec)
-    if not _ranged(spec):  # named config nodes: the study holds the name
+    if _named(spec):  # the study holds the node's name
         return trial.suggest_categorical(key, list(spec))
     low, high, logarithmic = spec["low"], spec["high"], bool(spec.get("log", False))
     if isinstance(low, int) and isinstance(high, int):
@@ -168,8 +168,7 @@ def _suggest(trial: Any, key: str, spec: Any) -> Any:
 
 def _values(space: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings to apply: a named node's node, any other setting's value."""
-    named = {key for key, spec in space.items() if isinstance(spec, dict) and not _ranged(spec)}
-    return {key: space[key][value] if key in named else value for key, value in settings.items()}
+    return {key: space[key][value] if _named(space[key]) else value for key, value in settings.items()}
 
 
 def _space(cfg: DictConfig, label: str) -> dict[str, Any]:
@@ -183,10 +182,7 @@ def _space(cfg: DictConfig, label: str) -> dict[str, Any]:
             raise ConfigError(where, f"`{key}` is not a setting of this arm's config.")
         choices = isinstance(spec, list) and spec
         ranged = _ranged(spec) and spec["low"] < spec["high"]
-        named = (
-            isinstance(spec, dict) and spec and not _ranged(spec) and all(isinstance(v, dict) for v in spec.values())
-        )
-        if not (choices or ranged or named):
+        if not (choices or ranged or _named(spec)):
             raise ConfigError(
                 where,
                 f"{spec!r} is not a search space.",
@@ -197,6 +193,13 @@ def _space(cfg: DictConfig, label: str) -> dict[str, Any]:
 
 def _ranged(spec: Any) -> bool:
     return isinstance(spec, dict) and {"low", "high"} <= set(spec) and set(spec) <= {"low", "high", "log"}
+
+
+def _named(spec: Any) -> bool:
+    """Named config nodes: {name: {...}, ...}, one of which a trial applies."""
+    return (
+        isinstance(spec, dict) and bool(spec) and not _ranged(spec) and all(isinstance(v, dict) for v in spec.values())
+    )
 
 
 _ABSENT = object()
