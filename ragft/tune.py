@@ -4,8 +4,9 @@ validation split, the study stored in the experiment folder (`tuning.db`, SQLite
 settings applied to the arm's run on test and recorded with it (`tune.chosen`).
 
 A job with `tune.trials > 0` (every job of `+exp=medical_reports_tuned`: each arm at seeds 0, 1, 2) first
-makes sure its arm's study holds `tune.trials` finished trials — the first of the arm's jobs runs them,
-the others reuse them (a file lock keeps concurrent jobs from running them twice) — then runs on test
+makes sure its arm's study has tried `tune.trials` distinct settings (a setting the sampler proposes again
+is answered from the study, neither run nor counted; a smaller space is tried whole) — the first of the
+arm's jobs runs them, the others reuse them (a file lock keeps concurrent jobs from running them twice) — then runs on test
 with the chosen settings. Each trial is an ordinary run with `tune.split=validation`, recorded in
 `<experiment>_tuning/`, so a killed study resumes and its trials' artefacts are cached like any run's.
 
@@ -50,8 +51,8 @@ def run_arm(cfg: DictConfig) -> Path | float:
 
 
 def with_tuned_settings(cfg: DictConfig) -> DictConfig:
-    """`cfg` with the best settings of its arm's study (run first where it has fewer than `tune.trials`
-    finished trials); `cfg` unchanged for an arm without a search space."""
+    """`cfg` with the best settings of its arm's study (run first where it has tried fewer than
+    `tune.trials` settings); `cfg` unchanged for an arm without a search space."""
     label = run_label(cfg, choices(cfg))
     space = _space(cfg, label)
     if not space:
@@ -71,32 +72,80 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
             direction="maximize" if _higher_is_better(cfg) else "minimize",
             sampler=optuna.samplers.TPESampler(seed=int(cfg.tune.seed)),
         )
-        left = cfg.tune.trials - len(_finished(study))
-        if left > 0:
-            log.info("%s: tuning %d trial(s) on %s", label, left, TRIAL_SPLIT)
-            study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=left, catch=TRIAL_FAILURES)
+        _try_settings(study, cfg, space, label)
         best = _best(study, cfg.tune.trials, label, f"{cfg.exp_name}_tuning")
     log.info(
-        "%s: tuned settings %s (validation %s %.3f)", label, best.params, cfg.task.get("primary_metric"), best.value
+        "%s: tuned settings %s (validation %s %.3f; %d setting(s) tried)",
+        label,
+        best.params,
+        cfg.task.get("primary_metric"),
+        best.value,
+        min(len(_tried(study)), cfg.tune.trials),
     )
     return applied(cfg, _values(space, best.params), chosen=best.params)
 
 
+# The sampler may propose a setting it has tried (likely in a small space of choices): that trial
+# is answered from the study, not run, and does not count. It gives up after this many in a row.
+MAX_REPEATS = 200
+
+
+def _try_settings(study: Any, cfg: DictConfig, space: Mapping[str, Any], label: str) -> None:
+    """Trials until the study has tried `tune.trials` distinct settings, or all its space holds where
+    that is fewer: every arm gets the same number of distinct tries."""
+    target = min(cfg.tune.trials, _size(space))
+    if len(_tried(study)) >= target:
+        return
+    log.info("%s: tuning on %s, %d more setting(s) to try", label, TRIAL_SPLIT, target - len(_tried(study)))
+    repeats = 0
+    while len(_tried(study)) < target and repeats < MAX_REPEATS:
+        before = len(_tried(study))
+        study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=1, catch=TRIAL_FAILURES)
+        repeats = repeats + 1 if len(_tried(study)) == before else 0
+    if repeats >= MAX_REPEATS:
+        log.warning("%s: the sampler proposed only tried settings %d times in a row; stopped", label, MAX_REPEATS)
+
+
 def _finished(study: Any) -> list[Any]:
     """The study's trials that ended, scored or failed, by number (a killed trial's stays RUNNING and is
-    run again): each counts against the budget."""
+    run again)."""
     import optuna
 
     ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
     return sorted((t for t in study.trials if t.state in ended), key=lambda t: t.number)
 
 
+def _tried(study: Any) -> list[Any]:
+    """The settings the study has tried, each as its first finished trial, by number: each counts against
+    the budget, a failure too."""
+    seen: set[str] = set()
+    tried = []
+    for trial in _finished(study):
+        key = repr(sorted(trial.params.items()))
+        if key not in seen:
+            seen.add(key)
+            tried.append(trial)
+    return tried
+
+
+def _size(space: Mapping[str, Any]) -> float:
+    """How many distinct settings the space holds (infinite with a range of real numbers)."""
+    size = 1.0
+    for spec in space.values():
+        if _ranged(spec):
+            whole = isinstance(spec["low"], int) and isinstance(spec["high"], int)
+            size *= spec["high"] - spec["low"] + 1 if whole else float("inf")
+        else:
+            size *= len(spec)
+    return size
+
+
 def _best(study: Any, budget: int, label: str, trials_folder: str) -> Any:
-    """The best scored trial among the first `budget` that ended (a study extended by a larger budget
+    """The best scored setting among the first `budget` tried (a study extended by a larger budget
     elsewhere does not give this one more tries)."""
     import optuna
 
-    scored = [t for t in _finished(study)[:budget] if t.state == optuna.trial.TrialState.COMPLETE]
+    scored = [t for t in _tried(study)[:budget] if t.state == optuna.trial.TrialState.COMPLETE]
     if not scored:
         raise ConfigError(
             "tune", f"every trial of {label} failed, nothing to choose from.", f"Their runs are in {trials_folder}/."
@@ -147,6 +196,12 @@ def _trial(cfg: DictConfig, space: Mapping[str, Any], trial: Any) -> float:
     """One trial: the arm on the validation split with the trial's settings, recorded apart from the
     experiment's own runs."""
     settings = {key: _suggest(trial, key, spec) for key, spec in space.items()}
+    earlier = next((t for t in _finished(trial.study) if t.params == settings), None)
+    if earlier is not None:  # tried already: answered from the study, not counted
+        trial.set_user_attr("repeat_of", earlier.number)
+        if earlier.value is None:
+            raise ConfigError("tune", f"these settings failed in trial {earlier.number}.")
+        return float(earlier.value)
     trial_cfg = applied(cfg, _values(space, settings))
     with open_dict(trial_cfg):
         trial_cfg.tune.split, trial_cfg.tune.trials = TRIAL_SPLIT, 0

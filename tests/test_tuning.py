@@ -22,13 +22,17 @@ def study(results: Path, exp: str = "test", label: str = "few_shot") -> optuna.S
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def tried_settings(results: Path, key: str = "context.builder.k", label: str = "few_shot") -> set:
+    return {t.params[key] for t in study(results, label=label).trials}
+
+
 def test_an_arm_is_tuned_on_validation_then_run_on_test_with_the_chosen_settings(smoke_cfg, tmp_path, clinic):
     results = tmp_path / "results"
     run_dir = run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", FEW_SHOT_SPACE))
-    trials = study(results).trials
-    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert tried_settings(results) == {1, 2, 3}
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study(results).trials)
     tried = records(results / "test_tuning")
-    assert tried and {r.identity.settings["tune.split"] for r in tried} == {"validation"}
+    assert len(tried) == 3 and {r.identity.settings["tune.split"] for r in tried} == {"validation"}
     validation = len(clinic.split(clinic.notes, "validation"))
     assert {r.scores["field_accuracy"].n for r in tried} == {validation}  # the whole split, as the final run's test
     (final,) = records(results / "test")
@@ -53,8 +57,9 @@ def test_a_second_job_of_the_arm_reuses_the_study(smoke_cfg, tmp_path):
     """Seeds 0, 1, 2 of one arm: the first job runs the trials, the others only read the best."""
     results = tmp_path / "results"
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
+    trials = len(study(results).trials)
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "seed=1"))
-    assert len(study(results).trials) == 2
+    assert len(study(results).trials) == trials and len(tried_settings(results)) == 2
     assert sorted(r.identity.seed for r in records(results / "test")) == [0, 1]
 
 
@@ -94,11 +99,15 @@ def test_a_tuned_retriever_keeps_the_arm_s_name_and_records_which_one_was_chosen
 def test_failed_trials_count_against_the_budget_and_a_study_with_no_scored_trial_is_one_line(smoke_cfg, tmp_path):
     """Settings that cannot work fail their trial (recorded); the study goes on, the budget counts the
     failures, and when nothing scored the arm stops with one line naming where the trials are."""
-    failing = "+tune.space.few_shot={generation.batch_size: [0]}"
-    for _ in range(2):  # the second job of the arm runs no further trials
-        with pytest.raises(ConfigError, match=r"every trial of few_shot failed.*test_tuning/"):
-            run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", failing))
-        assert [t.state for t in study(tmp_path / "results").trials] == [optuna.trial.TrialState.FAIL] * 2
+    failing = "+tune.space.few_shot={generation.batch_size: [0, -1]}"
+    with pytest.raises(ConfigError, match=r"every trial of few_shot failed.*test_tuning/"):
+        run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", failing))
+    trials = study(tmp_path / "results").trials
+    assert {t.state for t in trials} == {optuna.trial.TrialState.FAIL}
+    assert tried_settings(tmp_path / "results", "generation.batch_size") == {0, -1}
+    with pytest.raises(ConfigError, match=r"every trial of few_shot failed"):  # the second job tries no more
+        run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", failing))
+    assert len(study(tmp_path / "results").trials) == len(trials)
 
 
 def test_a_study_is_kept_apart_by_its_tuning_seed(smoke_cfg, tmp_path):
@@ -115,11 +124,58 @@ def test_each_configuration_of_a_sweep_has_its_own_study_and_more_trials_extend_
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "task.generation.max_new_tokens=4"))
     storage = f"sqlite:///{results / 'test' / STUDY_FILE}"
     names = optuna.get_all_study_names(storage)
+
+    def distinct(name: str) -> int:
+        return len({t.params["context.builder.k"] for t in optuna.load_study(study_name=name, storage=storage).trials})
+
     assert len(names) == 2 and all(n.startswith("few_shot-") for n in names)
-    assert all(len(optuna.load_study(study_name=n, storage=storage).trials) == 2 for n in names)
+    assert all(distinct(n) == 2 for n in names)
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", FEW_SHOT_SPACE))
     assert len(optuna.get_all_study_names(storage)) == 2
-    assert sorted(len(optuna.load_study(study_name=n, storage=storage).trials) for n in names) == [2, 3]
+    assert sorted(distinct(n) for n in names) == [2, 3]
+
+
+class Proposes(optuna.samplers.BaseSampler):
+    """A sampler that proposes the given values in turn (then the last forever)."""
+
+    def __init__(self, *values: int) -> None:
+        self.values = list(values)
+
+    def infer_relative_search_space(self, study, trial):  # noqa: ANN001, ANN201
+        return {}
+
+    def sample_relative(self, study, trial, search_space):  # noqa: ANN001, ANN201
+        return {}
+
+    def sample_independent(self, study, trial, name, distribution):  # noqa: ANN001, ANN201
+        return self.values.pop(0) if len(self.values) > 1 else self.values[0]
+
+
+def test_a_setting_proposed_again_is_answered_from_the_study_and_not_counted(smoke_cfg, tmp_path, monkeypatch):
+    """Every arm gets `tune.trials` distinct tries: a repeat (likely in a small space of choices) is
+    neither run nor counted, so an arm whose sampler repeats itself is not tuned on fewer settings."""
+    monkeypatch.setattr(optuna.samplers, "TPESampler", lambda seed=None: Proposes(1, 1, 2, 1, 3))
+    results = tmp_path / "results"
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", FEW_SHOT_SPACE))
+    trials = study(results).trials
+    assert [t.params["context.builder.k"] for t in trials] == [1, 1, 2, 1, 3]
+    assert [t.user_attrs.get("repeat_of") for t in trials] == [None, 0, None, 0, None]
+    assert trials[1].value == trials[0].value  # the repeat scores what its setting scored
+    assert len(records(results / "test_tuning")) == 3
+
+
+def test_a_space_smaller_than_the_budget_is_tried_whole_and_a_sampler_stuck_on_tried_settings_stops(
+    smoke_cfg, tmp_path, monkeypatch, caplog
+):
+    results = tmp_path / "results"
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=5", "+tune.space.few_shot={context.builder.k: [1, 2]}"))
+    assert tried_settings(results) == {1, 2}
+    monkeypatch.setattr(optuna.samplers, "TPESampler", lambda seed=None: Proposes(1))
+    monkeypatch.setattr("ragft.tune.MAX_REPEATS", 3)
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "tune.seed=1"))
+    assert "proposed only tried settings 3 times in a row" in caplog.text
+    (final,) = [r for r in records(results / "test") if r.identity.settings["tune.seed"] == 1]
+    assert final.identity.settings["tune.chosen.context.builder.k"] == 1
 
 
 def test_an_arm_without_a_space_runs_as_configured(smoke_cfg, tmp_path):
