@@ -212,5 +212,5 @@ def test_the_report_says_which_arms_were_tuned_and_an_untuned_report_says_none_w
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
     write_report(results / "test")
     markdown = (results / "test" / "report.md").read_text(encoding="utf-8")
-    assert "Tuned on the validation split" in markdown and "few_shot (2 trials)" in markdown
+    assert "Tuned on the validation split" in markdown and "few_shot (2)" in markdown
     assert "tune.chosen.context.builder.k" in markdown  # the chosen setting, in What differs
