@@ -243,11 +243,12 @@ def test_a_record_of_another_schema_is_skipped_naming_its_file(tmp_path, caplog)
     assert str(record_file) in caplog.text
 
 
-def test_seeds_costs_are_averaged_figure_by_figure():
+def test_seeds_costs_are_averaged_figure_by_figure_and_a_setting_stays_a_whole_number():
     first = TrainingCost(train_s=4.0, trainable_params=10, stored="adapter", memory=MemoryCost(peak_rss_mb=100.0))
     second = TrainingCost(train_s=6.0, trainable_params=10, stored="adapter", adapter_reused=True)
     mean = averaged([first, second])
     assert (mean.train_s, mean.trainable_params, mean.stored, mean.adapter_reused) == (5.0, 10, "adapter", True)
+    assert isinstance(mean.trainable_params, int)  # the same whole number for every seed stays one
     assert mean.memory.peak_rss_mb == 50.0 and mean.memory.peak_cuda_mb is None
     assert averaged([None, None]) is None
 

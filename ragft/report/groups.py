@@ -233,7 +233,8 @@ def summarise(values: Sequence[float], like: Summary, seed_sd: float | None = No
 
 
 def averaged(values: Sequence[Any]) -> Any:
-    """The seeds' values of one cost figure combined: numbers averaged, flags true if true for any seed,
+    """The seeds' values of one cost figure combined: numbers averaged (kept as they are where every seed
+    has the same), flags true if true for any seed,
     nested records field by field, anything else (text, histories) the first seed's; None where no seed
     recorded it."""
     present = [value for value in values if value is not None]
@@ -247,7 +248,7 @@ def averaged(values: Sequence[Any]) -> Any:
     if all(isinstance(value, bool) for value in present):
         return any(present)
     if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present):
-        return float(np.mean(present))
+        return first if len(set(present)) == 1 else float(np.mean(present))  # a setting stays a whole number
     return first
 
 
