@@ -90,6 +90,28 @@ def test_arms_the_test_set_cannot_separate_are_named_as_ties(experiment):
     assert "Statistically indistinguishable from it" in " ".join(made.lines())
 
 
+def test_the_recommendation_gives_its_reasons_the_figures_that_meet_each_constraint(experiment):
+    lines = decision(experiment, "max_latency_s=5", "max_train_minutes=45").lines()
+    assert lines[2] == (
+        "It meets every constraint: batch-1 p95 latency 0.5 s <= max_latency_s=5; training 30 min <= max_train_minutes=45."
+    )
+    assert decision(experiment).lines()[2] == "It is the best-scoring strategy."
+
+
+def test_without_a_tie_the_closest_arm_is_named_with_its_p_value(experiment):
+    """lora_rag (0.90) against lora (0.70): 12 of 60 examples apart, significant; with a tie (rag beside
+    lora under the latency limit) the tie is said instead."""
+    made = decision(experiment)
+    assert made.ties == {} and made.runner_up is not None
+    label, p = made.runner_up
+    assert label == "lora" and p < 0.05
+    assert any(
+        line.startswith("Every other arm that meets them scores significantly worse; the closest, lora")
+        for line in made.lines()
+    )
+    assert decision(experiment, "max_latency_s=5").runner_up is None
+
+
 def test_knowledge_updates_multiply_out_and_rule_out_retraining(experiment):
     """Four updates a month at 30 min of training each is 120 min: over a 60 min budget; re-indexing
     at 1 min each fits."""

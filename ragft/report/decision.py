@@ -7,8 +7,9 @@ update from a cold cache (`Cost.knowledge_update_s`: re-train the generator wher
 re-embed and re-index the corpus where it retrieves, re-train a fine-tuned retriever; the times
 stored with the cached artefacts, never a cache read). The best arm is the highest-scoring one that meets every
 constraint; arms indistinguishable from it (paired permutation test on the shared test examples,
-Holm-adjusted over the comparisons made) are named as ties; every better-scoring arm is listed with the
-constraints that rule it out. Floors and ceilings (a fixed answer, gold passages in the prompt) are
+Holm-adjusted over the comparisons made) are named as ties, or, where there is none, the closest with its
+p-value; the constraints the best meets are said with its figures, and every better-scoring arm is listed
+with the constraints that rule it out. Floors and ceilings (a fixed answer, gold passages in the prompt) are
 reference points, never recommended.
 """
 
@@ -111,6 +112,14 @@ class ArmFacts:
     def violations(self, limits: Constraints) -> list[str]:
         """Each constraint this arm breaks, with the measured figure; an unmeasured figure breaks a limit
         set on it (a recommendation never rests on a number nobody measured)."""
+        return [said for said, met in self._checked(limits) if not met]
+
+    def meets(self, limits: Constraints) -> list[str]:
+        """Each constraint this arm meets, with the measured figure."""
+        return [said for said, met in self._checked(limits) if met]
+
+    def _checked(self, limits: Constraints) -> list[tuple[str, bool]]:
+        """Every stated constraint, said with this arm's figure, and whether the arm meets it."""
         checks = [
             (limits.max_latency_s, self.latency_s, "batch-1 p95 latency", "s", "max_latency_s"),
             (limits.max_memory_gb, self.memory_gb, "serving peak memory", "GB", "max_memory_gb"),
@@ -118,17 +127,22 @@ class ArmFacts:
             (limits.max_train_minutes, self.train_minutes, "training", "min", "max_train_minutes"),
             (limits.max_update_minutes, self.monthly_update_minutes(limits), "updates", "min/month", "max_update_minutes"),
         ]  # fmt: skip
-        broken = []
+        checked = []
         for limit, value, what, unit, key in checks:
             if limit is None:
                 continue
             if value is None:
-                broken.append(f"{what} not measured ({key}={limit:g})")
-            elif value > limit:
-                broken.append(f"{what} {value:.3g} {unit} > {key}={limit:g}")
-        if limits.min_quality is not None and self.quality.mean < limits.min_quality:
-            broken.append(f"quality {self.quality.mean:.3f} < min_quality={limits.min_quality:g}")
-        return broken
+                checked.append((f"{what} not measured ({key}={limit:g})", False))
+            else:
+                checked.append(
+                    (f"{what} {value:.3g} {unit} {'<=' if value <= limit else '>'} {key}={limit:g}", value <= limit)
+                )
+        if limits.min_quality is not None:
+            met = self.quality.mean >= limits.min_quality
+            checked.append(
+                (f"quality {self.quality.mean:.3f} {'>=' if met else '<'} min_quality={limits.min_quality:g}", met)
+            )
+        return checked
 
     def monthly_update_minutes(self, limits: Constraints) -> float | None:
         if not limits.updates_per_month:
@@ -145,6 +159,7 @@ class Decision:
     facts: list[ArmFacts]
     best: str | None
     ties: dict[str, float] = field(default_factory=dict)  # label -> Holm-adjusted p against the best
+    runner_up: tuple[str, float] | None = None  # the next feasible arm and its adjusted p, when no tie
     ruled_out: dict[str, list[str]] = field(default_factory=dict)  # better-scoring arms -> what rules them out
     unmet: dict[str, list[str]] = field(default_factory=dict)  # every strategy's broken constraints
 
@@ -159,6 +174,14 @@ class Decision:
             return said
         best = self._facts(self.best)
         said.append(f"Recommended: {self.best} ({self.primary} {_quality(best.quality)}).")
+        met = best.meets(self.constraints)
+        said.append(f"It meets every constraint: {'; '.join(met)}." if met else "It is the best-scoring strategy.")
+        if self.runner_up is not None:
+            label, p = self.runner_up
+            said.append(
+                f"Every other arm that meets them scores significantly worse; the closest, {label} "
+                f"({_quality(self._facts(label).quality)}), at p={p:.2g} (paired test, Holm-adjusted)."
+            )
         if self.ties:
             tied = ", ".join(f"{label} (p={p:.2f})" for label, p in self.ties.items())
             said.append(f"Statistically indistinguishable from it (paired test, Holm-adjusted): {tied}.")
@@ -196,21 +219,22 @@ def decide(groups: Sequence[RunGroup], primary: str, constraints: Constraints) -
     best = feasible[0]
     ruled_out = {f.label: unmet[f.label] for f in strategies if sign * f.quality.mean > sign * best.quality.mean}
     by_label = {g.label: g for g in scored}
-    return Decision(
-        primary, constraints, facts, best.label, _ties(by_label, best.label, feasible[1:], primary), ruled_out, unmet
-    )
+    compared = _compared(by_label, best.label, feasible[1:], primary)
+    ties = {label: p for label, p in compared.items() if p >= ALPHA}
+    closest = next((f.label for f in feasible[1:] if f.label in compared), None)
+    runner_up = (closest, compared[closest]) if closest is not None and not ties else None
+    return Decision(primary, constraints, facts, best.label, ties, runner_up, ruled_out, unmet)
 
 
-def _ties(groups: Mapping[str, RunGroup], best: str, others: Sequence[ArmFacts], primary: str) -> dict[str, float]:
-    """The feasible arms whose difference from the best is not significant, with the adjusted p-value."""
+def _compared(groups: Mapping[str, RunGroup], best: str, others: Sequence[ArmFacts], primary: str) -> dict[str, float]:
+    """The feasible arms compared with the best on their shared examples: the Holm-adjusted p-values."""
     reference = {i: s[primary] for i, s in groups[best].per_example.items() if primary in s}
     compared: dict[str, float] = {}
     for other in others:
         candidate = {i: s[primary] for i, s in groups[other.label].per_example.items() if primary in s}
         if set(candidate) & set(reference):
             compared[other.label] = paired_difference(candidate, reference)["p_value"]
-    adjusted = dict(zip(compared, holm_adjusted(list(compared.values()))))
-    return {label: p for label, p in adjusted.items() if p >= ALPHA}
+    return dict(zip(compared, holm_adjusted(list(compared.values()))))
 
 
 def _reference(settings: Mapping[str, Any]) -> str | None:
