@@ -175,11 +175,16 @@ class Decision:
         best = self._facts(self.best)
         said.append(f"Recommended: {self.best} ({self.primary} {_quality(best.quality)}).")
         met = best.meets(self.constraints)
-        said.append(f"It meets every constraint: {'; '.join(met)}." if met else "It is the best-scoring strategy.")
+        said.append(
+            f"It meets every constraint: {'; '.join(met)}."
+            if met
+            else "No constraint was set: it is the best-scoring strategy (floors and ceilings aside)."
+        )
         if self.runner_up is not None:
             label, p = self.runner_up
+            others = "arm that meets them" if met else "strategy"
             said.append(
-                f"Every other arm that meets them scores significantly worse; the closest, {label} "
+                f"Every other {others} scores significantly worse; the closest, {label} "
                 f"({_quality(self._facts(label).quality)}), at p={p:.2g} (paired test, Holm-adjusted)."
             )
         if self.ties:
