@@ -91,9 +91,15 @@ MAX_REPEATS = 200
 
 
 def _try_settings(study: Any, cfg: DictConfig, space: Mapping[str, Any], label: str) -> None:
-    """Trials until the study has tried `tune.trials` distinct settings, or all its space holds where
-    that is fewer: every arm gets the same number of distinct tries."""
-    target = min(cfg.tune.trials, _size(space))
+    """The arm's configured settings first (where its space holds them: a search never ends below the
+    configuration it started from), then trials until the study has drawn `tune.trials` distinct
+    settings, or all its space holds where that is fewer: every arm gets the same number of draws."""
+    configured = _configured(cfg, space)
+    if configured is not None and not any(t.params == configured for t in _finished(study)):
+        log.info("%s: trying its configured settings %s on %s", label, configured, TRIAL_SPLIT)
+        study.enqueue_trial(configured, user_attrs={CONFIGURED: True})
+        study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=1, catch=TRIAL_FAILURES)
+    target = min(cfg.tune.trials, _size(space) - sum(1 for t in _finished(study) if t.user_attrs.get(CONFIGURED)))
     if len(_tried(study)) >= target:
         return
     log.info("%s: tuning on %s, %d more setting(s) to try", label, TRIAL_SPLIT, target - len(_tried(study)))
@@ -115,12 +121,36 @@ def _finished(study: Any) -> list[Any]:
     return sorted((t for t in study.trials if t.state in ended), key=lambda t: t.number)
 
 
+CONFIGURED = "configured"  # the user attribute of the trial of the arm's configured settings
+
+
+def _configured(cfg: DictConfig, space: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The arm's configured settings as its study names them; None where one lies outside the space
+    (a named node stands for the configured one when it sets nothing the configured node does not)."""
+    named: dict[str, Any] = {}
+    for key, spec in space.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if _named(spec):
+            node = as_dict(value, resolve=False) if isinstance(value, DictConfig) else {}
+            value = next((name for name, option in spec.items() if option.items() <= node.items()), None)
+            if value is None:
+                return None
+        elif isinstance(spec, list):
+            if value not in spec:
+                return None
+        elif not (isinstance(value, (int, float)) and spec["low"] <= value <= spec["high"]):
+            return None
+        named[key] = value
+    return named
+
+
 def _tried(study: Any) -> list[Any]:
-    """The settings the study has tried, each as its first finished trial, by number: each counts against
-    the budget, a failure too."""
-    seen: set[str] = set()
+    """The settings the study has drawn, each as its first finished trial, by number: each counts against
+    the budget, a failure too (the configured settings' trial is not drawn, and a draw of them is not new)."""
+    configured = [t for t in _finished(study) if t.user_attrs.get(CONFIGURED)]
+    seen = {repr(sorted(t.params.items())) for t in configured}
     tried = []
-    for trial in _finished(study):
+    for trial in (t for t in _finished(study) if not t.user_attrs.get(CONFIGURED)):
         key = repr(sorted(trial.params.items()))
         if key not in seen:
             seen.add(key)
@@ -141,11 +171,12 @@ def _size(space: Mapping[str, Any]) -> float:
 
 
 def _best(study: Any, budget: int, label: str, trials_folder: str) -> Any:
-    """The best scored setting among the first `budget` tried (a study extended by a larger budget
-    elsewhere does not give this one more tries)."""
+    """The best scored setting among the configured one and the first `budget` drawn (a study extended by
+    a larger budget elsewhere does not give this one more tries)."""
     import optuna
 
-    scored = [t for t in _tried(study)[:budget] if t.state == optuna.trial.TrialState.COMPLETE]
+    candidates = [t for t in _finished(study) if t.user_attrs.get(CONFIGURED)] + _tried(study)[:budget]
+    scored = [t for t in candidates if t.state == optuna.trial.TrialState.COMPLETE]
     if not scored:
         raise ConfigError(
             "tune", f"every trial of {label} failed, nothing to choose from.", f"Their runs are in {trials_folder}/."

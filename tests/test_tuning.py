@@ -59,7 +59,7 @@ def test_a_second_job_of_the_arm_reuses_the_study(smoke_cfg, tmp_path):
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
     trials = len(study(results).trials)
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "seed=1"))
-    assert len(study(results).trials) == trials and len(tried_settings(results)) == 2
+    assert len(study(results).trials) == trials and tried_settings(results) == {1, 2, 3}  # configured k=2, two draws
     assert sorted(r.identity.seed for r in records(results / "test")) == [0, 1]
 
 
@@ -120,8 +120,9 @@ def test_each_configuration_of_a_sweep_has_its_own_study_and_more_trials_extend_
     """k=1..3 tuned twice, once per max_new_tokens: two studies, not one shared by configurations that
     answer differently; asking for a third trial later adds one to the configuration's study."""
     results = tmp_path / "results"
-    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE))
-    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "task.generation.max_new_tokens=4"))
+    space = "+tune.space.few_shot={context.builder.k: [1, 2, 3, 4]}"
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", space))
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", space, "task.generation.max_new_tokens=4"))
     storage = f"sqlite:///{results / 'test' / STUDY_FILE}"
     names = optuna.get_all_study_names(storage)
 
@@ -129,10 +130,10 @@ def test_each_configuration_of_a_sweep_has_its_own_study_and_more_trials_extend_
         return len({t.params["context.builder.k"] for t in optuna.load_study(study_name=name, storage=storage).trials})
 
     assert len(names) == 2 and all(n.startswith("few_shot-") for n in names)
-    assert all(distinct(n) == 2 for n in names)
-    run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", FEW_SHOT_SPACE))
+    assert all(distinct(n) == 3 for n in names)  # the configured k=2 and two draws
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", space))
     assert len(optuna.get_all_study_names(storage)) == 2
-    assert sorted(distinct(n) for n in names) == [2, 3]
+    assert sorted(distinct(n) for n in names) == [3, 4]
 
 
 class Proposes(optuna.samplers.BaseSampler):
@@ -158,9 +159,10 @@ def test_a_setting_proposed_again_is_answered_from_the_study_and_not_counted(smo
     results = tmp_path / "results"
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=3", FEW_SHOT_SPACE))
     trials = study(results).trials
-    assert [t.params["context.builder.k"] for t in trials] == [1, 1, 2, 1, 3]
-    assert [t.user_attrs.get("repeat_of") for t in trials] == [None, 0, None, 0, None]
-    assert trials[1].value == trials[0].value  # the repeat scores what its setting scored
+    # the configured k=2 first, then the draws: 1, 1 again, 2 (the configured), 1 again, 3
+    assert [t.params["context.builder.k"] for t in trials] == [2, 1, 1, 2, 1, 3]
+    assert [t.user_attrs.get("repeat_of") for t in trials] == [None, None, 1, 0, 1, None]
+    assert trials[2].value == trials[1].value  # the repeat scores what its setting scored
     assert len(records(results / "test_tuning")) == 3
 
 
@@ -175,7 +177,27 @@ def test_a_space_smaller_than_the_budget_is_tried_whole_and_a_sampler_stuck_on_t
     run_arm(smoke_cfg("arm=few_shot", "tune.trials=2", FEW_SHOT_SPACE, "tune.seed=1"))
     assert "proposed only tried settings 3 times in a row" in caplog.text
     (final,) = [r for r in records(results / "test") if r.identity.settings["tune.seed"] == 1]
-    assert final.identity.settings["tune.chosen.context.builder.k"] == 1
+    assert final.identity.settings["tune.chosen.context.builder.k"] in (1, 2)
+
+
+def test_the_configured_settings_are_tried_first_beside_the_budget_and_kept_on_a_tie(smoke_cfg, tmp_path, monkeypatch):
+    """A search never ends below the configuration it started from: few-shot's configured k=2 is tried
+    before the draws and does not count against them; a configured value outside the space is not tried."""
+    results = tmp_path / "results"
+    monkeypatch.setattr(optuna.samplers, "TPESampler", lambda seed=None: Proposes(1))
+    run_arm(smoke_cfg("arm=few_shot", "tune.trials=1", FEW_SHOT_SPACE))
+    first, drawn = study(results).trials
+    assert (first.params, first.user_attrs.get("configured")) == ({"context.builder.k": 2}, True)
+    assert drawn.params == {"context.builder.k": 1}
+    if first.value >= drawn.value:  # the smoke model may score both alike: the configured one is kept
+        (final,) = records(results / "test")
+        assert final.identity.settings["tune.chosen.context.builder.k"] == 2
+    monkeypatch.undo()
+    run_arm(
+        smoke_cfg("arm=few_shot", "tune.trials=1", "+tune.space.few_shot={context.builder.k: [3, 4]}", "exp_name=other")
+    )
+    (only,) = study(results, exp="other").trials
+    assert only.params["context.builder.k"] in (3, 4) and not only.user_attrs.get("configured")
 
 
 def test_an_arm_without_a_space_runs_as_configured(smoke_cfg, tmp_path):
