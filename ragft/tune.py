@@ -4,10 +4,11 @@ validation split, the study stored in the experiment folder (`tuning.db`, SQLite
 settings applied to the arm's run on test and recorded with it (`tune.chosen`).
 
 A job with `tune.trials > 0` (every job of `+exp=medical_reports_tuned`: each arm at seeds 0, 1, 2) first
-makes sure its arm's study has tried `tune.trials` distinct settings (a setting the sampler proposes again
-is answered from the study, neither run nor counted; a smaller space is tried whole) — the first of the
-arm's jobs runs them, the others reuse them (a file lock keeps concurrent jobs from running them twice) — then runs on test
-with the chosen settings. Each trial is an ordinary run with `tune.split=validation`, recorded in
+makes sure its arm's study has tried the arm's configured settings (where the space holds them; they win
+ties) and `tune.trials` distinct drawn settings (a setting the sampler proposes again is answered from the
+study, neither run nor counted; a smaller space is tried whole) — the first of the arm's jobs runs them,
+the others reuse them (a file lock keeps concurrent jobs from running them twice) — then runs on test with
+the chosen settings. Each trial is an ordinary run with `tune.split=validation`, recorded in
 `<experiment>_tuning/`, so a killed study resumes and its trials' artefacts are cached like any run's.
 
 `tune.space` maps an arm's label to its settings: a list is a choice, `{low, high, log}` a range
@@ -182,7 +183,7 @@ def _best(study: Any, budget: int, label: str, trials_folder: str) -> Any:
             "tune", f"every trial of {label} failed, nothing to choose from.", f"Their runs are in {trials_folder}/."
         )
     sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return max(scored, key=lambda t: (sign * t.value, -t.number))
+    return max(scored, key=lambda t: (sign * t.value, bool(t.user_attrs.get(CONFIGURED)), -t.number))
 
 
 def study_name(cfg: DictConfig, label: str) -> str:
