@@ -101,14 +101,15 @@ def _try_settings(study: Any, cfg: DictConfig, space: Mapping[str, Any], label: 
         study.enqueue_trial(configured, user_attrs={CONFIGURED: True})
         study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=1, catch=TRIAL_FAILURES)
     target = min(cfg.tune.trials, _size(space) - sum(1 for t in _finished(study) if t.user_attrs.get(CONFIGURED)))
-    if len(_tried(study)) >= target:
+    tried = len(_tried(study))
+    if tried >= target:
         return
-    log.info("%s: tuning on %s, %d more setting(s) to try", label, TRIAL_SPLIT, target - len(_tried(study)))
+    log.info("%s: tuning on %s, %d more setting(s) to try", label, TRIAL_SPLIT, target - tried)
     repeats = 0
-    while len(_tried(study)) < target and repeats < MAX_REPEATS:
-        before = len(_tried(study))
+    while tried < target and repeats < MAX_REPEATS:
         study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=1, catch=TRIAL_FAILURES)
-        repeats = repeats + 1 if len(_tried(study)) == before else 0
+        before, tried = tried, len(_tried(study))
+        repeats = repeats + 1 if tried == before else 0
     if repeats >= MAX_REPEATS:
         log.warning("%s: the sampler proposed only tried settings %d times in a row; stopped", label, MAX_REPEATS)
 
