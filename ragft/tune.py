@@ -76,12 +76,13 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
         _try_settings(study, cfg, space, label)
         best = _best(study, cfg.tune.trials, label, f"{cfg.exp_name}_tuning")
     log.info(
-        "%s: tuned settings %s (validation %s %.3f; %d setting(s) tried)",
+        "%s: tuned settings %s (validation %s %.3f; %d drawn setting(s) tried%s)",
         label,
         best.params,
         cfg.task.get("primary_metric"),
         best.value,
         min(len(_tried(study)), cfg.tune.trials),
+        ", and the configured ones" if any(t.user_attrs.get(CONFIGURED) for t in _finished(study)) else "",
     )
     return applied(cfg, _values(space, best.params), chosen=best.params)
 
