@@ -90,8 +90,10 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
     try:
         check_override_keys(args.overrides, CONF if own_conf else None)
         if own_conf and not (args.help or args.cfg):
-            for job in _each_group_option_once(args.overrides) if args.multirun else [args.overrides]:
-                _check_composes(args.config_name or "config", job)
+            config_name = args.config_name or "config"
+            sweeps = args.multirun or _sweeps_by_config(config_name, args.overrides)
+            for job in _each_group_option_once(args.overrides) if sweeps else [args.overrides]:
+                _check_composes(config_name, job)
     except ConfigError as err:
         print(f"ragft: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -120,6 +122,26 @@ def _each_group_option_once(overrides: Sequence[str]) -> list[list[str]]:
     for position, choices in enumerate(values):
         jobs += [[*jobs[0][:position], choice, *jobs[0][position + 1 :]] for choice in choices[1:]]
     return jobs
+
+
+def _sweeps_by_config(config_name: str, overrides: Sequence[str]) -> bool:
+    """Whether a command line that lists values (`context.builder.k=1,3`) without `-m` is a sweep all the
+    same, because a config it chooses sets `hydra.mode: MULTIRUN` (`+exp=data_efficiency`)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from ragft.config.command_line import parse
+
+    try:
+        listed = any(override.is_sweep_override() for override in parse(overrides))
+        jobs = _each_group_option_once(overrides) if listed else []
+        if not jobs:
+            return False
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name, overrides=jobs[0], return_hydra_config=True)
+    except HydraException:
+        return False  # the check of the command line as it stands reports it
+    return bool(cfg.hydra.mode == RunMode.MULTIRUN)
 
 
 def _computed(override: Any) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from ragft.cli import check_command_line
 from ragft.config.command_line import check_override_keys
 from ragft.config.identity import NOT_RESULT_SETTINGS, choices, run_identity, run_key, run_label
 from ragft.config.schema import validate
@@ -303,6 +304,31 @@ def test_command_line_keys_in_open_sections_and_group_choices_pass():
          "+task.metrics.my_metric={}", "context.builder.selection.seed=3", "+train_mix.weights.clinic_qa=3",
          "generator.source=/models/x", "task.limits.train=8", "plugins=[my_metrics]"]
     )  # fmt: skip
+
+
+def documented_commands() -> list[str]:
+    """The `python -m ragft.run ...` commands the experiments' own comments tell a user to type."""
+    found = []
+    for path in sorted((CONF / "exp").glob("*.yaml")):
+        for line in path.read_text().splitlines():
+            if line.startswith("#") and "python -m ragft.run " in line:
+                found.append(line.split("python -m ragft.run ", 1)[1].strip())
+    return found
+
+
+@pytest.mark.parametrize("command", documented_commands())
+def test_every_command_an_experiment_documents_passes_the_command_line_check(command, tmp_path):
+    """An experiment that sets `hydra.mode: MULTIRUN` sweeps a listed value without `-m`
+    (`+exp=data_efficiency arm=few_shot context.builder.k=1,3,4`): the check composes it as a sweep."""
+    check_command_line([*command.split(), f"paths.results={tmp_path}"])
+
+
+def test_a_listed_value_without_a_sweep_is_refused_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        check_command_line(["arm=few_shot", "context.builder.k=1,3", f"paths.results={tmp_path}"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "context.builder.k=1,3" in error, error
 
 
 # --- run identity ----------------------------------------------------------------------------------------------
