@@ -40,6 +40,20 @@ def test_each_arm_run_at_several_sizes_draws_one_curve_over_that_setting(tmp_pat
     assert table.loc["lora (training examples)", "60"].startswith("0.600 [")
 
 
+def test_curves_over_several_settings_share_one_table_with_labelled_columns_and_no_gaps_shown_as_nan(tmp_path):
+    """few_shot at four pool sizes with k=2, and at the largest with k=1 and k=3 as well."""
+    exp = tmp_path / "two_settings"
+    for size in SIZES:
+        write_run(exp, "few_shot", right_on(0.5), settings={"task.limits.train": size, "context.builder.k": 2})
+    for k in (1, 3):
+        write_run(exp, "few_shot", right_on(k / 5), settings={"task.limits.train": 120, "context.builder.k": k})
+    table = curves_table(learning_curves(group_runs(load_runs(exp)), "exact_match"))
+    assert list(table.columns) == [*(f"train={size}" for size in SIZES), "k=1", "k=2", "k=3"]
+    assert table.loc["few_shot (demonstrations)", "k=3"].startswith("0.600 [")
+    assert table.loc["few_shot (demonstrations)", "train=15"] == "–"
+    assert not table.isna().any().any()
+
+
 def test_the_crossing_is_named_between_the_sizes_where_the_order_changes(tmp_path):
     groups = group_runs(load_runs(efficiency_experiment(tmp_path)))
     assert crossings(learning_curves(groups, "exact_match")) == [

@@ -78,13 +78,24 @@ def _family_label(arm: str, family: Sequence[RunGroup], families: Sequence[Seque
     return f"{arm} ({', '.join(f'{k}={family[0].settings.get(k)}' for k in apart)})"
 
 
+CURVE_COLUMNS = {"task.limits.train": "train", "context.builder.k": "k", "context.builder.top_k": "top_k"}
+
+
 def curves_table(curves: Sequence[Curve]) -> pd.DataFrame:
-    """Each curve's points: the metric's mean and interval at each value."""
+    """Each curve's points: the metric's mean and interval at each value, a column per value (named by its
+    setting too where the curves vary in several: `train=15`, `k=1`) and "–" where a curve has no point."""
+    several = len({c.setting for c in curves}) > 1
+    ordered = sorted(curves, key=lambda c: list(CURVE_SETTINGS).index(c.setting))
     rows = {
-        f"{c.arm} ({c.counts})": {f"{x:g}": f"{s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]" for x, s in c.points}
-        for c in curves
+        f"{c.arm} ({c.counts})": {
+            (
+                f"{CURVE_COLUMNS[c.setting]}={x:g}" if several else f"{x:g}"
+            ): f"{s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]"
+            for x, s in c.points
+        }
+        for c in ordered
     }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("–")
 
 
 def crossings(curves: Sequence[Curve]) -> list[str]:
