@@ -85,15 +85,13 @@ def curves_table(curves: Sequence[Curve]) -> pd.DataFrame:
     """Each curve's points: the metric's mean and interval at each value, a column per value (named by its
     setting too where the curves vary in several: `train=15`, `k=1`) and "–" where a curve has no point."""
     several = len({c.setting for c in curves}) > 1
-    ordered = sorted(curves, key=lambda c: list(CURVE_SETTINGS).index(c.setting))
+
+    def column(curve: Curve, value: float) -> str:
+        return f"{CURVE_COLUMNS[curve.setting]}={value:g}" if several else f"{value:g}"
+
     rows = {
-        f"{c.arm} ({c.counts})": {
-            (
-                f"{CURVE_COLUMNS[c.setting]}={x:g}" if several else f"{x:g}"
-            ): f"{s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]"
-            for x, s in c.points
-        }
-        for c in ordered
+        f"{c.arm} ({c.counts})": {column(c, x): f"{s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]" for x, s in c.points}
+        for c in sorted(curves, key=lambda c: list(CURVE_SETTINGS).index(c.setting))
     }
     return pd.DataFrame.from_dict(rows, orient="index").fillna("–")
 
