@@ -82,7 +82,7 @@ def with_tuned_settings(cfg: DictConfig) -> DictConfig:
         cfg.task.get("primary_metric"),
         best.value,
         min(len(_tried(study)), cfg.tune.trials),
-        ", and the configured ones" if any(t.user_attrs.get(CONFIGURED) for t in _finished(study)) else "",
+        ", and the configured ones" if _configured_trials(study) else "",
     )
     return applied(cfg, _values(space, best.params), chosen=best.params)
 
@@ -101,7 +101,7 @@ def _try_settings(study: Any, cfg: DictConfig, space: Mapping[str, Any], label: 
         log.info("%s: trying its configured settings %s on %s", label, configured, TRIAL_SPLIT)
         study.enqueue_trial(configured, user_attrs={CONFIGURED: True})
         study.optimize(lambda trial: _trial(cfg, space, trial), n_trials=1, catch=TRIAL_FAILURES)
-    target = min(cfg.tune.trials, _size(space) - sum(1 for t in _finished(study) if t.user_attrs.get(CONFIGURED)))
+    target = min(cfg.tune.trials, _size(space) - len(_configured_trials(study)))
     tried = len(_tried(study))
     if tried >= target:
         return
@@ -127,6 +127,11 @@ def _finished(study: Any) -> list[Any]:
 CONFIGURED = "configured"  # the user attribute of the trial of the arm's configured settings
 
 
+def _configured_trials(study: Any) -> list[Any]:
+    """The study's finished trial of the arm's configured settings (none where its space does not hold them)."""
+    return [t for t in _finished(study) if t.user_attrs.get(CONFIGURED)]
+
+
 def _configured(cfg: DictConfig, space: Mapping[str, Any]) -> dict[str, Any] | None:
     """The arm's configured settings as its study names them; None where one lies outside the space
     (a named node stands for the configured one when it sets nothing the configured node does not)."""
@@ -150,10 +155,10 @@ def _configured(cfg: DictConfig, space: Mapping[str, Any]) -> dict[str, Any] | N
 def _tried(study: Any) -> list[Any]:
     """The settings the study has drawn, each as its first finished trial, by number: each counts against
     the budget, a failure too (the configured settings' trial is not drawn, and a draw of them is not new)."""
-    configured = [t for t in _finished(study) if t.user_attrs.get(CONFIGURED)]
-    seen = {repr(sorted(t.params.items())) for t in configured}
+    finished = _finished(study)  # one read of the study's storage
+    seen = {repr(sorted(t.params.items())) for t in finished if t.user_attrs.get(CONFIGURED)}
     tried = []
-    for trial in (t for t in _finished(study) if not t.user_attrs.get(CONFIGURED)):
+    for trial in (t for t in finished if not t.user_attrs.get(CONFIGURED)):
         key = repr(sorted(trial.params.items()))
         if key not in seen:
             seen.add(key)
@@ -178,7 +183,7 @@ def _best(study: Any, budget: int, label: str, trials_folder: str) -> Any:
     a larger budget elsewhere does not give this one more tries)."""
     import optuna
 
-    candidates = [t for t in _finished(study) if t.user_attrs.get(CONFIGURED)] + _tried(study)[:budget]
+    candidates = _configured_trials(study) + _tried(study)[:budget]
     scored = [t for t in candidates if t.state == optuna.trial.TrialState.COMPLETE]
     if not scored:
         raise ConfigError(

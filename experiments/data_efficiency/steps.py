@@ -10,13 +10,13 @@ the comparisons printed. "More data stops helping" where a step's gain is no lon
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter, defaultdict
 from itertools import pairwise
 from pathlib import Path
 
 from ragft.eval.stats import holm_adjusted, paired_difference
+from ragft.record.run import read_predictions, read_runs
 
 HERE = Path(__file__).parent
 METRIC = "field_accuracy"
@@ -32,11 +32,14 @@ def scores_by_run(experiment: Path) -> dict[tuple[str, str, int], dict[str, floa
     """(arm, axis, value) -> note id -> the note's score, for every run folder in `experiment`. A run lies
     on an axis where its other curve settings are at the arm's usual value (the one most of its runs
     have): few-shot's k=1 run at 220 notes is on the k curve, not on the training-examples curve."""
-    runs = []
-    for folder in sorted(p for p in experiment.iterdir() if (p / "record.json").exists()):
-        identity = json.loads((folder / "record.json").read_text())["identity"]
-        rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-        runs.append((identity["arm"], identity["settings"], {row["id"]: row["scores"][METRIC] for row in rows}))
+    runs = [
+        (
+            record.identity.arm,
+            record.identity.settings,
+            {row["id"]: row["scores"][METRIC] for row in read_predictions(folder)},
+        )
+        for folder, record in read_runs(experiment)
+    ]
     usual = {
         (arm, key): Counter(repr(s.get(key)) for a, s, _ in runs if a == arm).most_common(1)[0][0]
         for arm, _, _ in runs

@@ -10,7 +10,6 @@ interval and a paired permutation test, Holm-adjusted over the comparisons print
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from ragft.eval.registry import mean_with_ci
 from ragft.eval.stats import holm_adjusted, paired_difference
+from ragft.record.run import read_predictions, read_runs
 
 HERE = Path(__file__).parent
 ARMS = ["majority", "zero_shot", "few_shot", "rag", "oracle_rag", "lora", "lora_rag"]
@@ -37,10 +37,9 @@ def pooled_scores() -> dict[str, dict[str, dict[str, float]]]:
     collected: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    for folder in sorted(p for p in HERE.iterdir() if (p / "record.json").exists()):
-        arm = json.loads((folder / "record.json").read_text())["identity"]["arm"]
-        for line in (folder / "predictions.jsonl").read_text().splitlines():
-            row = json.loads(line)
+    for folder, record in read_runs(HERE):
+        arm = record.identity.arm
+        for row in read_predictions(folder):
             collected[arm]["knowledge"][row["id"]] = [row["breakdowns"]["knowledge"]]
             for metric in METRICS:
                 collected[arm][metric][row["id"]].append(row["scores"][metric])
