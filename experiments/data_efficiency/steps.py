@@ -5,7 +5,7 @@
 Each curve is an arm's runs that differ in one setting (training examples, demonstrations k, passages
 top_k). For each step along a curve (from one size to the next) and at each number of training examples
 between two arms (does one arm beat the other there?), the paired difference of `field_accuracy` on the
-same test notes, its paired-bootstrap 95% interval and a paired permutation test, Holm-adjusted over all
+same test notes (each note's mean over the seeds where a setting ran at several), its paired-bootstrap 95% interval and a paired permutation test, Holm-adjusted over all
 the comparisons printed. "More data stops helping" where a step's gain is no longer significant."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from ragft.eval.stats import holm_adjusted, paired_difference
-from ragft.record.run import read_predictions, read_runs
+from ragft.report.groups import group_runs, load_runs
 
 HERE = Path(__file__).parent
 METRIC = "field_accuracy"
@@ -29,24 +29,21 @@ BETWEEN_ARMS = [("lora", "few_shot"), ("lora_rag", "lora"), ("lora_rag", "few_sh
 
 
 def scores_by_run(experiment: Path) -> dict[tuple[str, str, int], dict[str, float]]:
-    """(arm, axis, value) -> note id -> the note's score, for every run folder in `experiment`. A run lies
-    on an axis where its other curve settings are at the arm's usual value (the one most of its runs
-    have): few-shot's k=1 run at 220 notes is on the k curve, not on the training-examples curve."""
-    runs = [
-        (
-            record.identity.arm,
-            record.identity.settings,
-            {row["id"]: row["scores"][METRIC] for row in read_predictions(folder)},
-        )
-        for folder, record in read_runs(experiment)
+    """(arm, axis, value) -> note id -> the note's score (its mean over the seeds, as the report pools
+    them), for every group of runs in `experiment`. A group lies on an axis where its other curve settings
+    are at the arm's usual value (the one most of its groups have): few-shot's k=1 run at 220 notes is on
+    the k curve, not on the training-examples curve."""
+    groups = [
+        (group.identity.arm, group.settings, {i: s[METRIC] for i, s in group.per_example.items()})
+        for group in group_runs(load_runs(experiment))
     ]
     usual = {
-        (arm, key): Counter(repr(s.get(key)) for a, s, _ in runs if a == arm).most_common(1)[0][0]
-        for arm, _, _ in runs
+        (arm, key): Counter(repr(s.get(key)) for a, s, _ in groups if a == arm).most_common(1)[0][0]
+        for arm, _, _ in groups
         for key in SETTINGS.values()
     }
     placed: dict[tuple[str, str, int], dict[str, float]] = {}
-    for arm, settings, notes in runs:
+    for arm, settings, notes in groups:
         for axis, key in SETTINGS.items():
             others_usual = all(repr(settings.get(k)) == usual[(arm, k)] for k in SETTINGS.values() if k != key)
             if others_usual and settings.get(key) is not None:
