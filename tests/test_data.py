@@ -22,6 +22,11 @@ FIELDS = {
 }
 
 
+def data(path: Path, **settings) -> dict:
+    """A task's `data` section for the file at `path`."""
+    return {"path": path, "fields": FIELDS, **settings}
+
+
 @pytest.fixture(scope="module")
 def records(clinic) -> list[dict]:
     """A few of the shipped notes from two splits."""
@@ -32,7 +37,7 @@ def records(clinic) -> list[dict]:
 def expected(records, tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("jsonl") / "notes.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    return load_examples(path, FIELDS)
+    return load_examples(data(path))
 
 
 def as_csv(records: list[dict], path: Path) -> Path:
@@ -53,7 +58,7 @@ def test_csv_parquet_and_saved_datasets_read_like_jsonl(records, expected, tmp_p
     }
     DatasetDict(by_split).save_to_disk(str(tmp_path / "dict"))  # the split comes from the dict's keys
     for source in ("notes.csv", "notes.parquet", "flat", "dict"):
-        assert load_examples(tmp_path / source, FIELDS) == expected, source
+        assert load_examples(data(tmp_path / source)) == expected, source
     assert [len(expected[s]) for s in ("train", "test")] == [
         sum(r["split"] == s for r in records) for s in ("train", "test")
     ]
@@ -63,7 +68,7 @@ def test_csv_parquet_and_saved_datasets_read_like_jsonl(records, expected, tmp_p
 def test_a_missing_csv_column_names_file_row_and_field(records, tmp_path):
     path = as_csv(records, tmp_path / "notes.csv")
     with pytest.raises(DataError, match=r"notes.csv, row 1, field 'summary': missing"):
-        load_examples(path, {**FIELDS, "reference": "summary"})
+        load_examples(data(path, fields={**FIELDS, "reference": "summary"}))
 
 
 def test_an_empty_csv_cell_names_its_row(records, tmp_path):
@@ -71,16 +76,18 @@ def test_an_empty_csv_cell_names_its_row(records, tmp_path):
     rows[3]["note"] = ""
     path = as_csv(rows, tmp_path / "notes.csv")
     with pytest.raises(DataError, match=r"notes.csv, row 4, field 'note': empty"):
-        load_examples(path, FIELDS)
+        load_examples(data(path))
 
 
 def test_a_list_cell_that_is_not_json(records, tmp_path):
+    """A cell that opens a JSON list and breaks it (a cell without `[` is one id, or ids joined by
+    task.data.list_separator: tests/test_splits.py)."""
     path = as_csv(records, tmp_path / "notes.csv")
     frame = pd.read_csv(path, dtype=str)
-    frame.loc[1, "gold_passages"] = "protocol-a; protocol-b"
+    frame.loc[1, "gold_passages"] = '["protocol-a", protocol-b]'
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"row 2, field 'gold_passages': expected a JSON list"):
-        load_examples(path, FIELDS)
+        load_examples(data(path))
 
 
 def test_a_wrongly_typed_parquet_value(records, tmp_path):
@@ -89,15 +96,15 @@ def test_a_wrongly_typed_parquet_value(records, tmp_path):
         r["note"] = 7
     pd.DataFrame(rows).to_parquet(tmp_path / "notes.parquet")
     with pytest.raises(DataError, match=r"notes.parquet, row 1, field 'note': expected str, got int"):
-        load_examples(tmp_path / "notes.parquet", FIELDS)
+        load_examples(data(tmp_path / "notes.parquet"))
 
 
 def test_unknown_formats_and_plain_folders_are_config_errors(tmp_path):
     (tmp_path / "notes.xlsx").write_text("x")
     with pytest.raises(ConfigError, match=r"task.data.path.*unknown format '.xlsx'"):
-        load_examples(tmp_path / "notes.xlsx", FIELDS)
+        load_examples(data(tmp_path / "notes.xlsx"))
     with pytest.raises(ConfigError, match=r"task.data.path.*not one saved by datasets"):
-        load_examples(tmp_path, FIELDS)
+        load_examples(data(tmp_path))
 
 
 def test_a_limit_on_a_split_the_data_lacks(records, tmp_path):

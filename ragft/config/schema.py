@@ -18,7 +18,7 @@ import typing
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
 
-from annotated_types import Gt, Le
+from annotated_types import Ge, Gt, Le, Lt
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
@@ -54,9 +54,24 @@ class _Section(BaseModel):
 # --- a task: the run's own, and any other (train_task, train_mix, sequence, evaluate_also) ------------
 
 
+Share = Annotated[float, Ge(0), Lt(1)]  # of the examples: none, or some but not all
+
+
+class SplitBy(_Section):
+    """A seeded split of a file without a split field: these shares to validation and test, train the rest."""
+
+    validation: Share = 0.0
+    test: Share = 0.0
+    seed: NonNegativeInt = 0
+    stratify: str | None = None  # `category` or a name of task.data.breakdowns: the shares kept in each group
+
+
 class TaskData(_Section):
     path: str
     fields: dict[str, str | None]  # example field -> column; the loader names a missing mapping
+    splits: dict[str, str | int | list[str | int]] | None = None  # split -> the file's value(s) of it
+    split_by: SplitBy | None = None  # where the file has no split field (fields.split: null)
+    list_separator: str | None = None  # gold passage ids in one string, joined by this (e.g. ";")
     categories: list[str] | None = None  # keep only these categories
     breakdowns: dict[str, str] | None = None  # report breakdowns besides category: name -> field (knowledge)
     encoding: str = "utf-8"  # text files (JSONL, CSV); a byte-order mark is skipped in every format

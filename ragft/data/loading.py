@@ -12,11 +12,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ragft.data.files import empty_error, read_records
+from ragft.data.splits import assign_splits
 from ragft.errors import ConfigError, DataError
 from ragft.types import Example, Passage, TaskData
 
 REQUIRED_SPLITS = ("train", "test")
-REQUIRED_FIELDS = ("id", "input", "reference", "split")
+REQUIRED_FIELDS = ("id", "input", "reference", "split")  # split: unless task.data.split_by makes one
 
 
 def _field(record: Mapping[str, Any], name: str, path: Path, where: str, expected: type | tuple[type, ...]) -> Any:
@@ -36,56 +37,58 @@ def _field(record: Mapping[str, Any], name: str, path: Path, where: str, expecte
     return value
 
 
-def load_examples(
-    path: str | Path,
-    fields: Mapping[str, str | None],
-    config_key: str = "task.data.path",
-    breakdowns: Mapping[str, str] | None = None,
-    encoding: str = "utf-8",
-) -> dict[str, list[Example]]:
-    """Read examples grouped by split from any format `read_records` knows.
+def _id_list(record: Mapping[str, Any], name: str, path: Path, where: str, separator: str | None) -> tuple[str, ...]:
+    """Ids given as a list (a JSON list in a CSV cell), a single id, or one string of ids joined by
+    `separator` (`task.data.list_separator`)."""
+    value = _field(record, name, path, where, (list, str, int))
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        value = _field({name: value}, name, path, where, list)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    if isinstance(value, str) and separator:
+        return tuple(part.strip() for part in value.split(separator) if part.strip())
+    return (str(value).strip(),)
+
+
+def load_examples(data: Mapping[str, Any], key: str = "task") -> dict[str, list[Example]]:
+    """Read a task's examples grouped by split from any format `read_records` knows, as its `data`
+    section says (`task.data`; errors name settings under `key`):
 
     `fields` maps ragft's names (id, input, reference, split, and optionally category, gold_passages,
     facts) to the file's field names; a null optional name means the file has no such field.
-    `breakdowns` maps the name of each further grouping the report breaks its headline down by (e.g.
-    `knowledge`) to the file's field; every example must have it. `encoding`: a text file's encoding.
+    `splits` maps ragft's split names to the file's split values (`test: [test1, test2]`); without it a
+    split is named by its value. `split_by` makes a seeded split where the file has no split field.
+    `list_separator` splits a string of gold passage ids. `breakdowns` maps the name of each further
+    grouping the report breaks its headline down by (e.g. `knowledge`) to the file's field; every
+    example must have it. `encoding`: a text file's encoding.
     """
-    splits, _ = _read_examples(Path(path), fields, config_key, breakdowns, encoding)
+    splits, _ = _read_examples(data, key)
     return splits
 
 
-def _read_examples(
-    path: Path,
-    fields: Mapping[str, str | None],
-    config_key: str,
-    breakdowns: Mapping[str, str] | None,
-    encoding: str,
-) -> tuple[dict[str, list[Example]], dict[str, str]]:
+def _read_examples(data: Mapping[str, Any], key: str) -> tuple[dict[str, list[Example]], dict[str, str]]:
     """`load_examples`, and where each example is in the file (id -> line or row), in the file's order."""
-    required = _required_fields(fields)
-    splits: dict[str, list[Example]] = {}
+    path, fields = Path(data["path"]), data["fields"]
+    split_by = data.get("split_by")
+    required = _required_fields(fields, split_by, key)
+    separator = data.get("list_separator")
+    rows: list[tuple[str, Example]] = []
     first_seen: dict[str, str] = {}
-    for line, record in read_records(path, config_key, required["split"], encoding):
-        split = str(_field(record, required["split"], path, line, str))
-        optional: dict[str, tuple[str | None, type | tuple[type, ...], Any]] = {
-            "category": (fields.get("category"), (str, bool, int), ""),  # a flag or a number names a group too
-            "gold_passages": (fields.get("gold_passages"), list, []),
-            "facts": (fields.get("facts"), dict, {}),
-        }
-        values = {
-            key: (_field(record, name, path, line, kind) if name else default)
-            for key, (name, kind, default) in optional.items()
-        }
+    split_field = required.get("split", "split")
+    for line, record in read_records(path, f"{key}.data.path", split_field, data.get("encoding", "utf-8")):
+        split = "" if split_by else str(_field(record, split_field, path, line, (str, int)))
+        category, gold, facts = (fields.get(name) for name in ("category", "gold_passages", "facts"))
         example = Example(
             id=str(_field(record, required["id"], path, line, (str, int))),
             input=_field(record, required["input"], path, line, str),
             reference=str(_field(record, required["reference"], path, line, (str, int, float))),
-            category=str(values["category"]),
-            gold_passages=tuple(str(p) for p in values["gold_passages"]),
-            facts={str(k): str(v) for k, v in values["facts"].items()},
+            # a flag or a number names a group too
+            category=str(_field(record, category, path, line, (str, bool, int))) if category else "",
+            gold_passages=_id_list(record, gold, path, line, separator) if gold else (),
+            facts={str(k): str(v) for k, v in _field(record, facts, path, line, dict).items()} if facts else {},
             breakdowns={
                 name: str(_field(record, column, path, line, (str, bool, int)))
-                for name, column in (breakdowns or {}).items()
+                for name, column in (data.get("breakdowns") or {}).items()
             },
         )
         if example.id in first_seen:
@@ -93,23 +96,36 @@ def _read_examples(
                 path, f"duplicate id '{example.id}' (first at {first_seen[example.id]})", line, field=required["id"]
             )
         first_seen[example.id] = line
-        splits.setdefault(split, []).append(example)
+        rows.append((split, example))
     if not first_seen:
         raise empty_error(path, "examples")
-    return splits, first_seen
+    return assign_splits(rows, data.get("splits"), split_by, path.name, key), first_seen
 
 
-def _required_fields(fields: Mapping[str, str | None]) -> dict[str, str]:
-    """The file's field for each of `REQUIRED_FIELDS`; a ConfigError where one is not mapped."""
-    mapped = {name: fields.get(name) for name in REQUIRED_FIELDS}
-    missing = [name for name, field in mapped.items() if not field]
-    if missing:
+def _required_fields(fields: Mapping[str, str | None], split_by: Any, key: str) -> dict[str, str]:
+    """The file's field for each of `REQUIRED_FIELDS` (split only where no `split_by` makes the splits);
+    a ConfigError where one is not mapped, or where a split field and `split_by` are both given."""
+    needed = [name for name in REQUIRED_FIELDS if not (split_by and name == "split")]
+    if split_by and fields.get("split"):
         raise ConfigError(
-            "task.data.fields",
-            f"no mapping for {missing}.",
-            "Map each of id, input, reference and split to a field of the data file.",
+            f"{key}.data.split_by",
+            f"makes the splits, but task.data.fields.split also reads them from the field '{fields['split']}'.",
+            f"Set {key}.data.fields.split=null to split the examples by seed, or remove split_by.",
         )
-    return {name: field for name, field in mapped.items() if field}
+    missing = [name for name in needed if not fields.get(name)]
+    if missing:
+        fix = "Map each of id, input and reference to a field of the data file"
+        raise ConfigError(
+            f"{key}.data.fields",
+            f"no mapping for {missing}.",
+            fix
+            + (
+                ", and split to the field naming each example's split (or set task.data.split_by)."
+                if not split_by
+                else "."
+            ),
+        )
+    return {name: str(fields[name]) for name in needed}
 
 
 def load_corpus(
@@ -154,18 +170,22 @@ def load_task(
     withdrawn documents out of the index: their examples keep their gold ids).
     """
     path = Path(data["path"])
-    splits, places = _read_examples(
-        path, data["fields"], f"{key}.data.path", data.get("breakdowns"), data.get("encoding", "utf-8")
-    )
+    splits, places = _read_examples(data, key)
     everything = dict(splits)  # the gold check reads every example, whatever the categories and limits keep
     if data.get("categories"):
         splits = _only_categories(splits, data["categories"], data["path"], key)
     for split in required:
         if not splits.get(split):
+            found = ", ".join(f"'{name}'" for name in sorted(splits)) or "none"
+            fix = (
+                ""
+                if data.get("splits") or data.get("split_by")
+                else f"; map the file's to ragft's with {key}.data.splits"
+            )
             raise DataError(
                 data["path"],
-                f"no examples in split '{split}' (found splits: {sorted(splits)})",
-                field=data["fields"]["split"],
+                f"no examples in split '{split}' (found splits: {found}){fix}",
+                field=data["fields"].get("split"),
             )
     for split, limit in (limits or {}).items():
         if limit is not None:
@@ -195,11 +215,15 @@ def check_gold_passages(
     key: str = "task",
 ) -> None:
     """A DataError at the first example (in the file's order) whose gold passages name a document the
-    corpus file does not have; it counts the others and, when no gold id at all matches, says to check
-    the corpus's id field."""
+    corpus file does not have; it counts the others and says to set `list_separator` where the id is
+    several joined, or, when no gold id at all matches, to check the corpus's id field."""
     documents = {p.id for p in passages}
     by_id = {e.id: e for examples in splits.values() for e in examples}
-    unknown = {example_id: [d for d in by_id[example_id].gold_passages if d not in documents] for example_id in places}
+    unknown = {  # in the file's order; an example no split keeps (task.data.splits) is not checked
+        example_id: [d for d in by_id[example_id].gold_passages if d not in documents]
+        for example_id in places
+        if example_id in by_id
+    }
     wrong = [example_id for example_id, ids in unknown.items() if ids]
     if not wrong:
         return
@@ -212,7 +236,12 @@ def check_gold_passages(
     )
     if len(wrong) > 1:
         problem += f"; {len(wrong) - 1} more examples name documents it lacks"
-    if not any(d in documents for e in by_id.values() for d in e.gold_passages):
+    joined = next(
+        (sep for sep in ";,|" if all(part.strip() in documents for part in unknown[first][0].split(sep))), None
+    )
+    if joined and joined in unknown[first][0]:
+        problem += f"; if it lists several ids, set {key}.data.list_separator='{joined}'"
+    elif not any(d in documents for e in by_id.values() for d in e.gold_passages):
         problem += f"; no example's gold passage is in it: check {key}.corpus.path and {key}.corpus.id_field"
     raise DataError(path, problem, f"{places[first]} (example '{first}')", field)
 
