@@ -17,6 +17,7 @@ class Example:
     gold_passages: tuple[str, ...] = ()
     facts: dict[str, str] = field(default_factory=dict, hash=False)
     breakdowns: dict[str, str] = field(default_factory=dict, hash=False)  # e.g. knowledge: seen | unseen
+    fields: dict[str, str] = field(default_factory=dict, hash=False)  # the record's fields a template names
 
 
 @dataclass(frozen=True)

@@ -111,11 +111,17 @@ def test_a_field_mapping_without_split(smoke_cfg, tmp_path):
     )
 
 
-def test_an_unknown_template_placeholder(smoke_cfg, tmp_path):
+def test_a_template_placeholder_the_records_lack(smoke_cfg, tmp_path):
+    run_expecting(
+        DataError,
+        r"notes.jsonl, line 1, field 'nte': missing, and task.template.input_format names it; did you mean \{note\}",
+        smoke_cfg("task.template.input_format='Note: {nte}'"),
+        tmp_path,
+    )
     run_expecting(
         ConfigError,
-        r"task.template.input_format.*unknown placeholder\(s\) \['note'\]",
-        smoke_cfg("task.template.input_format='Note: {note}'"),
+        r"task.template.passage_format.*unknown placeholder\(s\) \['source'\]",
+        smoke_cfg("task.template.passage_format='{source}: {text}'"),
         tmp_path,
     )
 

@@ -126,3 +126,19 @@ def test_few_shot_configs_build_their_selection():
     random_shots = build(compose_config("context=few_shot_random", "seed=7").context.builder, "context.builder")
     assert isinstance(random_shots.selection, RandomShots) and random_shots.selection.seed == 7
     assert random_shots.k == similar.k
+
+
+def test_an_input_format_may_name_any_field_of_the_record(smoke_cfg, clinic):
+    """`{specialty}` and `{knowledge}` are read from each example's record and set beside `{input}`, in the
+    prompt of the example and of each shot."""
+    from ragft.data.loading import task_from_config
+
+    cfg = smoke_cfg("task.template.input_format='Note ({specialty}, {knowledge}): {input}'")
+    task = task_from_config(cfg.task)
+    template = PromptTemplate.from_config(cfg.task.template)
+    first, shot = task.split("test")[0], task.split("train")[0]
+    record = {note["id"]: note for note in clinic.notes}[first.id]
+    message = template.user_message(first, Context(shots=(shot,)))
+    assert message.endswith(f"Note ({record['specialty']}, {record['knowledge']}): {record['note']}")
+    shot_turn = template.messages(first, Context(shots=(shot,)))[1]["content"]
+    assert f"Note ({shot.category}, " in shot_turn

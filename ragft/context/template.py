@@ -14,7 +14,9 @@ from ragft.types import Context, Example
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """The task's prompt, from `task.template`; `{input}` and `{passages}` are the named fields."""
+    """The task's prompt, from `task.template`: `{input}` and `{passages}` are the named fields, and
+    `input_format` may name any other field of the example's record (`{question}`, `{patient_age}`),
+    which the loader then reads from every example (ragft.data.loading.template_fields)."""
 
     instruction: str
     input_format: str = "{input}"
@@ -23,7 +25,7 @@ class PromptTemplate:
     system: str | None = None
     instruction_variants: tuple[str, ...] = ()  # other phrasings of the instruction (training.instruction_mix)
 
-    PLACEHOLDERS = {"input_format": {"input"}, "passages_format": {"passages"}, "passage_format": {"id", "text"}}
+    PLACEHOLDERS = {"passages_format": {"passages"}, "passage_format": {"id", "text"}}
 
     def __post_init__(self) -> None:
         for name, allowed in self.PLACEHOLDERS.items():
@@ -61,7 +63,7 @@ class PromptTemplate:
         if context.passages:
             body = "\n".join(self.passage_format.format(id=p.id, text=p.text) for p in context.passages)
             parts.append(self.passages_format.format(passages=body))
-        parts.append(self.input_format.format(input=example.input))
+        parts.append(self.input_format.format_map({**example.fields, "input": example.input}))
         return "\n\n".join(parts)
 
     def messages(self, example: Example, context: Context) -> list[dict[str, str]]:

@@ -3,8 +3,10 @@ field mapping; errors name the file, the line or row, and the field."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,17 @@ def _field(record: Mapping[str, Any], name: str, path: Path, where: str, expecte
     return value
 
 
+def _template_field(record: Mapping[str, Any], name: str, path: Path, where: str, key: str) -> str:
+    """A record field the prompt template names, as text; a missing one is located and named as the
+    template's."""
+    if name not in record:
+        close = difflib.get_close_matches(name, sorted(record), n=1)
+        hint = f"; did you mean {{{close[0]}}}?" if close else ""
+        problem = f"missing, and {key}.template.input_format names it{hint} (present: {', '.join(sorted(record))})"
+        raise DataError(path, problem, where, field=name)
+    return str(_field(record, name, path, where, (str, int, float, bool)))
+
+
 def _id_list(record: Mapping[str, Any], name: str, path: Path, where: str, separator: str | None) -> tuple[str, ...]:
     """Ids given as a list (a JSON list in a CSV cell), a single id, or one string of ids joined by
     `separator` (`task.data.list_separator`)."""
@@ -50,7 +63,9 @@ def _id_list(record: Mapping[str, Any], name: str, path: Path, where: str, separ
     return (str(value).strip(),)
 
 
-def load_examples(data: Mapping[str, Any], key: str = "task") -> dict[str, list[Example]]:
+def load_examples(
+    data: Mapping[str, Any], key: str = "task", template_fields: Sequence[str] = ()
+) -> dict[str, list[Example]]:
     """Read a task's examples grouped by split from any format `read_records` knows, as its `data`
     section says (`task.data`; errors name settings under `key`):
 
@@ -60,13 +75,16 @@ def load_examples(data: Mapping[str, Any], key: str = "task") -> dict[str, list[
     split is named by its value. `split_by` makes a seeded split where the file has no split field.
     `list_separator` splits a string of gold passage ids. `breakdowns` maps the name of each further
     grouping the report breaks its headline down by (e.g. `knowledge`) to the file's field; every
-    example must have it. `encoding`: a text file's encoding.
+    example must have it. `encoding`: a text file's encoding. `template_fields`: further fields of the
+    record the prompt template names (`{patient_age}`), which every example must have.
     """
-    splits, _ = _read_examples(data, key)
+    splits, _ = _read_examples(data, key, template_fields)
     return splits
 
 
-def _read_examples(data: Mapping[str, Any], key: str) -> tuple[dict[str, list[Example]], dict[str, str]]:
+def _read_examples(
+    data: Mapping[str, Any], key: str, template_fields: Sequence[str] = ()
+) -> tuple[dict[str, list[Example]], dict[str, str]]:
     """`load_examples`, and where each example is in the file (id -> line or row), in the file's order."""
     path, fields = Path(data["path"]), data["fields"]
     split_by = data.get("split_by")
@@ -90,6 +108,7 @@ def _read_examples(data: Mapping[str, Any], key: str) -> tuple[dict[str, list[Ex
                 name: str(_field(record, column, path, line, (str, bool, int)))
                 for name, column in (data.get("breakdowns") or {}).items()
             },
+            fields={name: _template_field(record, name, path, line, key) for name in template_fields},
         )
         if example.id in first_seen:
             raise DataError(
@@ -159,6 +178,7 @@ def load_task(
     limits: Mapping[str, int | None] | None = None,
     required: Sequence[str] = REQUIRED_SPLITS,
     key: str = "task",
+    template_fields: Sequence[str] = (),
 ) -> TaskData:
     """Build a task from its `data` and `corpus` config sections; errors name settings under `key` (the
     task's place in the config: `task`, `train_task`, `evaluate_also.general_qa`, ...).
@@ -170,7 +190,7 @@ def load_task(
     withdrawn documents out of the index: their examples keep their gold ids).
     """
     path = Path(data["path"])
-    splits, places = _read_examples(data, key)
+    splits, places = _read_examples(data, key, template_fields)
     everything = dict(splits)  # the gold check reads every example, whatever the categories and limits keep
     if data.get("categories"):
         splits = _only_categories(splits, data["categories"], data["path"], key)
@@ -250,7 +270,15 @@ def task_from_config(spec: Mapping[str, Any], required: Sequence[str] = REQUIRED
     """`load_task` for a task config node (`task`, an adapter's `train_task`, a training stage, ...);
     errors name the node's own keys (`evaluate_also.general_qa.data.encoding`)."""
     key = str(spec._get_full_key(None)) if isinstance(spec, DictConfig) else ""
-    return load_task(spec["name"], spec["data"], spec.get("corpus"), spec.get("limits"), required, key or "task")
+    named = template_fields(spec.get("template") or {})
+    return load_task(spec["name"], spec["data"], spec.get("corpus"), spec.get("limits"), required, key or "task", named)
+
+
+def template_fields(template: Mapping[str, Any]) -> list[str]:
+    """The record fields a task's `input_format` names besides `{input}` (`{question}`, `{patient_age}`)."""
+    text = str(template.get("input_format") or "")
+    named = (name for _, name, _, _ in string.Formatter().parse(text) if name)
+    return list(dict.fromkeys(name for name in named if name != "input"))
 
 
 def _only_categories(
