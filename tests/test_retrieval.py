@@ -189,6 +189,32 @@ def test_token_chunks_overlap_and_cover_the_document(embedder):
     assert TokenChunker(embedder, size=12, overlap=4).split([short]) == [short]  # kept whole
 
 
+def test_a_corpus_longer_than_the_embedder_reads_is_chunked_to_its_window(embedder, corpus, caplog):
+    """Unless chunking is configured: a dense retriever's corpus with a document past the embedder's window
+    is split into chunks of the window, said in one line and recorded, so a prompt carries what was ranked;
+    BM25 reads documents whole and keeps them; a configured chunker wider than the window is refused."""
+    window = embedder.window
+    long = Passage("guideline", " ".join(TOPICS.values()) * (3 * window // len(" ".join(TOPICS.values()).split()) + 1))
+    sources = ContextSources(make_task([long, *corpus]), DenseRetriever(embedder))
+    with caplog.at_level("WARNING", logger="ragft.context.sources"):
+        passages = sources.passages()
+    tokenizer = embedder.tokenizer
+    chunks = [p for p in passages if p.doc_id == "guideline"]
+    assert len(chunks) > 2 and all(
+        len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= window for c in chunks
+    )
+    assert passages[len(chunks) :] == corpus  # the documents that fit are kept whole
+    said = [r.getMessage() for r in caplog.records if r.name == "ragft.context.sources"]
+    assert len(said) == 1 and f"1 of {len(corpus) + 1} corpus documents are longer" in said[0] and "\n" not in said[0]
+    sources.retriever()
+    assert (sources.cost().documents_over_window, sources.cost().chunked_to_window) == (1, window)
+    assert ContextSources(make_task([long]), BM25Retriever()).passages() == [long]
+    fitting = ContextSources(make_task(corpus), DenseRetriever(embedder))
+    assert fitting.passages() == corpus and fitting._window is None
+    with pytest.raises(ConfigError, match=rf"chunking.size.*more than .* reads \({window}\)"):
+        TokenChunker(embedder, size=window + 1, overlap=4).split([long])
+
+
 def test_section_chunks_and_bad_settings(embedder):
     document = Passage("guide", "# Dose\nCardivex 10 mg.\n# Follow-up\nSix weeks.")
     chunks = SectionChunker(r"(?m)^(?=#)").split([document])

@@ -3,15 +3,20 @@ configured) and the retriever over that corpus, built on first use."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.config.components import RAGFT_KEYS
 from ragft.config.plain import as_dict
 from ragft.errors import ConfigError, build
 from ragft.record.cost import RetrievalCost
-from ragft.retrieval.base import Retriever
-from ragft.retrieval.chunking import Chunker
+from ragft.retrieval.base import Retriever, reading_embedder
+from ragft.retrieval.chunking import Chunker, TokenChunker
 from ragft.types import Example, Passage, TaskData
+
+log = logging.getLogger(__name__)
 
 
 def build_retriever(cfg: DictConfig | None) -> Retriever | None:
@@ -38,6 +43,7 @@ class ContextSources:
         self._chunker = chunker
         self._passages: list[Passage] | None = None
         self._cost: RetrievalCost | None = None
+        self._window: tuple[int, int] | None = None  # (documents longer than the window, chunk size) where split
 
     @classmethod
     def from_config(
@@ -54,11 +60,40 @@ class ContextSources:
         return self.task.splits.get("train", [])
 
     def passages(self) -> list[Passage]:
-        """The task's corpus as indexed: split by the chunker where one is set."""
+        """The task's corpus as indexed: split by the chunker where one is set, else, where documents are
+        longer than the retriever's embedder reads, into chunks of its window (`window_chunker`)."""
         if self._passages is None:
             corpus = list(self.task.corpus)
-            self._passages = self._chunker.split(corpus) if self._chunker is not None else corpus
+            chunker = self._chunker if self._chunker is not None else self._window_chunker(corpus)
+            self._passages = chunker.split(corpus) if chunker is not None else corpus
         return self._passages
+
+    def _window_chunker(self, corpus: list[Passage]) -> Chunker | None:
+        """A TokenChunker at the window of the embedder that ranks passages, where some documents are
+        longer than it reads; None where every document fits or nothing reads through a window (BM25).
+        It is said in one line and recorded with the retrieval cost."""
+        embedder = reading_embedder(self._retriever)
+        if embedder is None or not corpus:
+            return None
+        window = embedder.window
+        lengths = [
+            len(ids)
+            for ids in embedder.tokenizer([p.text for p in corpus], add_special_tokens=False, verbose=False)[
+                "input_ids"
+            ]
+        ]
+        over = sum(length > window for length in lengths)
+        if not over:
+            return None
+        overlap = window // 4
+        log.warning(
+            "%d of %d corpus documents are longer than %s reads (%d tokens, longest %d): split into chunks of %d "
+            "tokens overlapping by %d, so that a prompt carries what was ranked. Choose with chunking=tokens "
+            "chunking.size=<n> or chunking=sections.",
+            over, len(corpus), embedder.name or "the embedder", window, max(lengths), window, overlap,
+        )  # fmt: skip
+        self._window = (over, window)
+        return TokenChunker(embedder, size=window, overlap=overlap)
 
     def require_retriever(self) -> Retriever:
         """The retriever, not yet built; a ConfigError where none is configured."""
@@ -79,5 +114,9 @@ class ContextSources:
         return retriever
 
     def cost(self) -> RetrievalCost | None:
-        """What building the retriever cost; None where it was not built (the context retrieves nothing)."""
-        return self._cost
+        """What building the retriever cost, with the corpus's split to the embedder's window where one
+        was made; None where it was not built (the context retrieves nothing)."""
+        if self._cost is None or self._window is None:
+            return self._cost
+        over, window = self._window
+        return replace(self._cost, documents_over_window=over, chunked_to_window=window)

@@ -106,6 +106,11 @@ class RetrievalCost:
     # index were built and stored with them, so a run that reuses them records the same cost; None where
     # they were cached before ragft recorded it. A knowledge update re-does this.
     reindex_s: float | None = None
+    # Where no chunking is configured and some documents are longer than the retriever's embedder reads
+    # (its window), the corpus is split into chunks of the window's size, so that a passage in a prompt is
+    # what was embedded and ranked: how many documents were longer, and the chunk size in tokens.
+    documents_over_window: int | None = None
+    chunked_to_window: int | None = None
 
     @classmethod
     def combined(cls, parts: Sequence[RetrievalCost]) -> RetrievalCost:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from ragft.errors import ConfigError
 from ragft.record.cost import RetrievalCost
+from ragft.retrieval.embeddings import Embedder
 from ragft.types import Example, Passage
 
 TRAINING_FIELDS = tuple(f.name for f in fields(RetrievalCost) if f.name.startswith("retriever_"))
@@ -22,6 +23,14 @@ class Retriever(Protocol):
         """Index `passages` (training on `train_examples` first where configured); what that cost."""
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Passage]]: ...
+
+
+def reading_embedder(retriever: object) -> Embedder | None:
+    """The embedder that reads each passage whole to rank it, the one with the smallest window where a
+    retriever combines several (a hybrid's dense part, a reranker's first stage); None where none reads
+    passages through a window (BM25). A retriever says so with a `reading_embedder()` method."""
+    reads = getattr(retriever, "reading_embedder", None)
+    return reads() if callable(reads) else None
 
 
 def require_corpus(passages: Sequence[Passage]) -> None:

@@ -42,14 +42,33 @@ class TokenChunker:
         self.size, self.overlap = size, overlap
 
     def split(self, documents: Sequence[Passage]) -> list[Passage]:
+        if self.size > self.embedder.window:
+            raise ConfigError(
+                "chunking.size",
+                f"{self.size} tokens is more than {self.embedder.name or 'the embedder'} reads ({self.embedder.window}): "
+                "the rest of each chunk would be in prompts without having been ranked.",
+                f"Set it to {self.embedder.window} or less.",
+            )
         tokenizer = self.embedder.tokenizer
         chunks = []
         for document in documents:
-            offsets = tokenizer(document.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            offsets = tokenizer(document.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+                "offset_mapping"
+            ]
             starts = range(0, max(len(offsets) - self.overlap, 1), self.size - self.overlap)
             windows = [offsets[s : s + self.size] for s in starts]
-            chunks += _as_chunks(document, [document.text[w[0][0] : w[-1][1]] for w in windows if w])
+            chunks += _as_chunks(document, [self._fitting(document.text, w) for w in windows if w])
         return chunks
+
+    def _fitting(self, text: str, window: Sequence[tuple[int, int]]) -> str:
+        """The text of a window of token offsets, shortened by a token at a time where, read on its own, it
+        comes to more than `size` tokens (a chunk that begins inside a word splits it differently)."""
+        end = len(window)
+        while True:
+            chunk = text[window[0][0] : window[end - 1][1]]
+            if end == 1 or len(self.embedder.tokenizer(chunk, add_special_tokens=False)["input_ids"]) <= self.size:
+                return chunk
+            end -= 1
 
 
 class SectionChunker:

@@ -41,6 +41,10 @@ class DenseRetriever:
         self.passages: list[Passage] = []
         self._serving = embedder  # the embedder that indexed the corpus (fine-tuned where configured)
 
+    def reading_embedder(self) -> Embedder:
+        """The embedder whose window each passage is read through (a fine-tuned copy keeps it)."""
+        return self.embedder
+
     def build(self, passages: Sequence[Passage], train_examples: Sequence[Example] = ()) -> RetrievalCost:
         require_corpus(passages)
         training = None

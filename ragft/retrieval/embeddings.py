@@ -60,6 +60,12 @@ class Embedder:
     def tokenizer(self) -> Any:
         return self.model.tokenizer
 
+    @property
+    def window(self) -> int:
+        """The text tokens the model reads of each text (its maximum length less its special tokens);
+        the rest of a longer text is cut off."""
+        return int(self.model.max_seq_length) - int(self.tokenizer.num_special_tokens_to_add(pair=False))
+
     def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
         """L2-normalised float32 embeddings, computed now."""
         return encode(self.model, texts, self.batch_size, progress)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from ragft.config.values import NonNegativeInt, PositiveInt
 from ragft.record.cost import RetrievalCost
-from ragft.retrieval.base import Retriever, reciprocal_rank_fusion
+from ragft.retrieval.base import Retriever, reading_embedder, reciprocal_rank_fusion
+from ragft.retrieval.embeddings import Embedder
 from ragft.types import Example, Passage
 
 
@@ -19,6 +20,11 @@ class HybridRetriever:
         self.depth = depth
         self.rrf_k = rrf_k
         self.by_id: dict[str, Passage] = {}
+
+    def reading_embedder(self) -> Embedder | None:
+        """Of its retrievers' embedders, the one with the smallest window."""
+        embedders = [e for e in map(reading_embedder, self.retrievers) if e is not None]
+        return min(embedders, key=lambda e: e.window, default=None)
 
     def build(self, passages: Sequence[Passage], train_examples: Sequence[Example] = ()) -> RetrievalCost:
         """Build every retriever over the corpus; their sizes and times add up."""

@@ -10,7 +10,8 @@ import numpy as np
 
 from ragft.config.values import PositiveInt
 from ragft.record.cost import RetrievalCost
-from ragft.retrieval.base import Retriever, with_training
+from ragft.retrieval.base import Retriever, reading_embedder, with_training
+from ragft.retrieval.embeddings import Embedder
 from ragft.retrieval.finetune import RerankerFinetune
 from ragft.types import Example, Passage
 
@@ -55,6 +56,10 @@ class RerankedRetriever:
         self.reranker = reranker
         self.depth = depth
         self.cost = RetrievalCost()
+
+    def reading_embedder(self) -> Embedder | None:
+        """The first stage's: it chooses the candidates the cross-encoder sees."""
+        return reading_embedder(self.first_stage)
 
     def build(self, passages: Sequence[Passage], train_examples: Sequence[Example] = ()) -> RetrievalCost:
         """The first stage's cost with the reranker's training added; `reranked_pairs` then counts the
