@@ -86,10 +86,12 @@ def plain_generate(
 def ragft_generate(
     generator: Any, prompts: Sequence[str], ids: Sequence[str], max_new_tokens: int, batch_size: int
 ) -> tuple[list[str], int]:
-    """ragft's path: `encode` then `generate` (length-sorted batches)."""
-    from ragft.models.generation import encode, generate
+    """ragft's path: `encode` then `generate` (length-sorted batches, bounded by count alone as the plain
+    path's are, so both run the same batch size)."""
+    from ragft.models.generation import Batching, encode, generate
 
-    generations = generate(generator, encode(generator, prompts), ids, max_new_tokens, batch_size=batch_size)
+    batching = Batching(batch_size, max_padding=None)
+    generations = generate(generator, encode(generator, prompts), ids, max_new_tokens, batching)
     return [g.text for g in generations], sum(g.output_tokens for g in generations)
 
 

@@ -23,8 +23,10 @@ from ragft.adapt.majority import fixed_answer_loader
 from ragft.adapt.methods import check_adaptation
 from ragft.adapt.plan import training_stages
 from ragft.adapt.stages import Adaptation
+from ragft.config.components import buildable
 from ragft.config.identity import run_identity
 from ragft.config.schema import validate
+from ragft.context.budget import PromptBudget, Truncation, prompt_budget
 from ragft.context.sources import ContextSources
 from ragft.context.template import PromptTemplate
 from ragft.data.leakage import check_leakage
@@ -33,7 +35,7 @@ from ragft.errors import ConfigError, build
 from ragft.eval.model import EvaluationModels
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
 from ragft.eval.testset import TestSet, answer, task_score
-from ragft.models.generation import batch1_latencies, check_fits, encode, latency_sample
+from ragft.models.generation import Batching, batch1_latencies, latency_sample
 from ragft.models.loading import Generator, best_device, load_generator
 from ragft.models.quantization import require_4bit_support
 from ragft.plugins import load_plugins
@@ -76,7 +78,9 @@ class Arm:
     metrics: DictConfig  # task.metrics
     primary_metric: str
     max_new_tokens: int
-    batch_size: int
+    max_prompt_tokens: int | None  # the prompt budget; None: the generator's window less max_new_tokens
+    truncate: Truncation | None  # how an input that alone is over the budget is cut; None: it is an error
+    batching: Batching
     latency_sample: int  # test examples answered alone to measure latency at batch 1 (0: none)
     seed: int
     evaluation: EvaluationModels
@@ -86,7 +90,7 @@ class Arm:
     def score_on(self, generator: Generator, names: Sequence[str], prefix: str = "") -> dict[str, TaskScore]:
         """`generator`'s zero-shot scores on the named other test sets."""
         return {
-            name: self.other_tests[prefix + name].score(generator, self.batch_size, self.seed, self.evaluation)
+            name: self.other_tests[prefix + name].score(generator, self.batching, self.seed, self.evaluation)
             for name in names
         }
 
@@ -148,12 +152,11 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
     with timer.stage("load_generator"):
         generator = arm.load_base()
     base_params = parameter_counts(generator.model)["total_params"]
-    with timer.stage("build_context"):
-        contexts = arm.builder.build(arm.test, arm.sources)
-        prompts = arm.template.render_all(arm.test, contexts, generator.tokenizer)
-        encoded = encode(generator, prompts)  # a prompt too long for the model fails here, before any training
-        lengths, ids = [len(e) for e in encoded], [e.id for e in arm.test]
-        check_fits(lengths, ids, arm.max_new_tokens, generator.max_context, arm.task.places)
+    with timer.stage("build_context"):  # a prompt that cannot fit the model fails here, before any training
+        budget = prompt_budget(arm.max_prompt_tokens, generator.max_context, arm.max_new_tokens)
+        fitter = PromptBudget(arm.template, generator.tokenizer, budget, arm.truncate, arm.task.places)
+        fitted = fitter.fit(arm.test, arm.builder.build(arm.test, arm.sources))
+        test, contexts, prompts, encoded = fitted.examples, fitted.contexts, fitted.prompts, fitted.encoded
     retrieval = arm.sources.cost()  # the test contexts' retrieval, before training reuses the retriever
     training: TrainingCost | None = None
     stages: list[StageScores] = []
@@ -161,8 +164,8 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
         with timer.stage("train"):
             generator, training, stages = arm.adaptation.train(generator, partial(arm.score_on, prefix="stage:"))
     with PeakMemory("generation") as generation_memory, timer.stage("generate"):
-        desc = f"generating {len(arm.test)} answers"
-        predictions = answer(generator, arm.test, contexts, prompts, encoded, arm.max_new_tokens, arm.batch_size, desc)
+        desc = f"generating {len(test)} answers"
+        predictions = answer(generator, test, contexts, prompts, encoded, arm.max_new_tokens, arm.batching, desc)
     with timer.stage("latency"):  # requests answered alone, timed apart from the batched pass
         sample = latency_sample(len(encoded), arm.latency_sample, arm.seed)
         latencies = batch1_latencies(generator, encoded, sample, arm.max_new_tokens)
@@ -173,14 +176,15 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
     with timer.stage("evaluate_also"):
         also = arm.score_on(generator, [n for n in arm.other_tests if not n.startswith("stage:")])
     generation = GenerationCost.measured(
-        arm.batch_size,
+        arm.batching.size,
         [p.prompt_tokens for p in predictions],
         [p.output_tokens for p in predictions],
         timer.seconds["generate"],
         latencies,
         generation_memory.record(),
+        padded_prompt_tokens=[p.padded_prompt_tokens for p in predictions],
     )
-    cost = Cost(base_params, training, retrieval, generation)
+    cost = Cost(base_params, training, retrieval, generation, prompt_fit=fitted.record)
     return Outcome(predictions, scores, cost, also, stages)
 
 
@@ -190,7 +194,7 @@ def prepare(cfg: DictConfig) -> Arm:
     task = task_from_config(cfg.task)
     test = answered_split(task, cfg.tune.get("split"))
     template = PromptTemplate.from_config(cfg.task.template)
-    builder = build(cfg.context.builder, "context.builder")
+    builder = build(buildable(cfg.context.builder, "context.builder"), "context.builder")
     evaluation = EvaluationModels(cfg.evaluation)
     check_metrics(cfg.task.metrics, test[0], evaluation, task)
     sources = _sources(cfg, task)
@@ -214,7 +218,11 @@ def prepare(cfg: DictConfig) -> Arm:
         metrics=cfg.task.metrics,
         primary_metric=primary_metric(cfg.task),
         max_new_tokens=cfg.task.generation.max_new_tokens,
-        batch_size=cfg.generation.batch_size,
+        max_prompt_tokens=cfg.context.builder.get("max_prompt_tokens"),
+        truncate=cfg.task.get("truncate"),
+        batching=Batching(
+            cfg.generation.batch_size, cfg.generation.get("max_padding"), cfg.generation.get("max_batch_tokens")
+        ),
         latency_sample=cfg.generation.latency_sample,
         seed=cfg.seed,
         evaluation=evaluation,

@@ -64,6 +64,7 @@ class Prediction:
     prompt_tokens: int = 0
     output_tokens: int = 0
     scores: dict[str, float] = field(default_factory=dict)
+    padded_prompt_tokens: int = 0  # the prompt's row in its generation batch, padding included (not written)
 
     def record(self) -> dict[str, Any]:
         """The row written to predictions.jsonl."""

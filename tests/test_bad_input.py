@@ -125,7 +125,7 @@ CASES = [  # (case, overrides, what the one line says)
     ("metric-setting", ("+task.metrics.rouge_l.stem=true",), "config `task.metrics.rouge_l`: got an unexpected keyword argument 'stem'."),
     ("other-task-file", ("+task@evaluate_also.g=general_qa", "evaluate_also.g.data.path=nowhere.jsonl"), "config `evaluate_also.g.data.path`: data file 'nowhere.jsonl' does not exist."),
     ("other-task-encoding", ("+task@evaluate_also.g=general_qa", "evaluate_also.g.data.encoding=nonsense"), "config `evaluate_also.g.data.encoding`: unknown text encoding 'nonsense'."),
-    ("template-placeholder", ("task.template.input_format='Note: {note}'",), "config `task.template.input_format`"),
+    ("template-placeholder", ("task.template.input_format='Note: {nte}'",), "notes.jsonl, line 1, field 'nte': missing, and task.template.input_format names it; did you mean {note}?"),
 ]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragft.models.generation import batch1_latencies, encode, generate, latency_sample
+from ragft.models.generation import Batching, batch1_latencies, encode, generate, latency_sample
 from ragft.models.loading import load_generator
 from ragft.record import memory
 from ragft.record.cache import build_seconds, cached_dir
@@ -177,7 +177,7 @@ def test_the_latency_sample_is_seeded_and_within_the_test_set():
 def test_batch1_latencies_time_each_sampled_prompt_and_answers_carry_no_batch_time(smoke_cfg):
     generator = load_generator(smoke_cfg().generator)
     encoded = encode(generator, ["Note: mild asthma.", "Note: a much longer note about a severe migraine.", "Hi"])
-    batched = generate(generator, encoded, ["a", "b", "c"], max_new_tokens=6, batch_size=3)
+    batched = generate(generator, encoded, ["a", "b", "c"], max_new_tokens=6, batching=Batching(3, None))
     assert all(0 <= g.output_tokens <= 6 and not hasattr(g, "latency_s") for g in batched)
     latencies = batch1_latencies(generator, encoded, [0, 2], max_new_tokens=6)
     assert len(latencies) == 2 and all(s > 0 for s in latencies)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ragft.errors import ConfigError, DataError
-from tests.conftest import ROOT, records, run_expecting
+from tests.conftest import ROOT, record_of, records, run_expecting
 
 NOTES = ROOT / "corpora" / "clinic" / "notes.jsonl"
 
@@ -165,12 +165,22 @@ def test_prompt_longer_than_the_model_context(smoke_cfg, tmp_path, clinic):
     first_test = next(i for i, note in enumerate(clinic.notes) if note["split"] == "test")
     failed_at(
         None,  # the prompts are checked between stages, once they are built and before any training
-        rf"notes.jsonl, line {first_test + 1}: example '{clinic.notes[first_test]['id']}' has a \d+-token prompt"
-        r".*model context of 100 tokens",
+        rf"notes.jsonl, line {first_test + 1}: example '{clinic.notes[first_test]['id']}' alone makes a \d+-token "
+        r"prompt.*over the budget of \d+.*Set task.truncate=head, tail or middle",
         smoke_cfg("generator.max_context=100"),
         tmp_path,
         DataError,
     )
+
+
+def test_task_truncate_cuts_inputs_to_the_models_window(smoke_cfg):
+    from ragft.recipe import run_experiment_arm
+
+    cfg = smoke_cfg("generator.max_context=140", "+task.truncate=tail")
+    record = record_of(run_experiment_arm(cfg))
+    fit = record.cost.prompt_fit
+    assert fit.budget_tokens == 140 - cfg.task.generation.max_new_tokens
+    assert fit.inputs_truncated > 0 and record.cost.generation.prompt_tokens_max <= fit.budget_tokens
 
 
 def test_unknown_metric(smoke_cfg, tmp_path):

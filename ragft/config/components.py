@@ -16,15 +16,34 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from omegaconf import DictConfig, OmegaConf
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
+from ragft.config.plain import as_dict
 from ragft.config.values import PositiveFloat, PositiveInt, Share, describe
 from ragft.errors import ConfigError, one_line
 
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-RAGFT_KEYS = {"retriever": ("label",)}  # component -> keys ragft reads itself and takes out before building
+RAGFT_KEYS = {  # component -> keys ragft reads itself and takes out before building
+    "retriever": ("label",),
+    "context.builder": ("max_prompt_tokens",),  # the prompt budget (ragft.context.budget)
+}
+
+
+def buildable(cfg: DictConfig, path: str) -> DictConfig:
+    """The component config at `path` without the keys ragft reads itself (`RAGFT_KEYS`), interpolations
+    resolved, still at `path` so that errors name its keys in full (`retriever.index`)."""
+    settings = as_dict(cfg)  # (a value still `???` stays missing)
+    for key in RAGFT_KEYS.get(path, ()):
+        settings.pop(key, None)
+    nested: dict[str, Any] = settings
+    for part in reversed(path.split(".")):
+        nested = {part: nested}
+    return cast(DictConfig, OmegaConf.select(OmegaConf.create(nested), path))
+
+
 # What a library target's signature does not say: bounds peft checks only when it builds the adapter
 # into the model (after the model has loaded), and a config class that keeps unknown keyword arguments
 # (`**kwargs`) instead of refusing them.

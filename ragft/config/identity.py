@@ -28,6 +28,8 @@ NOT_RESULT_SETTINGS = (
     "retrieval_eval",  # python -m ragft.retrieve's settings
     "training.logging_steps",
     "generation.latency_sample",  # how many answers are timed alone; the answers scored are the same
+    "generation.max_padding",  # how prompts are grouped into batches; each is answered on its own
+    "generation.max_batch_tokens",
     "retriever.label",  # the prefix of arm labels (bm25_rag)
 )
 # Sections a run uses only through interpolations inside the sections that use them (a retriever's

@@ -97,6 +97,7 @@ class Task(_Section):
     limits: dict[str, PositiveInt | None] = {}  # split -> first n examples; the loader names unknown splits
     template: Open  # PromptTemplate names unknown keys
     generation: TaskGeneration
+    truncate: Literal["head", "tail", "middle"] | None = None  # an input over the prompt budget alone: the part kept
     primary_metric: str | None = None
     metrics: dict[str, Open | None]  # the metric registry checks names and settings
 
@@ -132,6 +133,7 @@ class Builder(BaseModel):
     k: PositiveInt | None = None
     top_k: PositiveInt | None = None
     depth: PositiveInt | None = None
+    max_prompt_tokens: PositiveInt | None = None  # the prompt budget (ragft.context.budget); null: window less answer
 
 
 class Context(_Section):
@@ -194,6 +196,8 @@ class RetrievalEval(_Section):
 
 class Generation(_Section):
     batch_size: PositiveInt
+    max_padding: NonNegativeFloat | None = 0.2  # a batch's padding, as a share of its prompt tokens; null: any
+    max_batch_tokens: PositiveInt | None = None  # a batch's padded prompt tokens (rows x longest); null: any
     latency_sample: NonNegativeInt = 8  # examples answered alone to measure latency at batch 1; 0: none
 
 

@@ -8,8 +8,7 @@ from dataclasses import replace
 
 from omegaconf import DictConfig, OmegaConf
 
-from ragft.config.components import RAGFT_KEYS
-from ragft.config.plain import as_dict
+from ragft.config.components import buildable
 from ragft.errors import ConfigError, build
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import Retriever, reading_embedder
@@ -24,10 +23,7 @@ def build_retriever(cfg: DictConfig | None) -> Retriever | None:
     Its `label` only names arms, so the class does not get it."""
     if cfg is None:
         return None
-    settings = as_dict(cfg)  # (a value still `???` stays missing)
-    for key in RAGFT_KEYS["retriever"]:
-        settings.pop(key, None)
-    node = OmegaConf.create({"retriever": settings}).retriever  # so that errors name `retriever.<key>`
+    node = buildable(cfg, "retriever")
     if missing := sorted(OmegaConf.missing_keys(node)):  # (keys come with their full path)
         raise ConfigError(missing[0], "must be set (it has no default).")
     return build(node, "retriever")

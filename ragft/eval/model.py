@@ -81,7 +81,7 @@ def llm_judge(
     (so `llm_judge`'s n can be smaller than the test set).
     """
     from ragft.context.template import chat_prompt
-    from ragft.models.generation import encode, generate
+    from ragft.models.generation import Batching, encode, generate
 
     _check_rubric(rubric)
     judge = models.judge
@@ -103,7 +103,7 @@ def llm_judge(
         encode(judge, prompts),
         [p.example.id for p in predictions],
         max_new_tokens,
-        batch_size=batch_size,
+        batching=Batching(batch_size),
         desc=f"judging {len(prompts)} answers",
     )
     return [_grade(reply.text) for reply in replies]

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import task_from_config
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
-from ragft.models.generation import encode, generate
+from ragft.models.generation import Batching, encode, generate
 from ragft.models.loading import Generator
 from ragft.record.run import Scores, TaskScore
 from ragft.retrieval.base import document_ranking
@@ -31,13 +31,11 @@ def answer(
     prompts: Sequence[str],
     encoded: Sequence[list[int]],
     max_new_tokens: int,
-    batch_size: int,
+    batching: Batching,
     desc: str,
 ) -> list[Prediction]:
     """Greedy answers to the encoded prompts, as predictions ready to score."""
-    generations = generate(
-        generator, encoded, [e.id for e in examples], max_new_tokens, batch_size=batch_size, desc=desc
-    )
+    generations = generate(generator, encoded, [e.id for e in examples], max_new_tokens, batching, desc=desc)
     return [
         Prediction(
             example=e,
@@ -48,6 +46,7 @@ def answer(
             passages=tuple(x.text for x in c.passages),
             prompt_tokens=g.prompt_tokens,
             output_tokens=g.output_tokens,
+            padded_prompt_tokens=g.padded_prompt_tokens,
         )
         for e, c, p, g in zip(examples, contexts, prompts, generations)
     ]
@@ -81,7 +80,7 @@ class TestSet:
         check_metrics({metric: spec.metrics[metric]}, examples[0], task=task)
         return cls(name, spec, examples, PromptTemplate.from_config(spec.template), metric, task)
 
-    def score(self, generator: Generator, batch_size: int, seed: int, models: Any = None) -> TaskScore:
+    def score(self, generator: Generator, batching: Batching, seed: int, models: Any = None) -> TaskScore:
         contexts = [Context()] * len(self.examples)
         prompts = [self.template.render(e, c, generator.tokenizer) for e, c in zip(self.examples, contexts)]
         predictions = answer(
@@ -91,7 +90,7 @@ class TestSet:
             prompts,
             encode(generator, prompts),
             self.spec.generation.max_new_tokens,
-            batch_size,
+            batching,
             desc=f"scoring {self.name} ({len(self.examples)} examples)",
         )
         scores = score_predictions(predictions, {self.metric: self.spec.metrics[self.metric]}, seed, models, self.task)

@@ -1,5 +1,6 @@
-"""Batched greedy generation: prompts sorted by length so a batch carries little padding, each
-batch stopping as soon as all of its rows have finished (models with virtual tokens: one prompt at a time).
+"""Batched greedy generation: prompts sorted by length and batched by count and by tokens, so that a
+batch carries little padding and one long prompt does not pad a wide batch, each batch stopping as soon
+as all of its rows have finished (models with virtual tokens: one prompt at a time).
 
 Speed is measured two ways, never mixed: throughput is the batched pass over the whole test set at the
 configured batch size (the recipe times that stage); latency is the wall time of one request answered
@@ -26,6 +27,38 @@ class Generation:
     text: str
     prompt_tokens: int
     output_tokens: int
+    padded_prompt_tokens: int = 0  # the prompt's row in its batch, padding included
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How prompts are grouped (`generation.*`): at most `size` a batch, a batch's padded prompt tokens
+    (rows × its longest prompt) at most `max_tokens` (None: no bound), and its padding at most
+    `max_padding` of its prompt tokens (None: no bound). A prompt alone always makes a batch."""
+
+    size: int = 8
+    max_padding: float | None = 0.2
+    max_tokens: int | None = None
+
+    def batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices of the prompts of `lengths` in batches, shortest prompts first."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        tokens = 0
+        for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+            length, rows = lengths[index], len(current) + 1
+            padded = rows * length  # sorted: the new prompt is the batch's longest
+            fits = (
+                rows <= self.size
+                and (self.max_tokens is None or padded <= self.max_tokens)
+                and (self.max_padding is None or padded - tokens - length <= self.max_padding * (tokens + length))
+            )
+            if current and not fits:
+                batches.append(current)
+                current, tokens = [], 0
+            current.append(index)
+            tokens += length
+        return batches + [current] if current else batches
 
 
 def check_fits(
@@ -62,19 +95,17 @@ def generate(
     encoded: Sequence[list[int]],
     ids: Sequence[str],
     max_new_tokens: int,
-    batch_size: int = 8,
+    batching: Batching = Batching(),
     desc: str = "generating",
 ) -> list[Generation]:
-    """Greedy answers to the `encoded` prompts, in their order, `batch_size` at a time. A model with
+    """Greedy answers to the `encoded` prompts, in their order, in `batching`'s batches. A model with
     virtual tokens (peft prefix, P-tuning v2, prompt tuning) decodes one example at a time through
     `decode_with_virtual_tokens`."""
     check_fits([len(e) for e in encoded], ids, max_new_tokens, generator.max_context)
-    decode, batch_size = _decoder(generator, batch_size)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    decode, batching = _decoder(generator, batching)
     results: list[Generation | None] = [None] * len(encoded)
     with tqdm(total=len(encoded), desc=desc, unit="ex") as progress:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in batching.batches([len(e) for e in encoded]):
             for row, generation in zip(rows, _answer(generator, [encoded[i] for i in rows], max_new_tokens, decode)):
                 results[row] = generation
             progress.update(len(rows))
@@ -95,7 +126,7 @@ def batch1_latencies(
 ) -> list[float]:
     """Seconds to answer each sampled prompt alone (batch 1): token ids in, text out, as one request
     is served. Run after the batched pass, so the model is warm."""
-    decode, _ = _decoder(generator, 1)
+    decode, _ = _decoder(generator, Batching(1))
     latencies = []
     for index in sample:
         began = time.perf_counter()
@@ -104,11 +135,11 @@ def batch1_latencies(
     return latencies
 
 
-def _decoder(generator: Generator, batch_size: int) -> tuple[Decode, int]:
-    """How the model decodes, and the batch size it can take."""
+def _decoder(generator: Generator, batching: Batching) -> tuple[Decode, Batching]:
+    """How the model decodes, and the batches it can take."""
     if has_virtual_tokens(generator.model):
-        return decode_with_virtual_tokens, 1
-    return _decode, batch_size
+        return decode_with_virtual_tokens, Batching(1)
+    return _decode, batching
 
 
 def _answer(
@@ -121,7 +152,8 @@ def _answer(
     generations = []
     for prompt, tokens in zip(prompts, decode(model, batch, max_new_tokens, eos, tokenizer.pad_token_id)):
         kept = _until_eos(tokens, eos)
-        generations.append(Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(), len(prompt), len(kept)))
+        text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+        generations.append(Generation(text, len(prompt), len(kept), padded_prompt_tokens=batch["input_ids"].shape[1]))
     return generations
 
 

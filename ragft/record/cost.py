@@ -20,6 +20,7 @@ __all__ = [
     "MemoryCost",
     "ParameterCounts",
     "PeakMemory",
+    "PromptFit",
     "RetrievalCost",
     "StageTimer",
     "TrainingCost",
@@ -173,6 +174,9 @@ class GenerationCost:
     latency_batch1_p50_s: float | None = None
     latency_batch1_p95_s: float | None = None
     memory: MemoryCost = field(default_factory=MemoryCost)
+    # The padding the batches added to the prompts, as a share of their tokens (None: recorded before ragft
+    # measured it); `generation.max_padding` bounds it batch by batch.
+    prompt_padding_share: float | None = None
 
     @classmethod
     def measured(
@@ -183,6 +187,7 @@ class GenerationCost:
         generate_s: float,
         latencies: Sequence[float] = (),
         memory: MemoryCost | None = None,
+        padded_prompt_tokens: Sequence[int] = (),
     ) -> GenerationCost:
         """The figures from each answered example's token counts, the batched pass's wall time and
         the batch-1 latencies of the sampled examples."""
@@ -199,6 +204,9 @@ class GenerationCost:
             latency_batch1_p50_s=float(np.percentile(latencies, 50)) if len(latencies) else None,
             latency_batch1_p95_s=float(np.percentile(latencies, 95)) if len(latencies) else None,
             memory=memory or MemoryCost(),
+            prompt_padding_share=(
+                float(np.sum(padded_prompt_tokens) / np.sum(prompt_tokens) - 1) if len(padded_prompt_tokens) else None
+            ),
         )
 
     @classmethod
@@ -207,6 +215,19 @@ class GenerationCost:
         its tokens/s read as the throughput it was; any other unknown field is an error."""
         values = {_RENAMED.get(k, k): v for k, v in data.items() if k not in _RETIRED and k != "memory"}
         return cls(**values, memory=MemoryCost(**data.get("memory", {})))
+
+
+@dataclass(frozen=True)
+class PromptFit:
+    """How the test prompts were fitted to the prompt budget (ragft.context.budget): the budget, and
+    how many prompts lost or cut anything, with what they lost."""
+
+    budget_tokens: int = 0
+    prompts_fitted: int = 0
+    shots_dropped: int = 0
+    passages_dropped: int = 0
+    passages_trimmed: int = 0
+    inputs_truncated: int = 0
 
 
 @dataclass
@@ -219,6 +240,7 @@ class Cost:
     generation: GenerationCost = field(default_factory=GenerationCost)
     memory: MemoryCost = field(default_factory=MemoryCost)
     stage_s: dict[str, float] = field(default_factory=dict)
+    prompt_fit: PromptFit | None = None  # None: recorded before ragft fitted prompts to a budget
 
     @property
     def trainable_params(self) -> int:
@@ -261,6 +283,8 @@ class Cost:
             row.update(adapter_bytes=0, train_s=0.0)
         if self.retrieval:
             row.update(asdict(self.retrieval))
+        if self.prompt_fit:
+            row.update({f"prompt_{k}" if k == "budget_tokens" else k: v for k, v in asdict(self.prompt_fit).items()})
         row.update({f"stage_{k}_s": v for k, v in self.stage_s.items()}, knowledge_update_s=self.knowledge_update_s)
         return {k: v for k, v in row.items() if v is not None}
 
@@ -273,6 +297,7 @@ class Cost:
             generation=GenerationCost.from_dict(data.get("generation", {})),
             memory=MemoryCost(**data.get("memory", {})),
             stage_s=dict(data.get("stage_s", {})),
+            prompt_fit=PromptFit(**data["prompt_fit"]) if data.get("prompt_fit") else None,
         )
 
 
