@@ -180,3 +180,18 @@ def _composition_error(err: Exception) -> ConfigError:
         return ConfigError(key, f"is not a setting of `{section}` (with or without `+`).")
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return ConfigError(key or "command line", "; ".join(lines[:2]) + ".")
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """ragft's config with `overrides`, as `python -m ragft.run` composes it (keys checked first)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from ragft.config.command_line import check_override_keys
+
+    check_override_keys(overrides)
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    except HydraException as err:
+        raise ConfigError("command line", f"{err}".replace("\n", " ")) from None

@@ -32,7 +32,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 import ragft.cli  # noqa: F401  (offline mode and the `ragft_root` resolver, as for every ragft command)
-from ragft.cli import interruptible
+from ragft.cli import compose_config, interruptible
 from ragft.config.identity import flatten
 from ragft.config.plain import as_dict
 from ragft.data.files import read_jsonl
@@ -46,7 +46,6 @@ from ragft.record.run import RECORD_FILE, RunIdentity, RunRecord, RunWriter, Sco
 from ragft.types import Example, Prediction
 
 log = logging.getLogger(__name__)
-CONF = Path(__file__).resolve().parent.parent / "conf"
 OPTIONS = ("predictions", "out", "name")  # the command's own arguments; the rest are config overrides
 EXTERNAL = "external"  # what an external system's identity says of its generator, adaptation and context
 METRICS_FILE = "metrics.json"
@@ -94,21 +93,6 @@ def split_arguments(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         "out": Path(options["out"]),
         "name": options.get("name") or None,
     }, overrides
-
-
-def compose_config(overrides: Sequence[str]) -> DictConfig:
-    """ragft's config with `overrides`, as `python -m ragft.run` composes it (keys checked first)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-
-    from ragft.config.command_line import check_override_keys
-
-    check_override_keys(overrides)
-    try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
-    except HydraException as err:
-        raise ConfigError("command line", f"{err}".replace("\n", " ")) from None
 
 
 def score_file(cfg: DictConfig, predictions: Path, out: Path, name: str | None = None) -> Path:

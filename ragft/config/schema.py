@@ -81,6 +81,7 @@ class Corpus(_Section):
     path: str
     id_field: str = "id"
     text_field: str = "text"
+    document_field: str | None = None  # the document a passage is part of (gold ids name documents); null: itself
     exclude: list[str] | None = None  # document ids taken out of the index
     encoding: str = "utf-8"
 

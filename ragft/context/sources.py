@@ -13,6 +13,7 @@ from ragft.errors import ConfigError, build
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import Retriever, reading_embedder
 from ragft.retrieval.chunking import Chunker, TokenChunker
+from ragft.retrieval.embeddings import Embedder
 from ragft.types import Example, Passage, TaskData
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class ContextSources:
         """A TokenChunker at the window of the embedder that ranks passages, where some documents are
         longer than it reads; None where every document fits or nothing reads through a window (BM25).
         It is said in one line and recorded with the retrieval cost."""
-        embedder = reading_embedder(self._retriever)
+        embedder = self.reading_embedder()
         if embedder is None or not corpus:
             return None
         window = embedder.window
@@ -90,6 +91,16 @@ class ContextSources:
         )  # fmt: skip
         self._window = (over, window)
         return TokenChunker(embedder, size=window, overlap=overlap)
+
+    def reading_embedder(self) -> Embedder | None:
+        """The embedder through whose window the retriever reads passages (None: none, or no retriever)."""
+        return reading_embedder(self._retriever)
+
+    @property
+    def window_split(self) -> tuple[int, int] | None:
+        """(documents longer than the embedder's window, the chunk size) where `passages` split the corpus
+        to that window; None where it did not (or has not been asked)."""
+        return self._window
 
     def require_retriever(self) -> Retriever:
         """The retriever, not yet built; a ConfigError where none is configured."""

@@ -153,14 +153,21 @@ def load_corpus(
     text_field: str = "text",
     config_key: str = "task.corpus.path",
     encoding: str = "utf-8",
+    document_field: str | None = None,
 ) -> list[Passage]:
-    """The corpus's documents, in the file's order; an id used twice is a DataError naming both places."""
+    """The corpus's passages, in the file's order; an id used twice is a DataError naming both places.
+    A passage is a document of its own, or, with `document_field`, part of the document that field names
+    (PubMedQA: an abstract's sections, each a passage of the article `pmid`): gold ids then name those
+    documents, and retrieval is judged by them."""
     path = Path(path)
     passages: list[Passage] = []
     first_seen: dict[str, str] = {}
     for line, record in read_records(path, config_key, encoding=encoding):
+        document = str(_field(record, document_field, path, line, (str, int))) if document_field else ""
         passage = Passage(
-            id=str(_field(record, id_field, path, line, (str, int))), text=_field(record, text_field, path, line, str)
+            id=str(_field(record, id_field, path, line, (str, int))),
+            text=_field(record, text_field, path, line, str),
+            source=document,
         )
         if passage.id in first_seen:
             raise DataError(path, f"duplicate id '{passage.id}' (first at {first_seen[passage.id]})", line, id_field)
@@ -218,7 +225,9 @@ def load_task(
     corpus_path = Path(corpus["path"])
     id_field, text_field = corpus.get("id_field", "id"), corpus.get("text_field", "text")
     encoding = corpus.get("encoding", "utf-8")
-    passages = load_corpus(corpus_path, id_field, text_field, f"{key}.corpus.path", encoding)
+    passages = load_corpus(
+        corpus_path, id_field, text_field, f"{key}.corpus.path", encoding, corpus.get("document_field")
+    )
     check_gold_passages(everything, places, passages, path, data["fields"].get("gold_passages"), corpus_path, key)
     if corpus.get("exclude"):
         passages = withdraw(passages, corpus["exclude"], f"{key}.corpus.exclude")
@@ -237,7 +246,7 @@ def check_gold_passages(
     """A DataError at the first example (in the file's order) whose gold passages name a document the
     corpus file does not have; it counts the others and says to set `list_separator` where the id is
     several joined, or, when no gold id at all matches, to check the corpus's id field."""
-    documents = {p.id for p in passages}
+    documents = {p.doc_id for p in passages}
     by_id = {e.id: e for examples in splits.values() for e in examples}
     unknown = {  # in the file's order; an example no split keeps (task.data.splits) is not checked
         example_id: [d for d in by_id[example_id].gold_passages if d not in documents]

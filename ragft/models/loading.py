@@ -68,11 +68,7 @@ def load_generator(cfg: DictConfig, quantization: DictConfig | None = None) -> G
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype, **placement)
     except OSError as err:
-        raise ConfigError(
-            "generator.source",
-            f"cannot load '{path}' offline ({err.__class__.__name__}).",
-            "Use a local folder or a model already in the Hugging Face cache.",
-        ) from None
+        raise _offline_error(path, err) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -80,8 +76,33 @@ def load_generator(cfg: DictConfig, quantization: DictConfig | None = None) -> G
         # transformers wraps `to` with functools.wraps, whose typeshed type does not bind `self`
         model.to(device)  # type: ignore[arg-type]
     model.eval()
-    max_context = int(cfg.get("max_context") or getattr(model.config, "max_position_embeddings", 2048))
-    return Generator(model=model, tokenizer=tokenizer, name=cfg.name, path=path, max_context=max_context)
+    return Generator(model=model, tokenizer=tokenizer, name=cfg.name, path=path, max_context=window(cfg, model.config))
+
+
+def generator_tokenizer(cfg: DictConfig) -> tuple[Any, int]:
+    """The `generator` config's tokenizer and window in tokens, read from its folder without its weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = resolve_source(cfg.source, "generator.source")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except OSError as err:
+        raise _offline_error(path, err) from None
+    return tokenizer, window(cfg, config)
+
+
+def window(cfg: DictConfig, model_config: Any) -> int:
+    """The tokens the generator reads: `generator.max_context` where set, else its config's positions."""
+    return int(cfg.get("max_context") or getattr(model_config, "max_position_embeddings", 2048))
+
+
+def _offline_error(path: str, err: OSError) -> ConfigError:
+    return ConfigError(
+        "generator.source",
+        f"cannot load '{path}' offline ({err.__class__.__name__}).",
+        "Use a local folder or a model already in the Hugging Face cache.",
+    )
 
 
 def load_embedder(cfg: DictConfig) -> Any:

@@ -26,7 +26,7 @@ def _as_chunks(document: Passage, texts: Sequence[str]) -> list[Passage]:
     texts = [t.strip() for t in texts if t.strip()]
     if len(texts) <= 1:
         return [document]
-    return [Passage(f"{document.id}#{n}", text, source=document.id) for n, text in enumerate(texts)]
+    return [Passage(f"{document.id}#{n}", text, source=document.doc_id) for n, text in enumerate(texts)]
 
 
 class TokenChunker:
