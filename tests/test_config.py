@@ -151,7 +151,7 @@ def test_no_group_file_repeats_its_own_name():
 # --- every shipped option ----------------------------------------------------------------------------------
 
 # Tasks whose data is not shipped, and where the test finds it.
-EXTERNAL_DATA = {"pubmedqa": CONF.parent.parent / "shared" / "data" / "pubmedqa"}
+EXTERNAL_DATA = {name: CONF.parent.parent / "shared" / "data" / name for name in ("pubmedqa", "mts_dialog")}
 
 
 @pytest.mark.parametrize("task", group_options("task"))
