@@ -58,9 +58,14 @@ class Lengths:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: `check` and config overrides; a RagftError is one line and exit status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if {"-h", "--help"} & set(args) or not args or args[0] != "check":
+    if {"-h", "--help"} & set(args):
         print(__doc__)
-        return 0 if {"-h", "--help"} & set(args) else 2
+        return 0
+    if not args or args[0] != "check":
+        given = f"'{args[0]}'" if args else "none"
+        print(f"ragft: error: command {given}: the one command is `check` (python -m ragft.task check task=<name>).",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         print(interruptible(lambda: check(compose_config(args[1:]))))
     except RagftError as err:

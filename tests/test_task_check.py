@@ -57,6 +57,14 @@ def test_an_input_over_the_budget_and_an_unused_split_are_problems(capsys, tmp_p
     assert over > 0 and f"{over} test inputs are over the prompt budget on their own" in problems
 
 
+def test_a_command_other_than_check_is_one_line(capsys):
+    assert main(["chekc", "task=medical_reports"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "ragft: error: command 'chekc': the one command is `check` (python -m ragft.task check task=<name>).\n"
+    )
+
+
 def test_bad_data_is_one_located_line(capsys, tmp_path):
     code, report, error = check(capsys, "+debug=smoke", f"task.data.path={tmp_path / 'missing.jsonl'}")
     assert (code, report, error.count("\n")) == (2, "", 1)
