@@ -9,7 +9,9 @@ and of the passages under the embedder's; how many test prompts fit the prompt b
 (zero-shot, few-shot and RAG as conf/context/ configures them, their demonstrations drawn at random and
 their passages the gold ones, where the task has them: no embedding, no retrieval); the leakage checks;
 the first test example's prompt with each context; and every problem a run would meet, with the setting
-to change. No model weights are loaded; only the tokenizers (and the embedder's, to know its window).
+to change. The generator is not loaded, only its tokenizer and config (the packaged default is converted
+once per machine, as any run converts it); the embedder is, where a retriever uses one, to know how much
+of a passage it reads (its window), as a RAG run would chunk the corpus to it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ragft.context.sources import ContextSources
 from ragft.context.template import PromptTemplate
 from ragft.data.leakage import check_leakage
 from ragft.data.loading import task_from_config
+from ragft.data.text import token_counts
 from ragft.errors import RagftError
 from ragft.models.loading import generator_tokenizer
 from ragft.retrieval.embeddings import Embedder
@@ -84,7 +87,13 @@ def check(cfg: DictConfig) -> str:
     sources = ContextSources.from_config(task, cfg.get("retriever"), cfg.get("chunking"))
     passages = sources.passages() if task.corpus else []
     problems = _problems(task, sources)
-    prompts = Prompts(PromptTemplate.from_config(cfg.task.template), tokenizer, budget, random.Random(int(cfg.seed)))
+    prompts = Prompts(
+        PromptTemplate.from_config(cfg.task.template),
+        tokenizer,
+        budget,
+        random.Random(int(cfg.seed)),
+        cfg.task.get("truncate"),
+    )
     sections = [
         f"# task {task.name}: {cfg.task.data.path}",
         _splits(task),
@@ -124,10 +133,6 @@ def _lengths(task: TaskData, passages: Sequence[Passage], tokenizer: Any, embedd
     return "\n".join(header + [row.row() for row in rows])
 
 
-def token_counts(texts: Sequence[str], tokenizer: Any) -> list[int]:
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
-
-
 @dataclass
 class Prompts:
     """The test prompts each context in CONTEXTS would make, built without models: demonstrations drawn
@@ -138,6 +143,7 @@ class Prompts:
     tokenizer: Any
     budget: int
     rng: random.Random
+    truncate: str | None  # task.truncate: inputs over the budget are cut, not a problem
 
     def table(self, task: TaskData, passages: Sequence[Passage], problems: list[str]) -> str:
         test = task.splits.get("test", [])
@@ -153,7 +159,7 @@ class Prompts:
             within = sum(n <= self.budget for n in counts)
             p50 = int(np.percentile(counts, 50)) if counts else "–"
             rows.append(f"| {name} | {len(counts)} | {within} | {p50} | {max(counts, default=0)} |")
-            if name == "zero_shot" and within < len(counts):
+            if name == "zero_shot" and within < len(counts) and self.truncate is None:
                 problems.append(
                     f"{len(counts) - within} test inputs are over the prompt budget on their own: a run stops unless "
                     "task.truncate is set (head, tail or middle), or the generator reads more (generator.max_context)."
@@ -203,7 +209,7 @@ def _problems(task: TaskData, sources: ContextSources) -> list[str]:
     if sources.window_split:
         over, size = sources.window_split
         found.append(
-            f"{over} corpus documents are longer than the embedder reads: a run splits them into chunks of {size} "
+            f"{over} corpus documents are longer than the embedder reads: a RAG run splits them into chunks of {size} "
             "tokens (choose with chunking=tokens chunking.size=<n>, or chunking=sections)."
         )
     return found

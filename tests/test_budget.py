@@ -72,6 +72,13 @@ def test_the_lowest_ranked_passages_go_first_and_the_last_is_trimmed():
     assert (fitted.record.passages_dropped, fitted.record.passages_trimmed) == (2, 1)
 
 
+def test_a_passage_of_which_not_one_token_fits_is_dropped_not_left_empty():
+    budget = size(NOTE, Context())  # room for the prompt without any passage
+    fitted = fitter(budget).fit([NOTE], [Context(passages=PASSAGES)])
+    assert fitted.contexts[0].passages == () and fitted.record.passages_dropped == 3
+    assert fitted.record.passages_trimmed == 0
+
+
 def test_an_input_over_the_budget_alone_is_an_error_naming_it():
     budget = size(NOTE, Context()) - 5
     with pytest.raises(

@@ -28,7 +28,10 @@ NOT_RESULT_SETTINGS = (
     "retrieval_eval",  # python -m ragft.retrieve's settings
     "training.logging_steps",
     "generation.latency_sample",  # how many answers are timed alone; the answers scored are the same
-    "generation.max_padding",  # how prompts are grouped into batches; each is answered on its own
+    # How prompts are grouped into batches: each row is answered under its own attention mask, so regrouping
+    # changes only float rounding (as another machine does); `generation.batch_size` stays in the key, as
+    # it was before these settings existed, so that earlier runs keep their keys.
+    "generation.max_padding",
     "generation.max_batch_tokens",
     "retriever.label",  # the prefix of arm labels (bm25_rag)
 )

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Le, Lt
+from annotated_types import Gt, Le
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
@@ -34,6 +34,7 @@ from ragft.config.values import (
     Open,
     PositiveFloat,
     PositiveInt,
+    Share,
     describe,
     unwrap_optional,
 )
@@ -52,9 +53,6 @@ class _Section(BaseModel):
 
 
 # --- a task: the run's own, and any other (train_task, train_mix, sequence, evaluate_also) ------------
-
-
-Share = Annotated[float, Ge(0), Lt(1)]  # of the examples: none, or some but not all
 
 
 class SplitBy(_Section):

@@ -129,7 +129,7 @@ class PromptBudget:
             return replace(context, passages=(Passage(passage.id, text, passage.source),))
 
         kept = self._longest(passage.text, lambda text: self.encode(example, with_text(text))[1], "head")
-        if kept is None:
+        if not kept:  # not even its first token fits
             emptied = replace(context, passages=())
             return emptied, self.encode(example, emptied)
         return with_text(kept), self.encode(example, with_text(kept))
@@ -158,9 +158,16 @@ class PromptBudget:
     def _longest(self, text: str, encode: Callable[[str], list[int]], keep: Truncation) -> str | None:
         """The longest cut of `text` (by its tokens, the part `keep` says) whose prompt fits; None where
         not even an empty one does."""
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
-            "offset_mapping"
-        ]
+        try:
+            offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+                "offset_mapping"
+            ]
+        except NotImplementedError:  # a slow (Python) tokenizer has no offsets
+            raise ConfigError(
+                "generator.source",
+                "its tokenizer gives no token offsets (a slow tokenizer), which trimming a prompt to its budget needs.",
+                "Use a model with a fast tokenizer (tokenizer.json), or shorten the inputs and contexts.",
+            ) from None
         low, high, best = 0, len(offsets), None
         while low <= high:  # the prompt's length grows with the tokens kept
             middle = (low + high) // 2

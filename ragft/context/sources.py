@@ -9,6 +9,7 @@ from dataclasses import replace
 from omegaconf import DictConfig, OmegaConf
 
 from ragft.config.components import buildable
+from ragft.data.text import token_counts
 from ragft.errors import ConfigError, build
 from ragft.record.cost import RetrievalCost
 from ragft.retrieval.base import Retriever, reading_embedder
@@ -73,12 +74,7 @@ class ContextSources:
         if embedder is None or not corpus:
             return None
         window = embedder.window
-        lengths = [
-            len(ids)
-            for ids in embedder.tokenizer([p.text for p in corpus], add_special_tokens=False, verbose=False)[
-                "input_ids"
-            ]
-        ]
+        lengths = token_counts([p.text for p in corpus], embedder.tokenizer)
         over = sum(length > window for length in lengths)
         if not over:
             return None

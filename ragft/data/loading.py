@@ -128,7 +128,7 @@ def _required_fields(fields: Mapping[str, str | None], split_by: Any, key: str) 
     if split_by and fields.get("split"):
         raise ConfigError(
             f"{key}.data.split_by",
-            f"makes the splits, but task.data.fields.split also reads them from the field '{fields['split']}'.",
+            f"makes the splits, but {key}.data.fields.split also reads them from the field '{fields['split']}'.",
             f"Set {key}.data.fields.split=null to split the examples by seed, or remove split_by.",
         )
     missing = [name for name in needed if not fields.get(name)]
@@ -139,7 +139,7 @@ def _required_fields(fields: Mapping[str, str | None], split_by: Any, key: str) 
             f"no mapping for {missing}.",
             fix
             + (
-                ", and split to the field naming each example's split (or set task.data.split_by)."
+                f", and split to the field naming each example's split (or set {key}.data.split_by)."
                 if not split_by
                 else "."
             ),
@@ -203,7 +203,7 @@ def load_task(
         splits = _only_categories(splits, data["categories"], data["path"], key)
     for split in required:
         if not splits.get(split):
-            found = ", ".join(f"'{name}'" for name in sorted(splits)) or "none"
+            found = ", ".join(f"'{name}'" for name in sorted(splits) if splits[name]) or "none"
             fix = (
                 ""
                 if data.get("splits") or data.get("split_by")
@@ -305,9 +305,10 @@ def _only_categories(
 
 
 def withdraw(passages: list[Passage], ids: Sequence[str], config_key: str = "task.corpus.exclude") -> list[Passage]:
-    """The corpus without the documents `ids` (`task.corpus.exclude`: a withdrawn protocol)."""
+    """The corpus without the documents `ids` (`task.corpus.exclude`: a withdrawn protocol), named by
+    passage id or, where passages are parts of documents (`document_field`), by document."""
     withdrawn = set(ids)
-    unknown = sorted(withdrawn - {p.id for p in passages})
+    unknown = sorted(withdrawn - {p.id for p in passages} - {p.doc_id for p in passages})
     if unknown:
         raise ConfigError(config_key, f"names documents the corpus does not have: {unknown}.")
-    return [p for p in passages if p.id not in withdrawn]
+    return [p for p in passages if p.id not in withdrawn and p.doc_id not in withdrawn]

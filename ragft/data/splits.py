@@ -29,6 +29,12 @@ def assign_splits(
     """The examples by split name, each split in the file's order. `rows` pairs each example with its split
     value in the file (ignored under `split_by`). Without a mapping a split is named by its value."""
     if split_by:
+        if mapping:
+            raise ConfigError(
+                f"{key}.data.splits",
+                "maps the file's split values, but split_by makes the splits (the file has no split field).",
+                "Keep one of them.",
+            )
         return split_examples([e for _, e in rows], split_by, f"{key}.data.split_by")
     if not mapping:
         by_value: dict[str, list[Example]] = {}
@@ -85,15 +91,15 @@ def split_examples(examples: Sequence[Example], split_by: Mapping[str, Any], key
         raise ConfigError(
             key, f"validation and test take {sum(shares.values()):g} of the examples.", "Leave train some."
         )
-    stratify = split_by.get("stratify")
+    strata = [stratum for _, stratum in sorted(_strata(examples, split_by.get("stratify"), key).items())]
+    counts = _allocated(shares, [len(stratum) for stratum in strata])
     rng = np.random.default_rng(int(split_by.get("seed") or 0))
     assigned: dict[str, str] = {}
-    for _, stratum in sorted(_strata(examples, stratify, key).items()):
+    for stratum, stratum_counts in zip(strata, counts):
         ids = sorted(e.id for e in stratum)
         order = [ids[i] for i in rng.permutation(len(ids))]
         start = 0
-        for name, share in shares.items():
-            count = int(round(share * len(order)))
+        for name, count in stratum_counts.items():
             assigned.update(dict.fromkeys(order[start : start + count], name))
             start += count
         assigned.update(dict.fromkeys(order[start:], "train"))
@@ -104,12 +110,37 @@ def split_examples(examples: Sequence[Example], split_by: Mapping[str, Any], key
     return splits
 
 
+def _allocated(shares: Mapping[str, float], sizes: Sequence[int]) -> list[dict[str, int]]:
+    """How many examples of each stratum each split takes: in all, its share of the examples (rounded half
+    up); per stratum, its share rounded down, the rest given to the strata with the largest remainders
+    that still have examples to give (so small strata do not round a split away)."""
+    taken = [dict.fromkeys(shares, 0) for _ in sizes]
+    left = list(sizes)
+    for name, share in shares.items():
+        exact = [share * size for size in sizes]
+        for i, want in enumerate(exact):
+            taken[i][name] = min(int(want), left[i])
+        short = int(share * sum(sizes) + 0.5) - sum(t[name] for t in taken)
+        by_remainder = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - int(exact[i])), i))
+        for i in by_remainder:
+            if short <= 0:
+                break
+            if taken[i][name] < left[i]:
+                taken[i][name] += 1
+                short -= 1
+        for i in range(len(sizes)):
+            left[i] -= taken[i][name]
+    return taken
+
+
 def _strata(examples: Sequence[Example], stratify: str | None, key: str) -> dict[str, list[Example]]:
     if not stratify:
         return {"": list(examples)}
     if stratify == "category" and not any(e.category for e in examples):
         raise ConfigError(
-            f"{key}.stratify", "the examples have no category.", "Map task.data.fields.category to a field of the file."
+            f"{key}.stratify",
+            "the examples have no category.",
+            f"Map {key.removesuffix('.split_by')}.fields.category to a field of the file.",
         )
     strata: dict[str, list[Example]] = {}
     for example in examples:
@@ -121,7 +152,7 @@ def _strata(examples: Sequence[Example], stratify: str | None, key: str) -> dict
             raise ConfigError(
                 f"{key}.stratify",
                 f"'{stratify}' is not a grouping of the examples.",
-                "Stratify by `category` (task.data.fields.category) or a name of task.data.breakdowns.",
+                f"Stratify by `category` or a name of {key.removesuffix('.split_by')}.breakdowns.",
             )
         strata.setdefault(value, []).append(example)
     return strata

@@ -1,9 +1,11 @@
-"""Text normalisation shared by metrics and leakage checks."""
+"""Text normalisation shared by metrics and leakage checks, and token counts."""
 
 from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
+from typing import Any
 
 
 def normalize_answer(text: str) -> str:
@@ -12,3 +14,8 @@ def normalize_answer(text: str) -> str:
     text = "".join(ch for ch in text if ch not in set(string.punctuation))
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
+
+
+def token_counts(texts: Sequence[str], tokenizer: Any) -> list[int]:
+    """Each text's tokens under `tokenizer` (a Hugging Face tokenizer), special tokens left out."""
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
