@@ -30,6 +30,7 @@ import ragft.cli  # noqa: F401  (offline mode and the `ragft_root` resolver, as 
 from ragft.cli import CONF, compose_config, interruptible
 from ragft.config.schema import validate
 from ragft.context.budget import prompt_budget
+from ragft.context.shots import RandomShots
 from ragft.context.sources import ContextSources
 from ragft.context.template import PromptTemplate
 from ragft.data.leakage import check_leakage
@@ -91,7 +92,7 @@ def check(cfg: DictConfig) -> str:
         PromptTemplate.from_config(cfg.task.template),
         tokenizer,
         budget,
-        random.Random(int(cfg.seed)),
+        int(cfg.seed),
         cfg.task.get("truncate"),
     )
     sections = [
@@ -142,7 +143,7 @@ class Prompts:
     template: PromptTemplate
     tokenizer: Any
     budget: int
-    rng: random.Random
+    seed: int  # of the random demonstrations and passages
     truncate: str | None  # task.truncate: inputs over the budget are cut, not a problem
 
     def table(self, task: TaskData, passages: Sequence[Passage], problems: list[str]) -> str:
@@ -153,7 +154,7 @@ class Prompts:
             builder = OmegaConf.load(CONF / "context" / f"{name}.yaml").builder
             if builder.get("top_k") and not passages:
                 continue
-            contexts = [self.context(e, task, passages, builder) for e in test]
+            contexts = self.contexts(test, task, passages, builder)
             prompts = [self.template.render(e, c, self.tokenizer) for e, c in zip(test, contexts)]
             counts = token_counts(prompts, self.tokenizer)
             within = sum(n <= self.budget for n in counts)
@@ -168,15 +169,28 @@ class Prompts:
                 shown.append(f"### {name}: the prompt of '{test[0].id}'\n\n```\n{prompts[0]}\n```")
         return "\n".join(rows) + "\n\n" + "\n\n".join(shown)
 
-    def context(self, example: Example, task: TaskData, passages: Sequence[Passage], builder: Any) -> Context:
-        if builder.get("k"):
-            pool = [p for p in task.splits.get("train", []) if p.id != example.id]
-            return Context(shots=tuple(self.rng.sample(pool, min(int(builder.k), len(pool)))))
+    def contexts(
+        self, test: Sequence[Example], task: TaskData, passages: Sequence[Passage], builder: Any
+    ) -> list[Context]:
+        if builder.get("k"):  # as few_shot_random picks them
+            pool = task.splits.get("train", [])
+            k = max(0, min(int(builder.k), len(pool) - 1))
+            chosen = RandomShots(self.seed).select(test, pool, k, exclude_self=True)
+            return [Context(shots=tuple(pool[i] for i in row)) for row in chosen]
         if builder.get("top_k"):
-            gold = [p for p in passages if p.doc_id in example.gold_passages]
-            chosen = gold or self.rng.sample(list(passages), min(int(builder.top_k), len(passages)))
-            return Context(passages=tuple(chosen[: int(builder.top_k)]))
-        return Context()
+            rng, top_k = random.Random(self.seed), int(builder.top_k)
+            return [
+                Context(
+                    passages=tuple(
+                        (
+                            [p for p in passages if p.doc_id in e.gold_passages]
+                            or rng.sample(list(passages), min(top_k, len(passages)))
+                        )[:top_k]
+                    )
+                )
+                for e in test
+            ]
+        return [Context() for _ in test]
 
 
 def _leakage(task: TaskData, cfg: DictConfig) -> str:
