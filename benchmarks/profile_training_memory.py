@@ -115,7 +115,7 @@ def training_features(cfg: Any) -> tuple[Any, list[dict[str, list[int]]]]:
 
     arm = prepare(cfg)
     generator = arm.load_base()
-    features, _ = arm.adaptation.stage_features(arm.adaptation.stages[-1], generator.tokenizer)
+    features, _, _ = arm.adaptation.stage_features(arm.adaptation.stages[-1], generator.tokenizer)
     generator.release()
     return arm, features
 

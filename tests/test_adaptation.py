@@ -205,7 +205,7 @@ def test_instruction_mix_trains_on_every_phrasing_of_the_template(smoke_cfg):
     arm = pipeline.prepare(cfg)
     assert len(arm.template.instructions) > 1
     tokenizer = load_generator(cfg.generator).tokenizer
-    features = arm.adaptation.features(arm.task.split("train"), arm.template, arm.sources, tokenizer)
+    features, _ = arm.adaptation.features(arm.task.split("train"), cfg.task, arm.task, tokenizer)
     prompts = [tokenizer.decode(f["input_ids"]) for f in features]
     for instruction in arm.template.instructions:
         assert any(instruction.splitlines()[0] in p for p in prompts)
@@ -230,3 +230,13 @@ def test_an_unknown_category_filter_names_the_known_ones(smoke_cfg, tmp_path):
     cfg = smoke_cfg("+task.data.categories=[cardiology,astrology]")
     run_expecting(ConfigError, r"task.data.categories.*\['astrology'\].*Choose from", cfg, tmp_path)
     assert_nothing_written(tmp_path / "results")
+
+
+def test_training_examples_past_max_length_are_fitted_and_recorded(smoke_cfg):
+    cfg = smoke_cfg("arm=lora_rag", "training.max_length=200", "+task.truncate=middle", "training.max_steps=1")
+    training = record_of(run_experiment_arm(cfg)).cost.training
+    fit = training.prompt_fit
+    assert fit.budget_tokens == 200 and fit.prompts_fitted > 0
+    assert fit.passages_dropped + fit.passages_trimmed + fit.inputs_truncated > 0
+    row = record_of(run_experiment_arm(cfg)).cost.flat()
+    assert row["train_prompts_fitted"] == fit.prompts_fitted

@@ -128,3 +128,58 @@ def test_a_run_fits_its_few_shot_prompts_and_records_it(smoke_cfg):
     fit = record.cost.prompt_fit
     assert fit.budget_tokens == budget and fit.prompts_fitted > 0 and fit.shots_dropped >= fit.prompts_fitted
     assert unfitted.cost.prompt_fit.prompts_fitted == 0
+
+
+class EosWordTokenizer(WordTokenizer):
+    eos_token = "<eos>"
+
+
+def train_features(max_length: int, examples: list[Example], contexts: list[Context], truncate: str | None = None):  # noqa: ANN201
+    from ragft.adapt.sft import fitted_features
+
+    places = {"n1": "notes.jsonl, line 7"}
+    templates = [TEMPLATE] * len(examples)
+    return fitted_features(examples, contexts, templates, EosWordTokenizer(), max_length, truncate, places)  # type: ignore[arg-type]
+
+
+def response_tokens(example: Example) -> int:
+    return len((example.reference + "<eos>").split())
+
+
+def test_a_training_example_within_max_length_is_its_whole_prompt_and_response():
+    context = Context(shots=SHOTS[:1])
+    room = size(NOTE, context) + response_tokens(NOTE)
+    (feature,), fit = train_features(room, [NOTE], [context])
+    assert len(feature["input_ids"]) == room and fit.prompts_fitted == 0 and fit.responses_cut == 0
+    assert feature["labels"].count(-100) == size(NOTE, context)
+
+
+def test_a_long_training_prompt_loses_demonstrations_to_leave_its_response_room():
+    long_answer = Example("n1", NOTE.input, words(25, "r"))
+    context = Context(shots=SHOTS)
+    max_length = size(long_answer, Context(shots=SHOTS[:1])) + response_tokens(long_answer)
+    (feature,), fit = train_features(max_length, [long_answer], [context])
+    assert len(feature["input_ids"]) == max_length  # one demonstration left, the response whole
+    assert feature["labels"][-response_tokens(long_answer) :] == feature["input_ids"][-response_tokens(long_answer) :]
+    assert (fit.shots_dropped, fit.prompts_fitted, fit.budget_tokens) == (3, 1, max_length)
+
+
+def test_a_training_input_that_cannot_fit_is_an_error_naming_the_example_and_max_length():
+    with pytest.raises(DataError, match=r"notes.jsonl, line 7.*'n1'.*training.max_length.*task.truncate"):
+        train_features(size(NOTE, Context()), [NOTE], [Context()])  # no room left for the response
+
+
+def test_with_truncate_a_long_response_keeps_the_prompt_half_of_max_length():
+    long_answer = Example("n1", NOTE.input, words(300, "r"))
+    max_length = 2 * size(long_answer, Context())  # the prompt fits its half whole
+    (feature,), fit = train_features(max_length, [long_answer], [Context()], truncate="tail")
+    kept = max_length - size(long_answer, Context())
+    assert len(feature["input_ids"]) == max_length and fit.responses_cut == 1 and fit.inputs_truncated == 0
+    assert len(feature["labels"]) - feature["labels"].count(-100) == kept < response_tokens(long_answer)
+
+
+def test_with_truncate_a_long_input_and_response_share_max_length():
+    both_long = Example("n1", words(400, "w"), words(400, "r"))
+    (feature,), fit = train_features(100, [both_long], [Context()], truncate="head")
+    assert len(feature["input_ids"]) <= 100 and feature["labels"].count(-100) <= 50
+    assert (fit.responses_cut, fit.inputs_truncated) == (1, 1)

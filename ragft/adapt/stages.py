@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix
-from ragft.adapt.sft import build_features, load_adapted, train_adapter
+from ragft.adapt.sft import fitted_features, load_adapted, train_adapter
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import task_from_config
 from ragft.errors import ConfigError
 from ragft.models.loading import Generator
-from ragft.record.cost import TrainingCost
+from ragft.record.cost import PromptFit, TrainingCost
 from ragft.record.run import StageScores, TaskScore
 from ragft.types import Example, TaskData
 
@@ -75,11 +76,11 @@ class Adaptation:
         for i, stage in enumerate(self.stages):
             if i > 0:  # training changed the base in place: start the next stage from a fresh one
                 generator = self.load_base()
-            features, validation = self.stage_features(stage, generator.tokenizer)
+            features, validation, fit = self.stage_features(stage, generator.tokenizer)
             record = train_adapter(generator, self.method, self.training, features, validation, start_from=saved)
             generator.release()  # what serves is reloaded from the saved weights: two copies would skew peak memory
             saved = record.adapter_dir
-            costs.append(record.cost)
+            costs.append(replace(record.cost, prompt_fit=fit))
             if sequence:
                 log.info("stage %d/%d (%s) trained in %.0f s", i + 1, len(self.stages), stage.name, record.cost.train_s)
                 history.append(StageScores(stage.name, record.cost.train_s))
@@ -95,40 +96,42 @@ class Adaptation:
         """A fresh base with the saved training applied, as it is served."""
         return load_adapted(self.load_base(), self.method, saved, merge=self.merge_for_inference)
 
-    def stage_features(self, stage: Stage, tokenizer: Any) -> tuple[list[dict], list[dict] | None]:
-        """The stage's training features, its sources mixed by weight, and its validation features (the
-        sources' `training.validation.split`, or a held-out share of the training features), if any."""
+    def stage_features(self, stage: Stage, tokenizer: Any) -> tuple[list[dict], list[dict] | None, PromptFit]:
+        """The stage's training features, its sources mixed by weight, its validation features (the
+        sources' `training.validation.split`, or a held-out share of the training features), if any, and
+        what fitting the training examples to `training.max_length` left out."""
         parts: dict[str, list[dict]] = {}
         validation: list[dict] = []
+        fit = PromptFit(budget_tokens=self.training.max_length)
         settings = self.training.validation
         for source in stage.sources:
             task = self._task(source)
-            sources = self.sources_for(task)
-            template = PromptTemplate.from_config(source.spec.template)
-            parts[source.name] = self.features(task.split("train"), template, sources, tokenizer)
+            features = partial(self.features, spec=source.spec, task=task, tokenizer=tokenizer)
+            parts[source.name], source_fit = features(task.split("train"))
+            fit = fit.plus(source_fit)
             if settings.get("split"):
-                examples = validation_split(task, settings.split)
-                validation += self.features(examples, template, sources, tokenizer)
+                validation += features(validation_split(task, settings.split))[0]
             elif settings.get("holdout"):
                 parts[source.name], held = hold_out(parts[source.name], settings.holdout, self.training.seed)
                 validation += held
         mixed = mix(parts, {s.name: s.weight for s in stage.sources}, stage.size, self.training.seed)
-        return mixed, validation or None
+        return mixed, validation or None, fit
 
     def features(
-        self, examples: Sequence[Example], template: PromptTemplate, sources: Any, tokenizer: Any
-    ) -> list[dict]:
-        """Training features, each prompt built with the arm's own context (so lora_rag trains with
-        retrieved passages) without the example itself, and with one of the template's phrasings where
-        `training.instruction_mix` is set."""
-        contexts = self.builder.build(examples, sources, exclude_self=True)
+        self, examples: Sequence[Example], spec: DictConfig, task: TaskData, tokenizer: Any
+    ) -> tuple[list[dict], PromptFit]:
+        """Training features of a task (`spec`: its config), each prompt built with the arm's own context
+        (so lora_rag trains with retrieved passages) without the example itself, with one of the
+        template's phrasings where `training.instruction_mix` is set, and fitted to `training.max_length`."""
+        template = PromptTemplate.from_config(spec.template)
+        contexts = self.builder.build(examples, self.sources_for(task), exclude_self=True)
         templates = [template] * len(examples)
         if self.training.get("instruction_mix"):
             choices = instruction_choices(len(examples), len(template.instructions), self.training.seed)
             templates = [template.with_instruction(template.instructions[c]) for c in choices]
-        prompts = [t.render(e, c, tokenizer) for t, e, c in zip(templates, examples, contexts)]
-        references, ids = [e.reference for e in examples], [e.id for e in examples]
-        return build_features(tokenizer, prompts, references, ids, self.training.max_length)
+        return fitted_features(
+            examples, contexts, templates, tokenizer, self.training.max_length, spec.get("truncate"), task.places
+        )
 
     def _task(self, source: Source) -> TaskData:
         """A training source's task data: the run's own, already loaded, or its task config's."""

@@ -5,7 +5,8 @@ A prompt over the budget (`context.builder.max_prompt_tokens`; by default the ge
 passages; the last passage left is trimmed to what fits rather than dropped. An input that does not fit
 alone is an error naming the example, or, with `task.truncate`, cut to fit: `head` keeps its beginning,
 `tail` its end, `middle` its beginning and end. What was dropped, trimmed and cut is counted in the run
-record (`PromptFit`)."""
+record (`PromptFit`). Training prompts are fitted the same way, each to `training.max_length` less its
+response (`ragft.adapt.sft.fitted_features`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Truncation = Literal["head", "tail", "middle"]  # the part of an over-long input that is kept
 ELLIPSIS = " … "  # where `middle` cut an input
+TEST_BUDGET = "context.builder.max_prompt_tokens; by default the model's window less task.generation.max_new_tokens"
 
 
 def prompt_budget(max_prompt_tokens: int | None, window: int, max_new_tokens: int) -> int:
@@ -68,13 +70,18 @@ class PromptBudget:
         budget: int,
         truncate: Truncation | None = None,
         places: Mapping[str, str] | None = None,
+        budget_key: str = TEST_BUDGET,
     ) -> None:
         self.template, self.tokenizer, self.budget = template, tokenizer, budget
-        self.truncate, self.places = truncate, places or {}
+        self.truncate, self.places, self.budget_key = truncate, places or {}, budget_key
 
-    def fit(self, examples: Sequence[Example], contexts: Sequence[Context]) -> Fitted:
-        """Each example's prompt fitted, with what was left out counted."""
-        fitted = [self._fit_one(e, c) for e, c in zip(examples, contexts, strict=True)]
+    def fit(
+        self, examples: Sequence[Example], contexts: Sequence[Context], reserved: Sequence[int] | None = None
+    ) -> Fitted:
+        """Each example's prompt fitted, with what was left out counted; `reserved[i]` tokens of the
+        budget are kept back from example i's prompt (a training example's response)."""
+        reserved = reserved if reserved is not None else [0] * len(examples)
+        fitted = [self._fit_one(e, c, self.budget - r) for e, c, r in zip(examples, contexts, reserved, strict=True)]
         counts: Counter[str] = Counter()
         for example, context, (kept, fits, _) in zip(examples, contexts, fitted):
             last = len(fits.passages) - 1
@@ -88,10 +95,10 @@ class PromptBudget:
         record = PromptFit(budget_tokens=self.budget, **counts)
         if record.prompts_fitted:
             log.warning(
-                "%d of %d prompts were over the budget of %d tokens: %d demonstrations and %d passages left out, "
-                "%d passages trimmed, %d inputs cut (task.truncate=%s)",
-                record.prompts_fitted, len(fitted), self.budget, record.shots_dropped, record.passages_dropped,
-                record.passages_trimmed, record.inputs_truncated, self.truncate,
+                "%d of %d prompts were over their budget (%s: %d tokens): %d demonstrations and %d passages left "
+                "out, %d passages trimmed, %d inputs cut (task.truncate=%s)",
+                record.prompts_fitted, len(fitted), self.budget_key.split(";")[0], self.budget, record.shots_dropped,
+                record.passages_dropped, record.passages_trimmed, record.inputs_truncated, self.truncate,
             )  # fmt: skip
         return Fitted(
             examples=[f[0] for f in fitted],
@@ -106,21 +113,23 @@ class PromptBudget:
         prompt = self.template.render(example, context, self.tokenizer)
         return prompt, list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def _fit_one(self, example: Example, context: Context) -> tuple[Example, Context, tuple[str, list[int]]]:
+    def _fit_one(
+        self, example: Example, context: Context, budget: int
+    ) -> tuple[Example, Context, tuple[str, list[int]]]:
         prompt = self.encode(example, context)
-        while len(prompt[1]) > self.budget and context.shots:  # the least similar demonstration first
+        while len(prompt[1]) > budget and context.shots:  # the least similar demonstration first
             context = replace(context, shots=context.shots[:-1])
             prompt = self.encode(example, context)
-        while len(prompt[1]) > self.budget and len(context.passages) > 1:  # the lowest-ranked passage first
+        while len(prompt[1]) > budget and len(context.passages) > 1:  # the lowest-ranked passage first
             context = replace(context, passages=context.passages[:-1])
             prompt = self.encode(example, context)
-        if len(prompt[1]) > self.budget and context.passages:
-            context, prompt = self._trim_passage(example, context)
-        if len(prompt[1]) > self.budget:
-            example, prompt = self._cut_input(example, context, len(prompt[1]))
+        if len(prompt[1]) > budget and context.passages:
+            context, prompt = self._trim_passage(example, context, budget)
+        if len(prompt[1]) > budget:
+            example, prompt = self._cut_input(example, context, len(prompt[1]), budget)
         return example, context, prompt
 
-    def _trim_passage(self, example: Example, context: Context) -> tuple[Context, tuple[str, list[int]]]:
+    def _trim_passage(self, example: Example, context: Context, budget: int) -> tuple[Context, tuple[str, list[int]]]:
         """The context with its one passage cut to the most of its beginning that fits (dropped where
         none does)."""
         passage = context.passages[0]
@@ -128,34 +137,35 @@ class PromptBudget:
         def with_text(text: str) -> Context:
             return replace(context, passages=(Passage(passage.id, text, passage.source),))
 
-        kept = self._longest(passage.text, lambda text: self.encode(example, with_text(text))[1], "head")
+        kept = self._longest(passage.text, lambda text: self.encode(example, with_text(text))[1], "head", budget)
         if not kept:  # not even its first token fits
             emptied = replace(context, passages=())
             return emptied, self.encode(example, emptied)
         return with_text(kept), self.encode(example, with_text(kept))
 
-    def _cut_input(self, example: Example, context: Context, tokens: int) -> tuple[Example, tuple[str, list[int]]]:
+    def _cut_input(
+        self, example: Example, context: Context, tokens: int, budget: int
+    ) -> tuple[Example, tuple[str, list[int]]]:
         if self.truncate is None:
             problem = (
                 f"example '{example.id}' alone makes a {tokens}-token prompt (instruction, template and input), over "
-                f"the budget of {self.budget} (context.builder.max_prompt_tokens; by default the model's window less "
-                "task.generation.max_new_tokens). Set task.truncate=head, tail or middle to cut such inputs to fit, "
-                "shorten the template, or set generator.max_context for a model with a longer window."
+                f"the budget of {budget} ({self.budget_key}). Set task.truncate=head, tail or middle to cut such "
+                "inputs to fit, shorten the template, or raise the budget."
             )
             raise DataError(self.places.get(example.id, "task data"), problem)
         kept = self._longest(
-            example.input, lambda text: self.encode(replace(example, input=text), context)[1], self.truncate
+            example.input, lambda text: self.encode(replace(example, input=text), context)[1], self.truncate, budget
         )
         if kept is None:
             raise ConfigError(
                 "task.template",
-                f"the prompt without its input is over the budget of {self.budget} tokens.",
-                "Shorten the instruction or the system message, or raise context.builder.max_prompt_tokens.",
+                f"the prompt without its input is over the budget of {budget} tokens ({self.budget_key}).",
+                "Shorten the instruction or the system message, or raise the budget.",
             )
         cut = replace(example, input=kept)
         return cut, self.encode(cut, context)
 
-    def _longest(self, text: str, encode: Callable[[str], list[int]], keep: Truncation) -> str | None:
+    def _longest(self, text: str, encode: Callable[[str], list[int]], keep: Truncation, budget: int) -> str | None:
         """The longest cut of `text` (by its tokens, the part `keep` says) whose prompt fits; None where
         not even an empty one does."""
         try:
@@ -172,7 +182,7 @@ class PromptBudget:
         while low <= high:  # the prompt's length grows with the tokens kept
             middle = (low + high) // 2
             candidate = _cut(text, offsets, middle, keep)
-            if len(encode(candidate)) <= self.budget:
+            if len(encode(candidate)) <= budget:
                 best, low = candidate, middle + 1
             else:
                 high = middle - 1

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from functools import reduce
 from typing import Any, TypedDict
 
 import numpy as np
@@ -50,16 +51,18 @@ class TrainingCost:
     eval_loss_history: list[float] | None = None
     best_eval_loss: float | None = None
     stopped_early: bool | None = None
+    prompt_fit: PromptFit | None = None  # training examples fitted to training.max_length (None: recorded before)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingCost:
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known and k != "memory"}
-        return cls(**values, memory=MemoryCost(**data.get("memory", {})))
+        values = {k: v for k, v in data.items() if k in known and k not in ("memory", "prompt_fit")}
+        fit = PromptFit(**data["prompt_fit"]) if data.get("prompt_fit") else None
+        return cls(**values, memory=MemoryCost(**data.get("memory", {})), prompt_fit=fit)
 
     @classmethod
     def summed(cls, stages: Sequence[TrainingCost]) -> TrainingCost:
-        """The last stage's record with time, tokens, examples and steps summed over every stage, peak
+        """The last stage's record with time, tokens, examples, steps and fitted prompts summed over every stage, peak
         memory the highest of any stage, and `adapter_reused` only where every stage was reused."""
         last = stages[-1]
         if len(stages) == 1:
@@ -68,6 +71,7 @@ class TrainingCost:
         tokens = sum(s.train_tokens for s in stages)
         peaks = [s.memory for s in stages]
         cuda = [m.peak_cuda_mb for m in peaks if m.peak_cuda_mb is not None]
+        fits = [s.prompt_fit for s in stages if s.prompt_fit]
         return TrainingCost(
             **{
                 **asdict(last),
@@ -78,6 +82,7 @@ class TrainingCost:
                 "train_steps": sum(s.train_steps for s in stages),
                 "train_stages": len(stages),
                 "adapter_reused": all(s.adapter_reused for s in stages),
+                "prompt_fit": reduce(PromptFit.plus, fits) if fits else None,
                 "memory": MemoryCost(
                     peak_rss_mb=max(m.peak_rss_mb for m in peaks),
                     rss_at_start_mb=last.memory.rss_at_start_mb,
@@ -219,8 +224,9 @@ class GenerationCost:
 
 @dataclass(frozen=True)
 class PromptFit:
-    """How the test prompts were fitted to the prompt budget (ragft.context.budget): the budget, and
-    how many prompts lost or cut anything, with what they lost."""
+    """How prompts were fitted to their budget (ragft.context.budget): the budget, and how many prompts
+    lost or cut anything, with what they lost. For training examples the budget is `training.max_length`
+    and a response may be cut too."""
 
     budget_tokens: int = 0
     prompts_fitted: int = 0
@@ -228,6 +234,13 @@ class PromptFit:
     passages_dropped: int = 0
     passages_trimmed: int = 0
     inputs_truncated: int = 0
+    responses_cut: int = 0
+
+    def plus(self, other: PromptFit) -> PromptFit:
+        """Both fits' counts summed (the budget: the larger)."""
+        mine, theirs = asdict(self), asdict(other)
+        summed = {k: mine[k] + theirs[k] for k in mine if k != "budget_tokens"}
+        return PromptFit(budget_tokens=max(self.budget_tokens, other.budget_tokens), **summed)
 
 
 @dataclass
@@ -279,6 +292,8 @@ class Cost:
         if self.training:
             row.update({k: v for k, v in asdict(self.training).items() if not isinstance(v, (list, dict))})
             row.update({f"train_{k}": v for k, v in asdict(self.training.memory).items()})
+            if self.training.prompt_fit:
+                row.update({f"train_{k}": v for k, v in asdict(self.training.prompt_fit).items()})
         else:
             row.update(adapter_bytes=0, train_s=0.0)
         if self.retrieval:
