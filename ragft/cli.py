@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ragft.errors import ConfigError, RagftError
 from ragft.record.run import check_writable
@@ -182,8 +182,10 @@ def _composition_error(err: Exception) -> ConfigError:
     return ConfigError(key or "command line", "; ".join(lines[:2]) + ".")
 
 
-def compose_config(overrides: Sequence[str]) -> DictConfig:
-    """ragft's config with `overrides`, as `python -m ragft.run` composes it (keys checked first)."""
+def compose_config(overrides: Sequence[str], runnable: bool = False) -> DictConfig:
+    """ragft's config with `overrides`, as `python -m ragft.run` composes it (keys checked first).
+    `runnable` keeps Hydra's runtime choices (which file of each group was composed), which a run's
+    identity is named from, so that `ragft.recipe.run_experiment_arm` can run it in this process."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
@@ -192,6 +194,12 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
     check_override_keys(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
+            cfg = compose("config", overrides=list(overrides), return_hydra_config=runnable)
     except HydraException as err:
         raise ConfigError("command line", f"{err}".replace("\n", " ")) from None
+    if runnable:  # the rest of Hydra's node cannot resolve outside a job (its output folders)
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+            cfg["hydra"] = {"runtime": {"choices": choices}}
+    return cfg

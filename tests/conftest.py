@@ -95,6 +95,20 @@ def experiments() -> list[str]:
     return sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
 
 
+# Tasks whose data is not shipped, and where the tests find it (beside the clone, as CI has it).
+EXTERNAL_DATA = {name: ROOT.parent / "shared" / "data" / name for name in ("pubmedqa", "mts_dialog")}
+
+
+def external_data(task: str) -> list[str]:
+    """`task.dir=<folder>` for a task whose data is not shipped (the test is skipped, saying so, where the
+    folder is absent); nothing for a shipped task."""
+    if task not in EXTERNAL_DATA:
+        return []
+    if not EXTERNAL_DATA[task].is_dir():
+        pytest.skip(f"{task} data not found at {EXTERNAL_DATA[task]}")
+    return [f"task.dir={EXTERNAL_DATA[task]}"]
+
+
 def sweep_jobs(exp: str, *overrides: str) -> list[list[str]]:
     """Each job's overrides in `python -m ragft.run -m +exp=<exp> <overrides>`: the experiment's
     `hydra.sweeper.params` crossed, a key given on the command line replacing the experiment's own

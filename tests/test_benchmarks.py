@@ -153,3 +153,22 @@ def test_generated_tokens_stop_at_the_first_stop_token_and_best_batch_breaks_tie
     assert bench_generation.best_batch(probe) == 8
     probe.append({"batch": 32, "seconds": 1.0, "tokens": 80})
     assert bench_generation.best_batch(probe) == 32
+
+
+def test_the_long_document_corpus_holds_every_abstract_once_and_each_question_finds_its_own(tmp_path: Path) -> None:
+    import bench_long_documents as bench
+
+    data = bench.ROOT.parent / "shared" / "data" / "pubmedqa"
+    if not data.is_dir():
+        pytest.skip(f"PubMedQA data not found at {data}")
+    words = 3000
+    corpus = bench.long_document_task(data, tmp_path, words)
+    documents = bench.read_jsonl(tmp_path / "corpus.jsonl")
+    assert corpus["documents"] == len(documents) and corpus["words_median"] >= words
+    assert all(len(d["text"].split()) >= words for d in documents[:-1])  # only the last may be shorter
+    sections = bench.read_jsonl(data / "corpus.jsonl")
+    text_of = {d["id"]: d["text"] for d in documents}
+    assert sum(d["text"].count(sections[0]["text"]) for d in documents) == 1
+    for question in bench.read_jsonl(tmp_path / "pubmedqa.jsonl"):
+        own = [s["text"] for s in sections if str(s["pmid"]) == str(question["id"])]
+        assert own and all(text in text_of[question["document"]] for text in own)

@@ -16,7 +16,7 @@ from ragft.config.schema import validate
 from ragft.context.sources import build_retriever
 from ragft.errors import ConfigError
 from ragft.eval.registry import resolve_metrics
-from tests.conftest import CONF, compose_config, experiments, sweep_jobs
+from tests.conftest import CONF, compose_config, experiments, external_data, sweep_jobs
 
 ARMS = {  # root presets: adaptation, context, retriever, label
     "zero_shot": ("none", "zero_shot", "dense_flat", "zero_shot"),
@@ -150,18 +150,10 @@ def test_no_group_file_repeats_its_own_name():
 
 # --- every shipped option ----------------------------------------------------------------------------------
 
-# Tasks whose data is not shipped, and where the test finds it.
-EXTERNAL_DATA = {name: CONF.parent.parent / "shared" / "data" / name for name in ("pubmedqa", "mts_dialog")}
-
 
 @pytest.mark.parametrize("task", group_options("task"))
 def test_every_task_names_existing_files_and_known_metrics(task):
-    overrides = [f"task={task}"]
-    if task in EXTERNAL_DATA:
-        if not EXTERNAL_DATA[task].is_dir():
-            pytest.skip(f"{task} data not found at {EXTERNAL_DATA[task]}")
-        overrides.append(f"task.dir={EXTERNAL_DATA[task]}")
-    cfg = compose_config(*overrides)
+    cfg = compose_config(f"task={task}", *external_data(task))
     validate(cfg)
     assert Path(cfg.task.data.path).is_file()
     assert cfg.task.corpus is None or Path(cfg.task.corpus.path).is_file()  # general_qa: a test set without a corpus

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragft.errors import ConfigError
-from tests.conftest import compose_config, experiments, ragft_command, records, sweep_jobs
+from tests.conftest import compose_config, experiments, external_data, ragft_command, records, sweep_jobs
 
 
 def can_quantise_to_4_bits() -> bool:
@@ -23,10 +23,10 @@ def can_quantise_to_4_bits() -> bool:
     return True
 
 
-def expected_jobs(exp: str) -> tuple[list[list[str]], list[list[str]]]:
+def expected_jobs(exp: str, *overrides: str) -> tuple[list[list[str]], list[list[str]]]:
     """The experiment's jobs that should finish here, and those that should fail before any work (4-bit
     arms where bitsandbytes cannot quantise)."""
-    jobs = sweep_jobs(exp, "+debug=smoke")
+    jobs = sweep_jobs(exp, "+debug=smoke", *overrides)
     if can_quantise_to_4_bits():
         return jobs, []
     needs_4bit = [compose_config(*job).adaptation.get("quantization") is not None for job in jobs]
@@ -36,11 +36,13 @@ def expected_jobs(exp: str) -> tuple[list[list[str]], list[list[str]]]:
 @pytest.mark.integration
 @pytest.mark.parametrize("exp", experiments())
 def test_every_experiment_runs_each_arm_and_writes_its_report(exp: str, tmp_path: Path):
-    finishing, unsupported = expected_jobs(exp)
+    data = external_data(compose_config(f"+exp={exp}").task.name)  # its folder, for a data set not shipped
+    finishing, unsupported = expected_jobs(exp, *data)
     assert finishing, f"{exp}: no job of the sweep can run here"
     result = ragft_command(
-        "ragft.run", "-m", f"+exp={exp}", "+debug=smoke", f"paths.results={tmp_path}", expect=1 if unsupported else 0
-    )
+        "ragft.run", "-m", f"+exp={exp}", "+debug=smoke", f"paths.results={tmp_path}", *data,
+        expect=1 if unsupported else 0,
+    )  # fmt: skip
     if unsupported:  # only the 4-bit arms fail, before any work, naming the setting
         assert "adaptation.quantization" in result.stderr
 
