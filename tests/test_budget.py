@@ -183,3 +183,23 @@ def test_with_truncate_a_long_input_and_response_share_max_length():
     (feature,), fit = train_features(100, [both_long], [Context()], truncate="head")
     assert len(feature["input_ids"]) <= 100 and feature["labels"].count(-100) <= 50
     assert (fit.responses_cut, fit.inputs_truncated) == (1, 1)
+
+
+def test_another_test_sets_prompts_are_fitted_as_its_task_says(smoke_cfg):
+    from ragft.eval.testset import TestSet
+    from ragft.models.generation import Batching
+    from ragft.models.loading import load_generator
+
+    cfg = smoke_cfg("+task@evaluate_also.general_qa=general_qa", "generator.max_context=60")
+    generator = load_generator(cfg.generator)
+    spec = cfg.evaluate_also.general_qa
+    test_set = TestSet.load("general_qa", spec)
+    budget = 60 - spec.generation.max_new_tokens
+    longest = max(len(generator.tokenizer(test_set.template.render(e, Context(), generator.tokenizer))["input_ids"])
+                  for e in test_set.examples)  # fmt: skip
+    assert longest > budget  # some prompts must be cut for the test to mean anything
+    with pytest.raises(DataError, match="task.truncate"):
+        test_set.score(generator, Batching(4), seed=0)
+    cut = smoke_cfg("+task@evaluate_also.general_qa=general_qa", "+evaluate_also.general_qa.truncate=head")
+    score = TestSet.load("general_qa", cut.evaluate_also.general_qa).score(generator, Batching(4), seed=0)
+    assert len(score.per_example) == len(test_set.examples)

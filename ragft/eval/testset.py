@@ -14,10 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ragft.context.budget import PromptBudget, prompt_budget
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import task_from_config
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
-from ragft.models.generation import Batching, encode, generate
+from ragft.models.generation import Batching, generate
 from ragft.models.loading import Generator
 from ragft.record.run import Scores, TaskScore
 from ragft.retrieval.base import document_ranking
@@ -81,15 +82,20 @@ class TestSet:
         return cls(name, spec, examples, PromptTemplate.from_config(spec.template), metric, task)
 
     def score(self, generator: Generator, batching: Batching, seed: int, models: Any = None) -> TaskScore:
-        contexts = [Context()] * len(self.examples)
-        prompts = [self.template.render(e, c, generator.tokenizer) for e, c in zip(self.examples, contexts)]
+        """Zero-shot answers, each prompt fitted to the model's window as the run's own are (its task's
+        `truncate` cuts an input that alone does not fit), scored on the primary metric."""
+        max_new_tokens = self.spec.generation.max_new_tokens
+        budget = prompt_budget(None, generator.max_context, max_new_tokens)
+        places = self.task.places if self.task else None
+        fitter = PromptBudget(self.template, generator.tokenizer, budget, self.spec.get("truncate"), places)
+        fitted = fitter.fit(self.examples, [Context()] * len(self.examples))
         predictions = answer(
             generator,
-            self.examples,
-            contexts,
-            prompts,
-            encode(generator, prompts),
-            self.spec.generation.max_new_tokens,
+            fitted.examples,
+            fitted.contexts,
+            fitted.prompts,
+            fitted.encoded,
+            max_new_tokens,
             batching,
             desc=f"scoring {self.name} ({len(self.examples)} examples)",
         )
