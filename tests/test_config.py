@@ -367,3 +367,21 @@ def test_run_identity_follows_data_content_not_its_location(tmp_path):
     notes = tmp_path / "corpora" / "clinic" / "notes.jsonl"
     notes.write_text(notes.read_text().replace("Cardivex", "Cardivax"))
     assert run_key(moved) != run_key(composed("arm=rag"))
+
+
+def test_a_task_folder_counts_by_its_files_content_not_its_location(tmp_path):
+    import shutil
+
+    from tests.conftest import EXTERNAL_DATA
+
+    if not EXTERNAL_DATA["pubmedqa"].is_dir():
+        pytest.skip(f"pubmedqa data not found at {EXTERNAL_DATA['pubmedqa']}")
+    shutil.copytree(EXTERNAL_DATA["pubmedqa"], tmp_path / "pubmedqa")
+    here = composed("arm=rag", "task=pubmedqa", f"task.dir={EXTERNAL_DATA['pubmedqa']}")
+    moved = composed("arm=rag", "task=pubmedqa", f"task.dir={tmp_path / 'pubmedqa'}")
+    assert run_key(moved) == run_key(here)
+    assert "task.dir" not in run_identity(moved, "accuracy").settings
+    questions = tmp_path / "pubmedqa" / "pubmedqa.jsonl"
+    questions.chmod(0o644)
+    questions.write_text(questions.read_text().replace('"yes"', '"no"', 1))
+    assert run_key(moved) != run_key(here)

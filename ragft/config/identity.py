@@ -144,6 +144,7 @@ def result_config(cfg: DictConfig) -> dict[str, Any]:
         if leaf and isinstance(container.get(section), dict):
             container[section].pop(leaf, None)
     for node in _task_nodes(container):
+        node.pop("dir", None)  # a folder the files are read from (task=pubmedqa task.dir=...): they count by content
         for files in (node["data"], node.get("corpus")):
             if files:
                 files["path"] = _content_of(files["path"])
