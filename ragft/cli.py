@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +27,7 @@ OmegaConf.register_new_resolver("ragft_root", lambda: str(Path(__file__).resolve
 log = logging.getLogger("ragft")
 T = TypeVar("T")
 INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT (128 + 2)
+TERMINATED = 143  # and by SIGTERM (128 + 15): a scheduler's time limit, `kill`
 # bitsandbytes logs a warning on import when its optional CPU kernels (the `kernels` package) are not
 # installed; 4-bit layers then use its portable code path. Said once in the README, not on every run.
 QUIET_LOGGERS = ("bitsandbytes.backends.cpu.ops",)
@@ -42,16 +45,30 @@ def command(main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
     interruptible(checked_main)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, ended as Ctrl-C is: the run in its work records nothing."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def interruptible(main: Callable[[], T]) -> T:
-    """`main()`, with Ctrl-C (at any point, Hydra's own start-up included) ending the command with one
-    line and exit status 130. A run interrupted in its work records nothing (its staging folder is
-    removed), so the same command runs it again."""
+    """`main()`, with Ctrl-C or SIGTERM (at any point, Hydra's own start-up included) ending the command
+    with one line and exit status 130 (143 for SIGTERM). A run interrupted in its work records nothing
+    (its staging folder is removed), so the same command runs it again."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         _close_progress_bars()
-        print("ragft: interrupted; the interrupted run was not recorded (run the command again)", file=sys.stderr)
-        sys.exit(INTERRUPTED)
+        how = "terminated" if isinstance(err, Terminated) else "interrupted"
+        print(f"ragft: {how}; the interrupted run was not recorded (run the command again)", file=sys.stderr)
+        sys.exit(TERMINATED if isinstance(err, Terminated) else INTERRUPTED)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _close_progress_bars() -> None:

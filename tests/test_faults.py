@@ -105,6 +105,19 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing_half_written(overrides, 
 
 
 @pytest.mark.integration
+def test_sigterm_ends_a_run_as_ctrl_c_does_with_exit_143(tmp_path):
+    command = Command(tmp_path, *LONG_TRAINING)
+    command.wait_for("/400 [")
+    time.sleep(1.0)
+    command.process.terminate()
+    assert command.finish() == 143, command.stderr[-3000:]
+    assert "Traceback" not in command.stderr
+    said = [line for line in command.stderr.replace("\r", "\n").splitlines() if line.startswith("ragft: ")]
+    assert len(said) == 1 and said[0].startswith("ragft: terminated;"), command.stderr[-2000:]
+    assert (run_files(tmp_path), hidden_folders(tmp_path)) == ([], [])
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("overrides", "marker"),
     [(LONG_TRAINING, "/400 ["), (LONG_GENERATION, "generating 60 answers")],
