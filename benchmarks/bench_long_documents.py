@@ -6,18 +6,20 @@
 The corpus is made from the shared PubMedQA data (`--data`, default ../shared/data/pubmedqa) in a
 temporary folder: every abstract of the data set, whole, concatenated in id order into documents of at
 least `--words` words (3,000 by default), each document one corpus entry; a question's gold passage is
-the document holding its abstract. Nothing is chunked by configuration: the run chunks the corpus to
-the dense retriever's embedder window by itself, as a user's first run on such a corpus would.
+the document holding its abstract.
 
 Arms, each a whole `ragft.recipe.run_experiment_arm` on the first `--examples` test questions with the
 defaults (SmolLM2-135M, MiniLM, exact FAISS index, batch 32, greedy): `zero_shot`, `few_shot` (two most
-similar training questions) and `rag` (the top passage). Every arm runs once untimed first (the rag
-warm-up embeds and indexes the corpus, which the timed runs reuse from the cache; its build time is
-recorded apart), then the arms alternate (A B C, C B A, A B C). Per run: seconds per example for the
+similar training questions), `rag` (the top passage; nothing chunked by configuration, so the run
+chunks the corpus to the embedder's window by itself, as a user's first run on such a corpus would)
+and `rag_chunks_128` (the top passage with `chunking=tokens`: 128-token chunks overlapping by 32).
+Every arm runs once untimed first (a retrieving warm-up embeds and indexes the corpus, which the timed
+runs reuse from the cache; the build time is recorded apart), then the arms alternate (A B C D,
+D C B A, A B C D). Per run: seconds per example for the
 whole run (wall clock around the call: task, model, context and answers; the batch-1 latency sample is
 off) and for answering alone (the run's `build_context` + `generate` stages), the prompt tokens, and
 `prompt_padding_share` (the share padding adds to the prompt tokens a batch processes) from the run's
-own record. Ratios (rag / zero_shot, few_shot / zero_shot) are paired within each repeat.
+own record. Ratios (each arm / zero_shot) are paired within each repeat.
 Writes benchmarks/results/bench_long_documents.json.
 """
 
@@ -37,7 +39,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from _common import ROOT, check_repeats, print_summary, result_path, run_repeats, summarise, write_result
 
 BENCH = "bench_long_documents"
-ARMS = ("zero_shot", "few_shot", "rag")
+# label -> overrides: the arm presets, and RAG over 128-token chunks (chunking=tokens: 128, overlapping 32)
+ARMS = {
+    "zero_shot": ["arm=zero_shot"],
+    "few_shot": ["arm=few_shot"],
+    "rag": ["arm=rag"],
+    "rag_chunks_128": ["arm=rag", "chunking=tokens"],
+}
 TINY = ["+debug=smoke"]
 
 
@@ -96,7 +104,7 @@ def run_arm(base: list[str], arm: str, label: str) -> dict[str, Any]:
     from ragft.recipe import run_experiment_arm
     from ragft.record.run import read_record
 
-    cfg = compose_config([*base, f"arm={arm}", f"exp_name={label}"], runnable=True)
+    cfg = compose_config([*base, *ARMS[arm], f"exp_name={label}"], runnable=True)
     start = time.perf_counter()
     run_dir = run_experiment_arm(cfg)
     seconds = time.perf_counter() - start
@@ -151,7 +159,7 @@ def main() -> None:
 
         warmups = {arm: arm_call(arm) for arm in ARMS}
         records = run_repeats({arm: arm_call(arm) for arm in ARMS}, args.repeats, warmups, log=print)
-    ratios = {"rag/zero_shot": ("rag", "zero_shot"), "few_shot/zero_shot": ("few_shot", "zero_shot")}
+    ratios = {f"{arm}/zero_shot": (arm, "zero_shot") for arm in ARMS if arm != "zero_shot"}
     summary = summarise(records, ratios, unit="s_per_example")
     for key in ("answer_s_per_example", "prompt_padding_share", "prompt_tokens_mean"):
         summary[key] = {arm: [r["arms"][arm][key] for r in records] for arm in ARMS}
@@ -161,7 +169,9 @@ def main() -> None:
         "corpus": corpus,
         "examples": args.examples,
         "words_per_document_at_least": args.words,
-        "arms": {arm: f"ragft.recipe.run_experiment_arm, arm={arm}, defaults" for arm in ARMS},
+        "arms": {
+            arm: f"ragft.recipe.run_experiment_arm, {' '.join(overrides)}, defaults" for arm, overrides in ARMS.items()
+        },
         "overrides": [o for o in base if not o.startswith(("task.dir=", "paths.results="))],
         "tiny": args.tiny,
     }
