@@ -52,6 +52,8 @@ EXPERIMENT_LABELS = {  # the labels each experiment's runs are shown under
     "retrievers": {"rag", "hnsw_rag", "ivf_rag", "ivfpq_rag", "bm25_rag", "hybrid_rag", "ft_retriever_rag"},
     "sequential": {"zero_shot", "lora"},
     "virtual_tokens_tuned": {"lora", "prefix", "ptuning", "prompt"},
+    "pubmedqa": {"majority", "zero_shot", "few_shot", "rag", "oracle_rag", "lora", "lora_rag"},
+    "mts_dialog": {"majority", "zero_shot", "few_shot", "lora"},
     "withdrawal": {
         "zero_shot",
         "rag_reindexed",
@@ -97,15 +99,16 @@ def test_the_default_experiment_sweeps_every_arm():
 
 
 @functools.cache
-def jobs_of(exp: str) -> list:
-    """Each job of `python -m ragft.run +exp=<exp>`, composed (with its `hydra` node)."""
-    return [composed(*job) for job in sweep_jobs(exp)]
+def jobs_of(exp: str, *overrides: str) -> list:
+    """Each job of `python -m ragft.run +exp=<exp> <overrides>`, composed (with its `hydra` node)."""
+    return [composed(*job) for job in sweep_jobs(exp, *overrides)]
 
 
 @pytest.mark.parametrize("exp", experiments())
 def test_every_experiment_job_passes_the_schema_under_its_own_label(exp):
     labels = []
-    for cfg in jobs_of(exp):
+    data = external_data(composed(f"+exp={exp}").task.name)  # its folder, for a data set not shipped
+    for cfg in jobs_of(exp, *data):
         validate(cfg)
         assert cfg.exp_name == exp
         labels.append(run_label(cfg, choices(cfg)))
