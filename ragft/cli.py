@@ -62,13 +62,15 @@ def interruptible(main: Callable[[], T]) -> T:
     try:
         return main()
     except KeyboardInterrupt as err:
+        if in_main_thread:  # a second signal must not interrupt the cleanup
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _close_progress_bars()
         how = "terminated" if isinstance(err, Terminated) else "interrupted"
         print(f"ragft: {how}; the interrupted run was not recorded (run the command again)", file=sys.stderr)
         sys.exit(TERMINATED if isinstance(err, Terminated) else INTERRUPTED)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _close_progress_bars() -> None:

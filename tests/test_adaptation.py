@@ -234,9 +234,8 @@ def test_an_unknown_category_filter_names_the_known_ones(smoke_cfg, tmp_path):
 
 def test_training_examples_past_max_length_are_fitted_and_recorded(smoke_cfg):
     cfg = smoke_cfg("arm=lora_rag", "training.max_length=200", "+task.truncate=middle", "training.max_steps=1")
-    training = record_of(run_experiment_arm(cfg)).cost.training
-    fit = training.prompt_fit
+    cost = record_of(run_experiment_arm(cfg)).cost
+    fit = cost.training.prompt_fit
     assert fit.budget_tokens == 200 and fit.prompts_fitted > 0
     assert fit.passages_dropped + fit.passages_trimmed + fit.inputs_truncated > 0
-    row = record_of(run_experiment_arm(cfg)).cost.flat()
-    assert row["train_prompts_fitted"] == fit.prompts_fitted
+    assert cost.flat()["train_prompts_fitted"] == fit.prompts_fitted  # a column of the experiment's table

@@ -169,6 +169,15 @@ def test_a_training_input_that_cannot_fit_is_an_error_naming_the_example_and_max
         train_features(size(NOTE, Context()), [NOTE], [Context()])  # no room left for the response
 
 
+def test_a_training_reference_longer_than_max_length_alone_is_named_as_such():
+    long_answer = Example("n1", NOTE.input, words(50, "r"))
+    tokens = response_tokens(long_answer)
+    with pytest.raises(
+        ConfigError, match=rf"training.max_length.*reference of training example 'n1' alone has {tokens}"
+    ):
+        train_features(tokens - 1, [long_answer], [Context()])
+
+
 def test_with_truncate_a_long_response_keeps_the_prompt_half_of_max_length():
     long_answer = Example("n1", NOTE.input, words(300, "r"))
     max_length = 2 * size(long_answer, Context())  # the prompt fits its half whole
@@ -186,6 +195,7 @@ def test_with_truncate_a_long_input_and_response_share_max_length():
 
 
 def test_another_test_sets_prompts_are_fitted_as_its_task_says(smoke_cfg):
+    from ragft.eval import testset as testset_module
     from ragft.eval.testset import TestSet
     from ragft.models.generation import Batching
     from ragft.models.loading import load_generator
@@ -198,8 +208,20 @@ def test_another_test_sets_prompts_are_fitted_as_its_task_says(smoke_cfg):
     longest = max(len(generator.tokenizer(test_set.template.render(e, Context(), generator.tokenizer))["input_ids"])
                   for e in test_set.examples)  # fmt: skip
     assert longest > budget  # some prompts must be cut for the test to mean anything
-    with pytest.raises(DataError, match="task.truncate"):
+    with pytest.raises(DataError, match=r"Set evaluate_also.general_qa.truncate=head"):  # the setting that cuts here
         test_set.score(generator, Batching(4), seed=0)
     cut = smoke_cfg("+task@evaluate_also.general_qa=general_qa", "+evaluate_also.general_qa.truncate=head")
-    score = TestSet.load("general_qa", cut.evaluate_also.general_qa).score(generator, Batching(4), seed=0)
-    assert len(score.per_example) == len(test_set.examples)
+    cut_set = TestSet.load("general_qa", cut.evaluate_also.general_qa)
+    seen: list[list[int]] = []
+    answer = testset_module.answer
+    with pytest.MonkeyPatch.context() as patch:  # the prompts the generator is given
+        patch.setattr(
+            testset_module,
+            "answer",
+            lambda g, ex, ctx, prompts, encoded, *a, **k: (
+                seen.extend(encoded) or answer(g, ex, ctx, prompts, encoded, *a, **k)
+            ),
+        )
+        score = cut_set.score(generator, Batching(4), seed=0)
+    assert len(score.per_example) == len(test_set.examples) == len(seen)
+    assert max(len(ids) for ids in seen) <= budget

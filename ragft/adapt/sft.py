@@ -87,6 +87,14 @@ def fitted_features(
     set, a response too long to leave its prompt min(prompt, max_length / 2) tokens is cut at its tail
     (its end-of-text token with it), as a sequence-level truncation would."""
     responses = [tokenizer(e.reference + tokenizer.eos_token, add_special_tokens=False)["input_ids"] for e in examples]
+    too_long = next((i for i, r in enumerate(responses) if len(r) >= max_length), None)
+    if truncate is None and too_long is not None:
+        raise ConfigError(
+            "training.max_length",
+            f"the reference of training example '{examples[too_long].id}' alone has {len(responses[too_long])} "
+            f"tokens, leaving no room for its prompt within {max_length}.",
+            "Raise training.max_length, or set task.truncate (head, tail or middle) to cut such examples to fit.",
+        )
     kept: list[list[int]] = list(responses)
     fit = PromptFit(budget_tokens=max_length)
     prompt_ids: list[list[int]] = [[] for _ in examples]

@@ -71,9 +71,11 @@ class PromptBudget:
         truncate: Truncation | None = None,
         places: Mapping[str, str] | None = None,
         budget_key: str = TEST_BUDGET,
+        truncate_key: str = "task.truncate",
     ) -> None:
         self.template, self.tokenizer, self.budget = template, tokenizer, budget
-        self.truncate, self.places, self.budget_key = truncate, places or {}, budget_key
+        self.truncate, self.places = truncate, places or {}
+        self.budget_key, self.truncate_key = budget_key, truncate_key  # the settings an error names
 
     def fit(
         self, examples: Sequence[Example], contexts: Sequence[Context], reserved: Sequence[int] | None = None
@@ -149,7 +151,7 @@ class PromptBudget:
         if self.truncate is None:
             problem = (
                 f"example '{example.id}' alone makes a {tokens}-token prompt (instruction, template and input), over "
-                f"the budget of {budget} ({self.budget_key}). Set task.truncate=head, tail or middle to cut such "
+                f"the budget of {budget} ({self.budget_key}). Set {self.truncate_key}=head, tail or middle to cut such "
                 "inputs to fit, shorten the template, or raise the budget."
             )
             raise DataError(self.places.get(example.id, "task data"), problem)

@@ -87,7 +87,11 @@ class TestSet:
         max_new_tokens = self.spec.generation.max_new_tokens
         budget = prompt_budget(None, generator.max_context, max_new_tokens)
         places = self.task.places if self.task else None
-        fitter = PromptBudget(self.template, generator.tokenizer, budget, self.spec.get("truncate"), places)
+        fitter = PromptBudget(
+            self.template, generator.tokenizer, budget, self.spec.get("truncate"), places,
+            budget_key=f"the model's window less its task's generation.max_new_tokens ({self.name})",
+            truncate_key=f"evaluate_also.{self.name}.truncate",
+        )  # fmt: skip
         fitted = fitter.fit(self.examples, [Context()] * len(self.examples))
         predictions = answer(
             generator,

@@ -51,7 +51,9 @@ class TrainingCost:
     eval_loss_history: list[float] | None = None
     best_eval_loss: float | None = None
     stopped_early: bool | None = None
-    prompt_fit: PromptFit | None = None  # training examples fitted to training.max_length (None: recorded before)
+    # The train splits' examples fitted to training.max_length, counted before a hold-out or a mix takes its
+    # share of them (None: recorded before ragft fitted them)
+    prompt_fit: PromptFit | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingCost:
