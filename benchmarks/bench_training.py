@@ -46,7 +46,7 @@ TINY = ["+debug=smoke"]  # tiny random generator and embedder (conf/debug/smoke.
 
 def training_features(cfg: Any, tokenizer: Any, examples: int) -> list[dict[str, list[int]]]:
     """The first `examples` training notes of the task, zero-shot prompts, tokenised as ragft trains them."""
-    from ragft.adapt.sft import build_features
+    from ragft.adapt.features import build_features
     from ragft.context.shots import ZeroShot
     from ragft.context.template import PromptTemplate
     from ragft.data.loading import load_task

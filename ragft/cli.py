@@ -216,9 +216,14 @@ def compose_config(overrides: Sequence[str], runnable: bool = False) -> DictConf
             cfg = compose("config", overrides=list(overrides), return_hydra_config=runnable)
     except HydraException as err:
         raise ConfigError("command line", f"{err}".replace("\n", " ")) from None
-    if runnable:  # the rest of Hydra's node cannot resolve outside a job (its output folders)
-        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
-        with open_dict(cfg):
-            del cfg["hydra"]
-            cfg["hydra"] = {"runtime": {"choices": choices}}
+    return keep_runtime_choices(cfg) if runnable else cfg
+
+
+def keep_runtime_choices(cfg: DictConfig) -> DictConfig:
+    """`cfg` (composed with Hydra's node) with only `hydra.runtime.choices` left of that node: the rest
+    cannot resolve outside a job (its output folders)."""
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg["hydra"] = {"runtime": {"choices": choices}}
     return cfg

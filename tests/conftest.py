@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
+from ragft.cli import keep_runtime_choices  # noqa: E402
 from ragft.errors import RagftError  # noqa: E402
 from ragft.record.cache import CACHE_ENV, cache_root  # noqa: E402
 from ragft.record.run import RunRecord, read_record, read_records  # noqa: E402
@@ -58,12 +59,10 @@ def compose_config(*overrides: str, results: Path | None = None, with_hydra: boo
     run's identity is named from; `with_hydra` keeps all of Hydra's own settings (its sweep, ...)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        if not with_hydra:  # the rest of the node cannot resolve outside a job (its output folders)
-            choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
-            del cfg["hydra"]
-            cfg["hydra"] = {"runtime": {"choices": choices}}
-        if results is not None:
+    if not with_hydra:
+        cfg = keep_runtime_choices(cfg)
+    if results is not None:
+        with open_dict(cfg):
             cfg.paths.results = str(results)
     return cfg
 

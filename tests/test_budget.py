@@ -135,7 +135,7 @@ class EosWordTokenizer(WordTokenizer):
 
 
 def train_features(max_length: int, examples: list[Example], contexts: list[Context], truncate: str | None = None):  # noqa: ANN201
-    from ragft.adapt.sft import fitted_features
+    from ragft.adapt.features import fitted_features
 
     places = {"n1": "notes.jsonl, line 7"}
     templates = [TEMPLATE] * len(examples)

@@ -4,7 +4,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ragft.adapt.sft import IGNORE, RightPadCollator, build_features, response_only_loss, train_adapter
+from ragft.adapt.features import IGNORE, build_features
+from ragft.adapt.sft import RightPadCollator, response_only_loss, train_adapter
 from ragft.errors import ConfigError
 from ragft.models.loading import load_generator
 from tests.conftest import run_expecting, trained_adaptations

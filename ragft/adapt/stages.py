@@ -17,8 +17,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ragft.adapt.features import fitted_features
 from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix
-from ragft.adapt.sft import fitted_features, load_adapted, train_adapter
+from ragft.adapt.sft import load_adapted, train_adapter
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import task_from_config
 from ragft.errors import ConfigError

@@ -6,7 +6,7 @@ passages; the last passage left is trimmed to what fits rather than dropped. An 
 alone is an error naming the example, or, with `task.truncate`, cut to fit: `head` keeps its beginning,
 `tail` its end, `middle` its beginning and end. What was dropped, trimmed and cut is counted in the run
 record (`PromptFit`). Training prompts are fitted the same way, each to `training.max_length` less its
-response (`ragft.adapt.sft.fitted_features`)."""
+response (`ragft.adapt.features.fitted_features`)."""
 
 from __future__ import annotations
 
