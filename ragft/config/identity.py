@@ -34,6 +34,7 @@ NOT_RESULT_SETTINGS = (
     "generation.max_padding",
     "generation.max_batch_tokens",
     "retriever.label",  # the prefix of arm labels (bm25_rag)
+    "tracking",  # where runs are logged besides their records (tracking=mlflow)
 )
 # Sections a run uses only through interpolations inside the sections that use them (a retriever's
 # `embedder: ${embedder}`, an arm's `exclude: ${withdrawn}`): hashed there, where they are used.

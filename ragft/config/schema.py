@@ -13,6 +13,7 @@ the command line's own checks (command_line.py).
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 import typing
 from collections.abc import Iterator, Sequence
@@ -208,6 +209,14 @@ class Tune(_Section):
     chosen: dict[str, Any] = {}
 
 
+class Tracking(_Section):
+    """Where runs are logged besides their records (tracking=mlflow: conf/tracking/mlflow.yaml)."""
+
+    tracking_uri: str  # an MLflow tracking URI: sqlite:///<file>, http(s)://<server>, databricks, ...
+    experiment_name: str
+    artifact_location: str | None = None  # null: beside a local database, else the server's choice
+
+
 class RunConfig(_Section):
     """The whole config of a run, as `conf/config.yaml` composes it."""
 
@@ -235,6 +244,7 @@ class RunConfig(_Section):
     sequence: dict[str, Task] = {}
     train_task: Task | None = None  # the adapter's training data, where it is not the run's task
     withdrawn: list[str] | None = None  # documents an experiment takes out of the index (conf/exp/withdrawal.yaml)
+    tracking: Tracking | None = None  # null: runs are logged to their records only
 
 
 # --- checks ----------------------------------------------------------------------------------------------
@@ -268,6 +278,10 @@ def _check_consistency(run: RunConfig) -> None:
     if run.context.retrieves and run.task.corpus is None:
         raise ConfigError(
             "task.corpus", "is null, but the context retrieves passages from it.", "Set the task's corpus."
+        )
+    if run.tracking is not None and importlib.util.find_spec("mlflow") is None:
+        raise ConfigError(
+            "tracking", "is mlflow, but mlflow is not installed.", "Install it: pip install 'ragft[mlflow]'."
         )
     if run.adaptation.method is not None and run.training.learning_rate is None:
         raise ConfigError(
