@@ -175,3 +175,47 @@ def test_the_long_document_corpus_holds_every_abstract_once_and_each_question_fi
     assert all(joined.count(" ".join(texts)) == 1 for texts in abstracts.values())  # every abstract, once
     for question in bench.read_jsonl(tmp_path / "pubmedqa.jsonl"):
         assert " ".join(abstracts[str(question["id"])]) in text_of[question["document"]]
+
+
+def test_corpus_scale_passages_and_vectors_are_seeded_and_recall_counts_the_exact_top_k() -> None:
+    import bench_corpus_scale as bench
+    import numpy as np
+
+    assert bench.synthetic_passages(3) == bench.synthetic_passages(3) != bench.synthetic_passages(3, seed=1)
+    assert all(90 <= len(p.split()) <= 160 for p in bench.synthetic_passages(20))
+    vectors = bench.synthetic_vectors(50, seed=1)
+    assert vectors.shape == (50, bench.DIM) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(vectors, bench.synthetic_vectors(50, seed=1)) and not np.array_equal(
+        vectors, bench.synthetic_vectors(50, seed=2)
+    )
+    assert [bench.nlist_for(n) for n in (10_000, 100_000, 1_000_000)] == [128, 256, 1024]
+    exact = np.array([[1, 2, 3], [4, 5, -1]])
+    assert bench.recall_at_k(exact, exact) == 1.0
+    assert bench.recall_at_k(np.array([[1, 9, 8], [5, -1, -1]]), exact) == pytest.approx((1 / 3 + 1 / 2) / 2)
+
+
+def test_corpus_scale_records_every_index_with_flat_recalling_itself(tmp_path: Path) -> None:
+    """A tiny in-process run of the corpus-scale benchmark: the record's shape, flat's recall against its own
+    exact results, alternating indexes, and the paper arithmetic."""
+    import bench_corpus_scale as bench
+
+    args = ["--sizes", "600", "--queries", "20", "--embed-passages", "8", "--stub-passages", "100", "--threads", "1"]
+    path = bench.main(
+        [*args, "--embedder", "tiny", "--in-process", "--largest-repeats", "3", "--out", str(tmp_path / "c.json")]
+    )
+    record = json.loads(path.read_text())
+    summary, indexes = record["summary"], record["summary"]["indexes"]["600"]
+    assert set(indexes) == {"flat", "hnsw", "ivfpq"} and indexes["ivfpq"]["index"] == "IVF32,PQ48np"
+    assert indexes["flat"]["recall_at_k"]["min"] == 1.0 and indexes["flat"]["repeats"] == 3
+    assert all(0.0 <= indexes[a]["recall_at_k"]["median"] <= 1.0 for a in ("hnsw", "ivfpq"))
+    assert indexes["flat"]["bytes_per_vector"]["median"] >= bench.DIM * 4
+    assert [r["order"] for r in record["repeats"] if r["part"] == "index"] == _common.alternating_orders(
+        ["flat", "hnsw", "ivfpq"], 3
+    )
+    assert {"model_cold", "model_hit", "stub_cold", "stub_hit"} <= set(summary["embedding"])
+    paper = summary["paper_estimates"]["10,000,000"]
+    assert paper["flat"]["bytes_by_arithmetic"] == 10_000_000 * 384 * 4
+    assert paper["hnsw"]["bytes_by_arithmetic"] == 10_000_000 * (384 * 4 + 2 * 32 * 4)
+    assert paper["ivfpq"]["bytes_by_arithmetic"] == 10_000_000 * (48 + 8) + 4096 * 384 * 4
+    assert summary["conclusions"]["statement"] and len(summary["paper_estimates"]["implications"]) == 2
+    assert {"start", "end", "shared_machine"} <= set(record["settings"]["load_average"])
