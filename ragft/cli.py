@@ -55,8 +55,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def interruptible(main: Callable[[], T]) -> T:
     """`main()`, with Ctrl-C or SIGTERM (at any point, Hydra's own start-up included) ending the command
-    with one line and exit status 130 (143 for SIGTERM). A run interrupted in its work records nothing
-    (its staging folder is removed), so the same command runs it again."""
+    with one line and exit status 130 (143 for SIGTERM). A run interrupted in its work records nothing;
+    its work folder keeps its training checkpoints and answered batches, and the same command resumes."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
@@ -66,7 +66,7 @@ def interruptible(main: Callable[[], T]) -> T:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _close_progress_bars()
         how = "terminated" if isinstance(err, Terminated) else "interrupted"
-        print(f"ragft: {how}; the interrupted run was not recorded (run the command again)", file=sys.stderr)
+        print(f"ragft: {how}; the interrupted run was not recorded (the same command resumes it)", file=sys.stderr)
         sys.exit(TERMINATED if isinstance(err, Terminated) else INTERRUPTED)
     finally:
         if in_main_thread:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ragft import processes
 from ragft.adapt.majority import fixed_answer_loader
 from ragft.adapt.methods import check_adaptation
 from ragft.adapt.plan import training_stages
@@ -35,7 +36,7 @@ from ragft.errors import ConfigError, build
 from ragft.eval.model import EvaluationModels
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
 from ragft.eval.testset import TestSet, answer, task_score
-from ragft.models.generation import Batching, batch1_latencies, latency_sample
+from ragft.models.generation import AnsweredBatches, Batching, batch1_latencies, latency_sample
 from ragft.models.loading import Generator, best_device, load_generator
 from ragft.models.quantization import require_4bit_support
 from ragft.plugins import load_plugins
@@ -49,14 +50,18 @@ from ragft.record.cost import (
 )
 from ragft.record.provenance import finished_at, started_now
 from ragft.record.run import (
+    ResumableRunWriter,
     RunFailure,
+    RunIdentity,
     RunRecord,
-    RunWriter,
+    RunWork,
     Scores,
     StageScores,
     TaskScore,
     check_writable,
     is_finished,
+    run_lock,
+    work_folder,
 )
 from ragft.record.table import write_table
 from ragft.types import Example, Prediction, TaskData
@@ -109,23 +114,52 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
 
     A reused run keeps the records of when it ran, its leakage check included. A run that fails after
     its checks is recorded as failed (stage and error) and raised again; the next identical job re-runs it.
+    One process at a time works on a run (an identical job started meanwhile waits, then reuses it); an
+    attempt that is interrupted or killed leaves its training checkpoints and answered batches, and the
+    same command resumes from them. In a multi-process run (`torchrun`, `accelerate launch`) every
+    process trains and answers its share of the test set; the main one alone scores and records.
     """
     load_plugins(cfg.get("plugins"))  # a user's metrics register before anything looks them up
     validate(cfg)
+    processes.start()
     identity = run_identity(cfg, primary_metric(cfg.task))
     run_dir = Path(cfg.paths.results) / cfg.exp_name / identity.run_id
     check_writable(run_dir.parent, "paths.results")
-    if is_finished(run_dir):
-        log.info("%s: finished run with this config exists at %s; reusing it", identity.arm, run_dir)
-        write_table(run_dir.parent)
+    if _reused(identity, run_dir):
         return run_dir
-    arm = prepare(cfg)
-    writer, timer, started = RunWriter(run_dir), StageTimer(), started_now()
+    arm = prepare(cfg)  # a run refused by its checks writes nothing, not even its lock
+    with run_lock(run_dir) if processes.is_main() else nullcontext():
+        if _reused(identity, run_dir):  # an identical job finished it while this one waited
+            return run_dir
+        if not processes.is_main():
+            processes.wait_for_everyone()  # the main process has opened the work folder
+            execute(arm, StageTimer(), RunWork(work_folder(run_dir)))
+            return run_dir
+        _record_run(arm, identity, run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("%s: wrote %s", identity.arm, run_dir)
+    return run_dir
+
+
+def _reused(identity: RunIdentity, run_dir: Path) -> bool:
+    """Whether a finished run with this config exists (the main process's answer, in every process)."""
+    if not processes.from_main(is_finished(run_dir)):
+        return False
+    log.info("%s: finished run with this config exists at %s; reusing it", identity.arm, run_dir)
+    if processes.is_main():
+        write_table(run_dir.parent)
+    return True
+
+
+def _record_run(arm: Arm, identity: RunIdentity, run_dir: Path, config_text: str) -> None:
+    """Execute the arm in the run's work folder and record it: finished, or failed with its stage and
+    error; an interrupted attempt records nothing and keeps its work for the next one."""
+    writer, timer, started = ResumableRunWriter(run_dir, config_text), StageTimer(), started_now()
+    processes.wait_for_everyone()
     record = RunRecord(identity, "failed", provenance={}, leakage=arm.leakage)
     try:
         with _log_to(writer.staging / "run.log"), PeakMemory("run") as memory:
-            writer.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-            outcome = execute(arm, timer)
+            outcome = execute(arm, timer, writer.work)
+        assert outcome is not None  # the main process's
         outcome.cost.memory, outcome.cost.stage_s = memory.record(), timer.seconds
         writer.write_predictions(outcome.predictions)
         record.status, record.scores, record.cost = "finished", outcome.scores, outcome.cost
@@ -133,21 +167,21 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     except Exception as err:
         record.failure = RunFailure(timer.current or "prepare", type(err).__name__, str(err))
         raise
-    except BaseException:  # interrupted: nothing is recorded, the job runs again next time
+    except BaseException:  # interrupted: nothing is recorded, the work stays for the next attempt
         writer.abort()
         raise
     finally:
         if record.status == "finished" or record.failure:
-            record.provenance = finished_at(started)
+            record.provenance = finished_at(started, resumed=writer.resumed)
             writer.commit(record)
             write_table(run_dir.parent)
-    log.info("%s: wrote %s", identity.arm, run_dir)
-    return run_dir
 
 
-def execute(arm: Arm, timer: StageTimer) -> Outcome:
+def execute(arm: Arm, timer: StageTimer, work: RunWork | None = None) -> Outcome | None:
     """The recipe: contexts for the test set, the generator (trained first where the arm adapts it),
-    answers, scores, and what each step cost."""
+    answers, scores, and what each step cost. `work`: where training checkpoints and answered batches
+    are kept for a later attempt. The other processes of a multi-process run stop after the answers
+    (None)."""
     torch.manual_seed(arm.seed)
     with timer.stage("load_generator"):
         generator = arm.load_base()
@@ -162,10 +196,14 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
     stages: list[StageScores] = []
     if arm.adaptation is not None:
         with timer.stage("train"):
-            generator, training, stages = arm.adaptation.train(generator, partial(arm.score_on, prefix="stage:"))
+            scorer = partial(arm.score_on, prefix="stage:")
+            generator, training, stages = arm.adaptation.train(generator, scorer, work.checkpoints if work else None)
+    kept = AnsweredBatches(work.answers, [e.id for e in test]) if work else None
     with PeakMemory("generation") as generation_memory, timer.stage("generate"):
         desc = f"generating {len(test)} answers"
-        predictions = answer(generator, test, contexts, prompts, encoded, arm.max_new_tokens, arm.batching, desc)
+        predictions = answer(generator, test, contexts, prompts, encoded, arm.max_new_tokens, arm.batching, desc, kept)
+    if not processes.is_main():  # the other processes of a multi-process run train and answer, nothing more
+        return None
     with timer.stage("latency"):  # requests answered alone, timed apart from the batched pass
         sample = latency_sample(len(encoded), arm.latency_sample, arm.seed)
         latencies = batch1_latencies(generator, encoded, sample, arm.max_new_tokens)
@@ -179,7 +217,7 @@ def execute(arm: Arm, timer: StageTimer) -> Outcome:
         arm.batching.size,
         [p.prompt_tokens for p in predictions],
         [p.output_tokens for p in predictions],
-        timer.seconds["generate"],
+        timer.seconds["generate"] + (kept.earlier_seconds if kept else 0.0),  # with an earlier attempt's batches
         latencies,
         generation_memory.record(),
         padded_prompt_tokens=[p.padded_prompt_tokens for p in predictions],

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import ragft.models.generation
 import ragft.recipe
+from ragft.models.generation import AnsweredBatches, _answer
 from ragft.recipe import run_experiment_arm
 from ragft.record.run import PREDICTIONS_FILE, RECORD_FILE, read_predictions, read_record, run_dirs
 from ragft.report.render import write_report
@@ -152,16 +154,33 @@ def test_a_run_that_fails_is_recorded_shown_and_run_again(tmp_path, monkeypatch)
     assert pd.read_csv(tmp_path / "failing" / "runs.csv")["status"].tolist() == ["finished"]
 
 
-def test_an_interrupted_run_leaves_nothing_behind(tmp_path, monkeypatch):
-    def interrupted(*args, **kwargs):
+def test_an_interrupted_run_publishes_nothing_and_the_next_attempt_answers_only_the_rest(tmp_path, monkeypatch):
+    """Interrupted after its first batch, a run keeps that batch in its work folder; the same config
+    answers the two other batches only, and records what an uninterrupted run records."""
+    overrides = ("+debug=smoke", "arm=zero_shot", "generation.batch_size=2", "generation.max_padding=null")
+    overrides += ("generation.latency_sample=0",)  # every answer counted below is a batch's
+    save = AnsweredBatches.save
+
+    def interrupted_after_one(self, index, *args):
+        save(self, index, *args)
         raise KeyboardInterrupt
 
-    cfg = compose_config("+debug=smoke", "arm=zero_shot", "exp_name=stopped", results=tmp_path)
-    monkeypatch.setattr(ragft.recipe, "answer", interrupted)
+    monkeypatch.setattr(AnsweredBatches, "save", interrupted_after_one)
+    cfg = compose_config(*overrides, "exp_name=stopped", results=tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_experiment_arm(cfg)
     exp_dir = tmp_path / "stopped"
-    assert not list(run_dirs(exp_dir)) and not [p for p in exp_dir.iterdir() if p.name.startswith(".zero_shot")]
+    (work,) = [p for p in exp_dir.iterdir() if p.name.endswith(".partial")]
+    assert not list(run_dirs(exp_dir)) and len(list((work / "answers").iterdir())) == 1
+
+    monkeypatch.undo()
+    answered = []
+    monkeypatch.setattr(ragft.models.generation, "_answer", lambda *a: answered.append(a) or _answer(*a))
+    resumed = read_record(run_experiment_arm(cfg))
+    assert len(answered) == 2 and not work.exists() and resumed.provenance["resumed"] is True
+    monkeypatch.undo()
+    reference = run_experiment_arm(compose_config(*overrides, "exp_name=whole", results=tmp_path))
+    assert read_predictions(next(run_dirs(exp_dir))) == read_predictions(reference)
 
 
 def test_a_single_axis_sweep_adds_runs_to_the_same_table(experiment):

@@ -19,9 +19,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, Attempt, attempt, records
+from ragft.recipe import run_experiment_arm
+from ragft.record.cache import CACHE_ENV
+from ragft.record.run import RunRecord, read_predictions, read_record
+from tests.conftest import ROOT, Attempt, attempt, compose_config, records
 
 LONG_TRAINING = ("arm=lora", "training.max_steps=400")  # far longer than it takes to be interrupted
+RESUME_AT = 4  # the checkpoint a stopped training resumes from: in its second epoch (12 examples, batch 4)
+RESUMED_TRAINING = ("arm=lora", "training.max_steps=8", "training.checkpoint_steps=2")
 LONG_GENERATION = (
     "arm=zero_shot",
     "task.limits.test=null",
@@ -86,59 +91,99 @@ class Command:
         return code
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize(
-    ("overrides", "marker"),
-    [(LONG_TRAINING, "/400 ["), (LONG_GENERATION, "generating 60 answers")],
-    ids=["during-training", "during-generation"],
-)
-def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing_half_written(overrides, marker, tmp_path):
-    command = Command(tmp_path, *overrides)
-    command.wait_for(marker)
-    time.sleep(1.0)
-    command.process.send_signal(signal.SIGINT)
-    assert command.finish() == 130, command.stderr[-3000:]
-    assert "Traceback" not in command.stderr
-    said = [line for line in command.stderr.replace("\r", "\n").splitlines() if line.startswith("ragft: ")]
-    assert len(said) == 1 and said[0].startswith("ragft: interrupted;"), command.stderr[-2000:]
-    assert (run_files(tmp_path), hidden_folders(tmp_path)) == ([], [])
+def work_folders(results: Path) -> list[Path]:
+    """The work folders runs left to resume from (`.<run>.partial`)."""
+    return sorted(results.rglob(".*.partial"))
 
 
-@pytest.mark.integration
-def test_sigterm_ends_a_run_as_ctrl_c_does_with_exit_143(tmp_path):
-    command = Command(tmp_path, *LONG_TRAINING)
-    command.wait_for("/400 [")
-    time.sleep(1.0)
-    command.process.terminate()
-    assert command.finish() == 143, command.stderr[-3000:]
-    assert "Traceback" not in command.stderr
+def one_line_said(command: Command) -> str:
     said = [line for line in command.stderr.replace("\r", "\n").splitlines() if line.startswith("ragft: ")]
-    assert len(said) == 1 and said[0].startswith("ragft: terminated;"), command.stderr[-2000:]
-    assert (run_files(tmp_path), hidden_folders(tmp_path)) == ([], [])
+    assert len(said) == 1, command.stderr[-2000:]
+    return said[0]
+
+
+def reference_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *overrides: str) -> RunRecord:
+    """The same run, uninterrupted, in this process, with a cache of its own (nothing reused)."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "reference-cache"))
+    cfg = compose_config("+debug=smoke", "exp_name=test", *overrides, results=tmp_path / "reference")
+    return read_record(run_experiment_arm(cfg))
+
+
+def wait_for_file(command: Command, pattern: str, results: Path, timeout: float = 300) -> None:
+    """Block until a file matching `pattern` exists under `results` (hidden folders included)."""
+    deadline = time.monotonic() + timeout
+    while not list(results.glob(pattern)):
+        assert command.process.poll() is None, f"exited {command.process.returncode} first:\n{command.stderr[-3000:]}"
+        assert time.monotonic() < deadline, f"no {pattern} after {timeout} s:\n{command.stderr[-3000:]}"
+        time.sleep(0.1)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    ("overrides", "marker"),
-    [(LONG_TRAINING, "/400 ["), (LONG_GENERATION, "generating 60 answers")],
-    ids=["in-training", "in-generation"],
+    ("stop", "code"),
+    [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130), (signal.SIGTERM, 143)],
+    ids=["sigkill", "sigint", "sigterm"],
 )
-def test_a_killed_run_leaves_a_staging_folder_the_next_run_removes(overrides, marker, tmp_path):
-    """Any next run of the experiment removes it (here a short one, not the killed run's own config)."""
-    command = Command(tmp_path, *overrides)
-    command.wait_for(marker)
+def test_a_training_stopped_after_a_checkpoint_resumes_there_and_ends_as_an_uninterrupted_one(
+    stop, code, tmp_path, monkeypatch
+):
+    """Stopped however it is stopped, a run publishes nothing and keeps its checkpoint; the same command
+    resumes from it and records the training an uninterrupted run records: the same losses, step by
+    step (the resumed epoch's batches in the order it drew before), the same answers and scores."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # no adapter an earlier test trained
+    command = Command(tmp_path, *RESUMED_TRAINING)
+    wait_for_file(command, f"test/.lora-*.partial/checkpoints/*/checkpoint-{RESUME_AT}/ragft_progress.json", tmp_path)
+    command.process.send_signal(stop)
+    assert command.finish() == code, command.stderr[-3000:]
+    if stop != signal.SIGKILL:
+        assert "Traceback" not in command.stderr
+        assert one_line_said(command).endswith("not recorded (the same command resumes it)")
+    assert run_files(tmp_path / "test") == [] and len(work_folders(tmp_path)) == 1
+
+    again = Command(tmp_path, *RESUMED_TRAINING)
+    assert again.finish() == 0, again.stderr[-3000:]
+    assert work_folders(tmp_path) == []
+    (resumed,) = records(tmp_path / "test")
+    trained = resumed.cost.training
+    assert trained is not None and trained.resumed_from_step is not None and trained.resumed_from_step >= RESUME_AT
+    assert resumed.provenance["resumed"] is True
+    if stop != signal.SIGKILL:  # the same resumption; compared with an uninterrupted run once
+        return
+    reference = reference_run(tmp_path, monkeypatch, *RESUMED_TRAINING)
+    uninterrupted = reference.cost.training
+    assert uninterrupted is not None and reference.provenance["resumed"] is False
+    assert trained.train_steps == uninterrupted.train_steps and trained.train_tokens == uninterrupted.train_tokens
+    assert trained.loss_history == pytest.approx(uninterrupted.loss_history, rel=1e-5)
+    assert trained.train_loss == pytest.approx(uninterrupted.train_loss, rel=1e-5)
+    assert outputs(tmp_path / "test") == outputs(tmp_path / "reference" / "test")
+    assert {k: s.mean for k, s in resumed.scores.items()} == {k: s.mean for k, s in reference.scores.items()}
+
+
+@pytest.mark.integration
+def test_a_generation_killed_midway_resumes_at_the_first_unanswered_batch(tmp_path, monkeypatch):
+    command = Command(tmp_path, *LONG_GENERATION)
+    wait_for_file(command, "test/.zero_shot-*.partial/answers/batch-00005.json", tmp_path)
     command.process.kill()
     command.finish()
-    left = hidden_folders(tmp_path / "test")
-    assert left, "a killed run left no staging folder: the test no longer kills it in its work"
-    assert run_files(tmp_path) == []
+    kept = sorted(tmp_path.glob("test/.zero_shot-*.partial/answers/batch-*.json"))
+    assert 6 <= len(kept) < 60 and run_files(tmp_path) == []
 
-    again = Command(tmp_path, "arm=zero_shot")
+    again = Command(tmp_path, *LONG_GENERATION)
     assert again.finish() == 0, again.stderr[-3000:]
-    assert [p for p in left if p.exists()] == []
-    (record,) = records(tmp_path / "test")
-    assert record.status == "finished"
-    assert len(pd.read_csv(tmp_path / "test" / "runs.csv")) == 1
+    (run_dir,) = [p for p in (tmp_path / "test").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert f"{len(kept)} of 60 batches were answered by an earlier attempt" in (run_dir / "run.log").read_text()
+    (resumed,) = records(tmp_path / "test")
+    reference = reference_run(tmp_path, monkeypatch, *LONG_GENERATION)
+    assert list(outputs(tmp_path / "test").items()) == list(outputs(tmp_path / "reference" / "test").items())
+    assert {k: s.mean for k, s in resumed.scores.items()} == {k: s.mean for k, s in reference.scores.items()}
+    generation = resumed.cost.generation
+    assert generation is not None and generation.examples == 60 and resumed.provenance["resumed"] is True
+
+
+def outputs(exp_dir: Path) -> dict[str, str]:
+    """Each test example's answer in the experiment's one run."""
+    (run_dir,) = [p for p in exp_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return {p["id"]: p["output"] for p in read_predictions(run_dir)}
 
 
 @pytest.mark.integration

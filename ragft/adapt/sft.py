@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from ragft import processes
+from ragft.adapt.checkpoints import TrainingProgress, epoch_start_callback, last_checkpoint
 from ragft.adapt.features import IGNORE
 from ragft.adapt.methods import as_method
 from ragft.config.plain import as_dict
@@ -36,7 +37,7 @@ from ragft.record.cost import MemoryCost, ParameterCounts, PeakMemory, TrainingC
 from ragft.record.memory import map_large_allocations
 
 log = logging.getLogger(__name__)
-NOT_IN_ADAPTER_KEY = ("logging_steps",)  # training settings that change nothing trained or measured
+NOT_IN_ADAPTER_KEY = ("logging_steps", "checkpoint_steps")  # training settings that change nothing trained
 
 
 @dataclass
@@ -143,7 +144,16 @@ def _trainer_class() -> type:
     from transformers import Trainer
 
     class ResponseOnlyTrainer(Trainer):
-        """Uses the response-only loss where it is exact, the model's own loss elsewhere."""
+        """Uses the response-only loss where it is exact, the model's own loss elsewhere; each checkpoint
+        also keeps the training time and loss of every attempt so far (`PROGRESS_FILE`)."""
+
+        progress = TrainingProgress()
+
+        def _save_checkpoint(self, model, trial):  # noqa: ANN001
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                loss = self._total_loss_scalar + float(getattr(self, "_tr_loss", 0.0))
+                self.progress.save(Path(str(self.args.output_dir)) / f"checkpoint-{self.state.global_step}", loss)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             if supports_response_only_loss(model):
@@ -157,15 +167,22 @@ def _trainer_class() -> type:
     return ResponseOnlyTrainer
 
 
-def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, validates: bool = False) -> Any:
+def training_arguments(
+    cfg: DictConfig, output_dir: str, device: torch.device, validates: bool = False, checkpoints: bool = False
+) -> Any:
     """HF TrainingArguments from the `training` config; with validation data, the validation loss is
     logged (each epoch or every `validation.eval_steps`) and early stopping keeps the best weights.
     `gradient_checkpointing` is the Trainer's activation checkpointing (non-reentrant; transformers makes
-    the frozen embeddings' output require grad, which peft adapters need)."""
+    the frozen embeddings' output require grad, which peft adapters need). With `checkpoints`, the whole
+    training state (weights or adapter, optimizer, scheduler, RNG) is saved in `output_dir` every
+    `training.checkpoint_steps` (with early stopping: at every evaluation), the last one kept."""
     from transformers import TrainingArguments
 
     bf16 = compute_dtype(device) == torch.bfloat16
-    evaluation: dict[str, Any] = {"save_strategy": "no"}
+    every = cfg.get("checkpoint_steps") if checkpoints else None
+    evaluation: dict[str, Any] = (
+        {"save_strategy": "steps", "save_steps": every, "save_total_limit": 1} if every else {"save_strategy": "no"}
+    )
     if validates:
         every = cfg.validation.get("eval_steps")
         strategy = "steps" if every else "epoch"
@@ -175,7 +192,7 @@ def training_arguments(cfg: DictConfig, output_dir: str, device: torch.device, v
                 save_strategy=strategy,
                 save_steps=every,
                 save_total_limit=1,
-                save_only_model=True,
+                save_only_model=not checkpoints,
                 load_best_model_at_end=True,
                 metric_for_best_model="eval_loss",
                 greater_is_better=False,
@@ -213,12 +230,16 @@ def train_adapter(
     features: list[dict[str, list[int]]],
     validation: list[dict[str, list[int]]] | None = None,
     start_from: Path | None = None,
+    checkpoints: Path | None = None,
 ) -> TrainingRecord:
     """Train (or reuse from cache) the `method` on `features` with the `training` settings, from the
-    generator's weights or from an earlier stage's saved training (`start_from`).
+    generator's weights or from an earlier stage's saved training (`start_from`). With `checkpoints` (a
+    folder of the run's), the training saves its state there every `training.checkpoint_steps` and
+    resumes from the last complete checkpoint an interrupted attempt left.
 
     The generator's model is modified in place (adapters injected, or weights trained): load the
-    result with `load_adapted` onto a freshly loaded base.
+    result with `load_adapted` onto a freshly loaded base. In a multi-process run every process trains
+    (data-parallel) and the main one keeps the result.
     """
     key = content_key(
         "adapter",
@@ -230,10 +251,14 @@ def train_adapter(
         features,
         validation or [],
         start_from.name if start_from else None,
+        *([f"processes={processes.world_size()}"] if processes.distributed() else []),  # the global batch
     )
-    saved_dir, trained_now = cached_dir(
-        "adapters", key, lambda out: _train(generator, method, training, features, validation, start_from, out)
-    )
+    resume_in = checkpoints / key if checkpoints is not None else None
+
+    def build(out: Path) -> None:
+        _train(generator, method, training, features, validation, start_from, out, resume_in)
+
+    saved_dir, trained_now = cached_dir("adapters", key, build, every_process=True)
     stats_file = saved_dir / "train_stats.json"
     cost = TrainingCost.from_dict(json.loads(stats_file.read_text()))
     cost.adapter_bytes = dir_bytes(saved_dir) - stats_file.stat().st_size
@@ -249,8 +274,10 @@ def _train(
     validation: list[dict[str, list[int]]] | None,
     start_from: Path | None,
     out: Path,
+    checkpoints: Path | None = None,
 ) -> None:
-    """One training run with the HF Trainer; the trained weights and their cost are saved in `out`."""
+    """One training run with the HF Trainer; the trained weights and their cost are saved in `out`. With
+    `checkpoints`, it resumes from the last complete checkpoint there and saves new ones there."""
     from hydra.utils import instantiate
 
     torch.manual_seed(training.seed)
@@ -262,17 +289,21 @@ def _train(
         map_large_allocations()
     counts = parameter_counts(model)
     with tempfile.TemporaryDirectory() as scratch, PeakMemory("training") as memory:
+        output_dir = str(checkpoints or scratch)
+        args = training_arguments(training, output_dir, generator.device, bool(validation), checkpoints is not None)
         trainer = _trainer_class()(
             model=model,
-            args=training_arguments(training, scratch, generator.device, validates=bool(validation)),
+            args=args,
             train_dataset=_dataset(features),
             eval_dataset=_dataset(validation) if validation else None,
             data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
             callbacks=[_early_stopping(patience)] if patience else [],
         )
-        start = time.perf_counter()
-        result = trainer.train()
-        train_s = time.perf_counter() - start
+        resume = last_checkpoint(checkpoints)
+        trainer.progress = TrainingProgress.load(resume)
+        trainer.add_callback(epoch_start_callback(trainer.progress))
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        train_s, train_loss = trainer.progress.total(result.training_loss, result.global_step)
     if result.global_step == 0:  # never recorded (or cached) as a trained adapter
         raise ConfigError(
             "training",
@@ -281,6 +312,7 @@ def _train(
         )
     adaptation.save(trainer.model, out)
     cost = _training_cost(trainer, result, train_s, len(features), memory.record(), adaptation.stored, counts)
+    cost.train_loss, cost.resumed_from_step = train_loss, trainer.progress.step or None
     if validation:
         _add_validation(cost, trainer, result, len(validation), stopped_early_possible=bool(patience))
     (out / "train_stats.json").write_text(json.dumps(asdict(cost), indent=2))

@@ -64,12 +64,13 @@ class Adaptation:
             mix(parts, {s.name: s.weight for s in stage.sources}, stage.size, self.training.seed)
 
     def train(
-        self, generator: Generator, score_stages: StageScorer
+        self, generator: Generator, score_stages: StageScorer, checkpoints: Path | None = None
     ) -> tuple[Generator, TrainingCost, list[StageScores]]:
         """Train every stage in turn and return the adapted generator, the summed training cost and, for
         a sequence, the untrained model's scores on every stage's test set (`stage` None) followed by,
         per stage, the scores on the test sets of it and every earlier stage (the last stage's own
-        score is the run's and is added by the caller)."""
+        score is the run's and is added by the caller). `checkpoints`: where each stage's training saves
+        its state and an interrupted one resumes (a finished stage is reused from the adapter cache)."""
         sequence = len(self.stages) > 1
         saved: Path | None = None
         costs: list[TrainingCost] = []
@@ -78,7 +79,9 @@ class Adaptation:
             if i > 0:  # training changed the base in place: start the next stage from a fresh one
                 generator = self.load_base()
             features, validation, fit = self.stage_features(stage, generator.tokenizer)
-            record = train_adapter(generator, self.method, self.training, features, validation, start_from=saved)
+            record = train_adapter(
+                generator, self.method, self.training, features, validation, start_from=saved, checkpoints=checkpoints
+            )
             generator.release()  # what serves is reloaded from the saved weights: two copies would skew peak memory
             saved = record.adapter_dir
             costs.append(replace(record.cost, prompt_fit=fit))

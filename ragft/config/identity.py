@@ -27,6 +27,7 @@ NOT_RESULT_SETTINGS = (
     "leakage",  # the leakage check reports on the data; it changes no output
     "retrieval_eval",  # python -m ragft.retrieve's settings
     "training.logging_steps",
+    "training.checkpoint_steps",  # how often the training state is saved for resuming; not what is trained
     "generation.latency_sample",  # how many answers are timed alone; the answers scored are the same
     # How prompts are grouped into batches: each row is answered under its own attention mask, so regrouping
     # changes only float rounding (as another machine does); `generation.batch_size` stays in the key, as

@@ -164,6 +164,7 @@ class Training(_Section):
     gradient_checkpointing: StrictBool = False  # recompute activations in the backward pass: less memory, more time
     return_freed_memory: StrictBool = False  # glibc: large allocations mapped on their own, returned when freed
     logging_steps: PositiveInt = 5
+    checkpoint_steps: PositiveInt | None = None  # the training state saved every n steps, for resuming
     seed: NonNegativeInt
     instruction_mix: StrictBool = False
     validation: Validation = Validation()

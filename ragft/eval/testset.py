@@ -18,7 +18,7 @@ from ragft.context.budget import PromptBudget, prompt_budget
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import task_from_config
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
-from ragft.models.generation import Batching, generate
+from ragft.models.generation import AnsweredBatches, Batching, generate
 from ragft.models.loading import Generator
 from ragft.record.run import Scores, TaskScore
 from ragft.retrieval.base import document_ranking
@@ -34,9 +34,11 @@ def answer(
     max_new_tokens: int,
     batching: Batching,
     desc: str,
+    kept: AnsweredBatches | None = None,
 ) -> list[Prediction]:
-    """Greedy answers to the encoded prompts, as predictions ready to score."""
-    generations = generate(generator, encoded, [e.id for e in examples], max_new_tokens, batching, desc=desc)
+    """Greedy answers to the encoded prompts, as predictions ready to score (`kept`: see `generate`)."""
+    ids = [e.id for e in examples]
+    generations = generate(generator, encoded, ids, max_new_tokens, batching, desc=desc, kept=kept)
     return [
         Prediction(
             example=e,

@@ -5,21 +5,33 @@ as all of its rows have finished (models with virtual tokens: one prompt at a ti
 Speed is measured two ways, never mixed: throughput is the batched pass over the whole test set at the
 configured batch size (the recipe times that stage); latency is the wall time of one request answered
 alone (batch 1), measured on a seeded sample of the test prompts by `batch1_latencies`. The wall time
-of a batch is neither: every example in it would carry the whole batch's time."""
+of a batch is neither: every example in it would carry the whole batch's time.
+
+Answers are kept batch by batch where the run asks (`AnsweredBatches`): each finished batch is one small
+JSON file, written to a temporary name and renamed into place (whole or absent, never torn), so a run
+interrupted or killed in its generation resumes at the first batch it had not finished, and the
+processes of a multi-process run each answer their share of the batches."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ragft import processes
 from ragft.errors import DataError
 from ragft.models.loading import Generator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,6 +73,50 @@ class Batching:
         return batches + [current] if current else batches
 
 
+class AnsweredBatches:
+    """The answered batches of one test set in `folder`; `ids` are its examples' ids, by prompt index."""
+
+    def __init__(self, folder: Path, ids: Sequence[str]) -> None:
+        self.folder = folder
+        self.ids = list(ids)
+        self.earlier_seconds = 0.0  # generation time of the batches an earlier attempt answered
+
+    def load(self, batches: Sequence[Sequence[int]]) -> dict[int, list[Generation]]:
+        """The kept answers of `batches` (batch index -> its rows' answers), their time added to
+        `earlier_seconds`; a file whose examples differ from its batch's is not used."""
+        kept: dict[int, list[Generation]] = {}
+        self.earlier_seconds = 0.0
+        for index, rows in enumerate(batches):
+            try:
+                saved = json.loads(self._file(index).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if saved.get("ids") != [self.ids[row] for row in rows]:
+                log.info("answers of batch %d were for other examples; answering it again", index)
+                continue
+            kept[index] = [Generation(**g) for g in saved["answers"]]
+            self.earlier_seconds += float(saved["seconds"])
+        if kept:
+            log.info(
+                "%d of %d batches were answered by an earlier attempt; answering the rest", len(kept), len(batches)
+            )
+        return kept
+
+    def save(self, index: int, rows: Sequence[int], answers: Sequence[Generation], seconds: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(
+            {"ids": [self.ids[row] for row in rows], "answers": [asdict(a) for a in answers], "seconds": seconds},
+            ensure_ascii=False,
+        )
+        path = self._file(index)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _file(self, index: int) -> Path:
+        return self.folder / f"batch-{index:05d}.json"
+
+
 def check_fits(
     lengths: Sequence[int],
     ids: Sequence[str],
@@ -97,18 +153,34 @@ def generate(
     max_new_tokens: int,
     batching: Batching = Batching(),
     desc: str = "generating",
+    kept: AnsweredBatches | None = None,
 ) -> list[Generation]:
     """Greedy answers to the `encoded` prompts, in their order, in `batching`'s batches. A model with
     virtual tokens (peft prefix, P-tuning v2, prompt tuning) decodes one example at a time through
-    `decode_with_virtual_tokens`."""
+    `decode_with_virtual_tokens`.
+
+    With `kept`, each batch's answers are kept as it finishes and batches an earlier attempt answered
+    are not answered again. In a multi-process run each process answers every world-size-th batch and
+    every process gets all the answers, in order (the batches are the same as in one process)."""
     check_fits([len(e) for e in encoded], ids, max_new_tokens, generator.max_context)
     decode, batching = _decoder(generator, batching)
+    batches = batching.batches([len(e) for e in encoded])
+    answered = kept.load(batches) if kept is not None else {}
+    mine = [i for i in range(len(batches)) if i % processes.world_size() == processes.rank() and i not in answered]
+    total = sum(len(batches[i]) for i in mine)
+    with tqdm(total=total, desc=desc, unit="ex", disable=not processes.is_main()) as progress:
+        for index in mine:
+            began = time.perf_counter()
+            answered[index] = _answer(generator, [encoded[i] for i in batches[index]], max_new_tokens, decode)
+            if kept is not None:
+                kept.save(index, batches[index], answered[index], time.perf_counter() - began)
+            progress.update(len(batches[index]))
+    for share in processes.gather(answered) if processes.distributed() else []:
+        answered.update(share)
     results: list[Generation | None] = [None] * len(encoded)
-    with tqdm(total=len(encoded), desc=desc, unit="ex") as progress:
-        for rows in batching.batches([len(e) for e in encoded]):
-            for row, generation in zip(rows, _answer(generator, [encoded[i] for i in rows], max_new_tokens, decode)):
-                results[row] = generation
-            progress.update(len(rows))
+    for index, rows in enumerate(batches):
+        for row, generation in zip(rows, answered[index]):
+            results[row] = generation
     return results  # type: ignore[return-value]
 
 

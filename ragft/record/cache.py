@@ -16,6 +16,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from ragft import processes
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "RAGFT_CACHE"
@@ -43,15 +45,20 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | None = None) -> tuple[Path, bool]:
+def cached_dir(
+    kind: str, key: str, build: Callable[[Path], None], root: Path | None = None, every_process: bool = False
+) -> tuple[Path, bool]:
     """Return (`<root>/<kind>/<key>`, whether it was built now), building it with `build(tmp)` if absent.
     The time the build took is stored with it (`build_seconds`): what making it costs from a cold cache,
     whichever later run reuses it.
 
     The folder appears only when `build` finished (atomic rename), and a file lock makes concurrent
-    jobs wait for one builder instead of building twice.
+    jobs wait for one builder instead of building twice. `every_process`: a build every process of a
+    multi-process run takes part in (data-parallel training): all of them build, the main one keeps it.
     """
     final = (root or cache_root()) / kind / key
+    if every_process and processes.distributed():
+        return _built_together(final, lambda: cached_dir(kind, key, build, root), build)
     if final.is_dir():
         return final, False
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +75,22 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], root: Path | 
             drop(tmp)
             raise
     log.info("cached %s at %s", kind, final)
+    return final, True
+
+
+def _built_together(
+    final: Path, build_and_keep: Callable[[], tuple[Path, bool]], build: Callable[[Path], None]
+) -> tuple[Path, bool]:
+    """`cached_dir` for a build in which every process takes part: whether to build is the main
+    process's answer, so that either all of them build or none does."""
+    if processes.from_main(final.is_dir()):
+        return final, False
+    if processes.is_main():
+        build_and_keep()
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            build(Path(scratch))
+    processes.wait_for_everyone()
     return final, True
 
 

@@ -54,6 +54,8 @@ class TrainingCost:
     # The train splits' examples fitted to training.max_length, counted before a hold-out or a mix takes its
     # share of them (None: recorded before ragft fitted them)
     prompt_fit: PromptFit | None = None
+    # The step an interrupted training resumed from (its last checkpoint); time and loss cover every attempt
+    resumed_from_step: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingCost:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ragft import processes
 from ragft.record.memory import large_allocations_mapped_from
 
 
@@ -19,8 +20,10 @@ def started_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def finished_at(started: datetime) -> dict[str, Any]:
-    """When the run started and finished, and what it ran with."""
+def finished_at(started: datetime, resumed: bool = False) -> dict[str, Any]:
+    """When the run started and finished, and what it ran with: where, with what, in how many processes
+    and threads, under which Hydra launcher, and whether it resumed an interrupted attempt's work (then
+    `started` is the last attempt's start, and its training and generation times cover every attempt)."""
     return {
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -31,7 +34,20 @@ def finished_at(started: datetime) -> dict[str, Any]:
         "versions": {p: _version(p) for p in ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu")},
         # training.return_freed_memory in this run or an earlier one of the same process: it changes memory
         "large_allocations_mapped_from_bytes": large_allocations_mapped_from(),
+        "processes": processes.world_size(),
+        "torch_threads": torch.get_num_threads(),
+        "launcher": _launcher(),
+        "resumed": resumed,
     }
+
+
+def _launcher() -> str:
+    """The Hydra launcher that started the job (`basic`, `joblib`, `submitit_local`, ...), or `none`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "none"
+    return str(HydraConfig.get().runtime.choices.get("hydra/launcher", "basic"))
 
 
 def _version(package: str) -> str:

@@ -5,6 +5,10 @@ This module alone writes and reads a run's folder: `record.json` (the `RunRecord
 `run.log`. A folder is written in a hidden staging folder and moved into place in one rename, so a
 reader sees a whole record or none. A run that failed is recorded too (status `failed`, the stage and
 the error) and is run again by the next identical job.
+
+A run of `ragft.run` works in a resumable staging folder (`ResumableRunWriter`): its training
+checkpoints and its answers, batch by batch, stay there when the process is interrupted or killed, and
+the same command resumes from them; a lock beside it lets one process at a time work on one run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from filelock import FileLock
 
 from ragft.errors import ConfigError, one_line
 from ragft.record.cache import drop, publish, staging_dir
@@ -186,6 +192,69 @@ class RunWriter:
 
     def abort(self) -> None:
         drop(self.staging)
+
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINTS, ANSWERS = "checkpoints", "answers"  # a run's work kept for resuming, removed when it is recorded
+
+
+def work_folder(run_dir: Path) -> Path:
+    """Where a run of `ragft.run` works: a hidden sibling of its folder, the same for every process and
+    every attempt at the run."""
+    return run_dir.with_name(f".{run_dir.name}.partial")
+
+
+@dataclass(frozen=True)
+class RunWork:
+    """What a run keeps in its work folder for a later attempt: training checkpoints, answered batches."""
+
+    folder: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / CHECKPOINTS
+
+    @property
+    def answers(self) -> Path:
+        return self.folder / ANSWERS
+
+
+def run_lock(run_dir: Path) -> FileLock:
+    """Held while a process works on the run: an identical job in another process waits, then finds the
+    run finished. The kernel releases it when its process dies, however it dies."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(run_dir.with_name(f".{run_dir.name}.lock")))
+
+
+class ResumableRunWriter(RunWriter):
+    """A `RunWriter` whose staging folder is the run's work folder, kept when the run is interrupted:
+    the next attempt with the same resolved config (`config_text`) resumes from what it holds (training
+    checkpoints, answered batches); one with another config starts it afresh. Hold `run_lock` around it."""
+
+    def __init__(self, run_dir: Path, config_text: str) -> None:
+        self.run_dir = run_dir
+        self.staging = work_folder(run_dir)
+        config = self.staging / CONFIG_FILE
+        self.resumed = config.is_file() and config.read_text(encoding="utf-8") == config_text
+        if self.staging.exists() and not self.resumed:
+            log.info("%s: an earlier attempt with other settings left work here; starting afresh", self.staging)
+            shutil.rmtree(self.staging)
+        elif self.resumed:
+            log.info("resuming the interrupted run from %s", self.staging)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.write_text(CONFIG_FILE, config_text)
+
+    @property
+    def work(self) -> RunWork:
+        return RunWork(self.staging)
+
+    def commit(self, record: RunRecord) -> None:
+        for scratch in (self.work.checkpoints, self.work.answers):
+            shutil.rmtree(scratch, ignore_errors=True)
+        super().commit(record)
+
+    def abort(self) -> None:
+        """Interrupted: the work stays for the next attempt."""
 
 
 def check_writable(folder: Path, config_key: str) -> None:
