@@ -55,34 +55,40 @@ def _default_sigint() -> None:
 
 
 class Command:
-    """`python -m ragft.run +debug=smoke exp_name=test paths.results=<results> <overrides>`, its stderr
+    """`python -m ragft.run +debug=smoke exp_name=test paths.results=<results> <overrides>`, its output
     collected as it comes, so a test can signal it at a chosen point of its work."""
 
     def __init__(self, results: Path, *overrides: str) -> None:
         args = [sys.executable, "-m", "ragft.run", "+debug=smoke", "exp_name=test", f"paths.results={results}"]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [*args, *overrides], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+            [*args, *overrides],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # the log (Hydra's, on stdout) and the one-line errors, in order
+            text=True,
+            preexec_fn=_default_sigint,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in iter(lambda: self.process.stderr.readline(), ""):  # type: ignore[union-attr]
+        assert self.process.stdout is not None
+        for line in iter(lambda: self.process.stdout.readline(), ""):  # type: ignore[union-attr]
             self.lines.append(line)
 
     @property
-    def stderr(self) -> str:
+    def output(self) -> str:
         return "".join(self.lines)
 
     def wait_for(self, marker: str, timeout: float = 300) -> None:
-        """Block until `marker` appears on stderr (tqdm redraws with \\r, so search the whole text)."""
+        """Block until `marker` appears in its output (tqdm redraws with \\r, so search the whole text)."""
         deadline = time.monotonic() + timeout
-        while marker not in self.stderr:
-            assert self.process.poll() is None, f"exited {self.process.returncode} first:\n{self.stderr[-3000:]}"
-            assert time.monotonic() < deadline, f"no {marker!r} after {timeout} s:\n{self.stderr[-3000:]}"
+        while marker not in self.output:
+            assert self.process.poll() is None, f"exited {self.process.returncode} first:\n{self.output[-3000:]}"
+            assert time.monotonic() < deadline, f"no {marker!r} after {timeout} s:\n{self.output[-3000:]}"
             time.sleep(0.2)
 
     def finish(self, timeout: float = 300) -> int:
@@ -97,8 +103,8 @@ def work_folders(results: Path) -> list[Path]:
 
 
 def one_line_said(command: Command) -> str:
-    said = [line for line in command.stderr.replace("\r", "\n").splitlines() if line.startswith("ragft: ")]
-    assert len(said) == 1, command.stderr[-2000:]
+    said = [line for line in command.output.replace("\r", "\n").splitlines() if line.startswith("ragft: ")]
+    assert len(said) == 1, command.output[-2000:]
     return said[0]
 
 
@@ -113,8 +119,8 @@ def wait_for_file(command: Command, pattern: str, results: Path, timeout: float 
     """Block until a file matching `pattern` exists under `results` (hidden folders included)."""
     deadline = time.monotonic() + timeout
     while not list(results.glob(pattern)):
-        assert command.process.poll() is None, f"exited {command.process.returncode} first:\n{command.stderr[-3000:]}"
-        assert time.monotonic() < deadline, f"no {pattern} after {timeout} s:\n{command.stderr[-3000:]}"
+        assert command.process.poll() is None, f"exited {command.process.returncode} first:\n{command.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no {pattern} after {timeout} s:\n{command.output[-3000:]}"
         time.sleep(0.1)
 
 
@@ -134,14 +140,14 @@ def test_a_training_stopped_after_a_checkpoint_resumes_there_and_ends_as_an_unin
     command = Command(tmp_path, *RESUMED_TRAINING)
     wait_for_file(command, f"test/.lora-*.partial/checkpoints/*/checkpoint-{RESUME_AT}/ragft_progress.json", tmp_path)
     command.process.send_signal(stop)
-    assert command.finish() == code, command.stderr[-3000:]
+    assert command.finish() == code, command.output[-3000:]
     if stop != signal.SIGKILL:
-        assert "Traceback" not in command.stderr
+        assert "Traceback" not in command.output
         assert one_line_said(command).endswith("not recorded (the same command resumes it)")
     assert run_files(tmp_path / "test") == [] and len(work_folders(tmp_path)) == 1
 
     again = Command(tmp_path, *RESUMED_TRAINING)
-    assert again.finish() == 0, again.stderr[-3000:]
+    assert again.finish() == 0, again.output[-3000:]
     assert work_folders(tmp_path) == []
     (resumed,) = records(tmp_path / "test")
     trained = resumed.cost.training
@@ -169,7 +175,7 @@ def test_a_generation_killed_midway_resumes_at_the_first_unanswered_batch(tmp_pa
     assert 6 <= len(kept) < 60 and run_files(tmp_path) == []
 
     again = Command(tmp_path, *LONG_GENERATION)
-    assert again.finish() == 0, again.stderr[-3000:]
+    assert again.finish() == 0, again.output[-3000:]
     (run_dir,) = [p for p in (tmp_path / "test").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert f"{len(kept)} of 60 batches were answered by an earlier attempt" in (run_dir / "run.log").read_text()
     (resumed,) = records(tmp_path / "test")
@@ -190,13 +196,25 @@ def outputs(exp_dir: Path) -> dict[str, str]:
 def test_concurrent_arms_write_one_consistent_table_and_report(tmp_path):
     arms = ["zero_shot", "few_shot", "rag"]
     commands = [Command(tmp_path, f"arm={arm}") for arm in arms]
-    assert [c.finish() for c in commands] == [0, 0, 0], [c.stderr[-2000:] for c in commands]
+    assert [c.finish() for c in commands] == [0, 0, 0], [c.output[-2000:] for c in commands]
     table = pd.read_csv(tmp_path / "test" / "runs.csv")
     assert sorted(table["arm"]) == sorted(arms)
     assert set(table["status"]) == {"finished"}
     report = (tmp_path / "test" / "report.md").read_text(encoding="utf-8")
     assert all(f"| {arm} " in report for arm in arms)
     assert hidden_folders(tmp_path) == []
+
+
+@pytest.mark.integration
+def test_two_identical_jobs_at_once_make_one_run(tmp_path):
+    """The second waits on the first's lock, then reuses its finished run."""
+    commands = [Command(tmp_path, "arm=zero_shot") for _ in range(2)]
+    assert [c.finish() for c in commands] == [0, 0], [c.output[-2000:] for c in commands]
+    (record,) = records(tmp_path / "test")
+    assert record.status == "finished" and len(pd.read_csv(tmp_path / "test" / "runs.csv")) == 1
+    said = "".join(c.output for c in commands)
+    assert said.count("zero_shot: wrote") == 1 and said.count("with this config exists") == 1, said[-3000:]
+    assert work_folders(tmp_path) == [] and hidden_folders(tmp_path) == []
 
 
 @pytest.mark.integration
@@ -208,8 +226,8 @@ def test_a_read_only_results_folder_is_one_line_before_any_work(tmp_path):
     try:
         command = Command(locked, "arm=zero_shot")
         assert command.finish() == 2
-        assert "ragft: error: config `paths.results`:" in command.stderr
-        assert "is not writable" in command.stderr and "Traceback" not in command.stderr
+        assert "ragft: error: config `paths.results`:" in command.output
+        assert "is not writable" in command.output and "Traceback" not in command.output
     finally:
         locked.chmod(0o755)
 
@@ -226,7 +244,7 @@ def test_results_under_a_file_is_one_line_before_any_work(tmp_path):
 
 def finished(results: Path, *overrides: str) -> Attempt:
     done = attempt(results, *overrides)
-    assert done.code == 0, done.stderr
+    assert done.code == 0, done.output
     return done
 
 

@@ -53,12 +53,15 @@ def cached_dir(
     whichever later run reuses it.
 
     The folder appears only when `build` finished (atomic rename), and a file lock makes concurrent
-    jobs wait for one builder instead of building twice. `every_process`: a build every process of a
-    multi-process run takes part in (data-parallel training): all of them build, the main one keeps it.
+    jobs wait for one builder instead of building twice. In a multi-process run the main process builds
+    and the others wait for it; with `every_process` (a build every process takes part in: data-parallel
+    training) all of them build and the main one keeps it.
     """
     final = (root or cache_root()) / kind / key
     if every_process and processes.distributed():
         return _built_together(final, lambda: cached_dir(kind, key, build, root), build)
+    if not processes.is_main():  # libraries save only on the main process of a process group
+        return _built_by_main(final), False
     if final.is_dir():
         return final, False
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +95,20 @@ def _built_together(
             build(Path(scratch))
     processes.wait_for_everyone()
     return final, True
+
+
+MAIN_BUILD_TIMEOUT_S = 6 * 3600
+
+
+def _built_by_main(final: Path) -> Path:
+    """`final` once the main process of a multi-process run has built it (every process asks for the
+    same folders, so the main one does build it)."""
+    deadline = time.monotonic() + MAIN_BUILD_TIMEOUT_S
+    while not final.is_dir():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {processes.rank()} waited {MAIN_BUILD_TIMEOUT_S} s for {final}")
+        time.sleep(0.5)
+    return final
 
 
 def build_seconds(folder: Path) -> float | None:

@@ -16,9 +16,10 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+from filelock import FileLock
 from markupsafe import Markup
 
-from ragft.record.run import RunRecord, replace_files
+from ragft.record.run import RunRecord, replace_files, run_dirs
 from ragft.record.table import write_table
 from ragft.report import notes
 from ragft.report.adaptation import base_group, methods_table, other_tests_table, stage_tables
@@ -319,19 +320,24 @@ def write_report(
     Everything is rendered before the first file is replaced: an error leaves the previous report whole."""
     exp_dir = Path(exp_dir)
     exp_dirs = [exp_dir, *map(Path, compare)]
-    if not compare:
-        write_table(exp_dir)
-    report = build_report(exp_dirs, baseline)
-    if report is None:
-        return []
     out_dir = Path(out_dir) if out_dir else exp_dir.with_name("_vs_".join(d.name for d in exp_dirs))
-    files: dict[Path, str | bytes] = {
-        out_dir / "report.md": render_markdown(report),
-        out_dir / "report.html": render_html(report),
-        **{out_dir / f"{name}.png": png for name, png in report.figures.items()},
-    }
+    if not out_dir.is_dir() and not any(True for _ in run_dirs(exp_dir)):
+        return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = write_files(files)
+    # Jobs finishing at once (a parallel launcher) each refresh the report: one at a time, so that the
+    # report last written is built from every record written before it.
+    with FileLock(str(out_dir / ".report.lock")):
+        if not compare:
+            write_table(exp_dir)
+        report = build_report(exp_dirs, baseline)
+        if report is None:
+            return []
+        files: dict[Path, str | bytes] = {
+            out_dir / "report.md": render_markdown(report),
+            out_dir / "report.html": render_html(report),
+            **{out_dir / f"{name}.png": png for name, png in report.figures.items()},
+        }
+        written = write_files(files)
     if not compare:
         written += [path for path in (exp_dir / "runs.csv", exp_dir / "runs.parquet") if path.is_file()]
     return written
