@@ -16,8 +16,11 @@ log = logging.getLogger(__name__)
 
 class ReportCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        from ragft import processes
         from ragft.report.render import write_report
 
+        if not processes.is_main():  # the main process of a multi-process run writes the record and the report
+            return
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value
             log.error("job %s failed: %s: %s", job_return.overrides, type(error).__name__, error)

@@ -29,6 +29,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ragft import processes
 from ragft.errors import one_line
 from ragft.record.run import PREDICTIONS_FILE, RECORD_FILE, RunRecord, read_record
 
@@ -54,6 +55,8 @@ class MLflowCallback(Callback):
     artifact_location); a failed job's run too, where it left a record."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not processes.is_main():  # a multi-process run is logged once, by the process that records it
+            return
         tracking = config.get("tracking")
         run_dir = job_run_dir(config, job_return)
         if tracking is None or run_dir is None:
