@@ -37,7 +37,7 @@ def is_main() -> bool:
 @cache
 def _state() -> Any:
     """accelerate's process state: it starts the process group (gloo on CPUs, NCCL on GPUs) once."""
-    from accelerate import PartialState
+    from accelerate.state import PartialState
 
     return PartialState()
 
