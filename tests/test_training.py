@@ -348,3 +348,45 @@ def test_return_freed_memory_maps_large_allocations_when_set_and_keys_its_own_ad
         assert not again.cost.adapter_reused and again.adapter_dir != first.adapter_dir
         assert mapped.call_count == 1
     assert run_key(cfg) != run_key(smoke_cfg("arm=lora", "training.max_steps=1"))
+
+
+@pytest.mark.parametrize(
+    ("validation", "save_every"),
+    [
+        ((), 4),
+        (("training.validation.split=validation",), 4),
+        (
+            (
+                "training.validation.split=validation",
+                "training.validation.eval_steps=2",
+                "training.validation.early_stopping_patience=2",
+            ),
+            2,
+        ),
+    ],
+    ids=["plain", "validated", "early-stopping"],
+)
+def test_a_resumable_training_saves_its_whole_state_every_checkpoint_steps(validation, save_every, smoke_cfg, tmp_path):
+    """Every n steps, or at every evaluation where early stopping needs them; optimizer and RNG included."""
+    from ragft.adapt.sft import training_arguments
+
+    cfg = smoke_cfg("adaptation=lora", "training.checkpoint_steps=4", *validation)
+    args = training_arguments(cfg.training, str(tmp_path), torch.device("cpu"), bool(validation), checkpoints=True)
+    assert (args.save_strategy, args.save_steps, args.save_only_model) == ("steps", save_every, False)
+    assert training_arguments(cfg.training, str(tmp_path), torch.device("cpu")).save_strategy == "no"
+
+
+def test_resuming_starts_from_the_newest_whole_checkpoint_and_sums_the_attempts(tmp_path):
+    from ragft.adapt.checkpoints import PROGRESS_FILE, STATE_FILE, TrainingProgress, last_checkpoint
+
+    for step, whole in ((2, True), (4, True), (6, False)):  # checkpoint-6: killed while it was written
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if whole:
+            (folder / STATE_FILE).write_text(json.dumps({"global_step": step}))
+            (folder / PROGRESS_FILE).write_text(json.dumps({"train_s": 10.0 * step, "loss_sum": 3.0 * step}))
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-4" and last_checkpoint(tmp_path / "none") is None
+    progress = TrainingProgress.load(last_checkpoint(tmp_path))
+    assert (progress.step, progress.earlier_s, progress.earlier_loss_sum) == (4, 40.0, 12.0)
+    train_s, loss = progress.total(attempt_loss=2.0, global_step=8)  # steps 5-8 at a mean loss of 2
+    assert train_s >= 40.0 and loss == pytest.approx((12.0 + 2.0 * 4) / 8)

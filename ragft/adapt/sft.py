@@ -179,15 +179,17 @@ def training_arguments(
     from transformers import TrainingArguments
 
     bf16 = compute_dtype(device) == torch.bfloat16
-    every = cfg.get("checkpoint_steps") if checkpoints else None
+    save_every = cfg.get("checkpoint_steps") if checkpoints else None
     evaluation: dict[str, Any] = (
-        {"save_strategy": "steps", "save_steps": every, "save_total_limit": 1} if every else {"save_strategy": "no"}
+        {"save_strategy": "steps", "save_steps": save_every, "save_total_limit": 1}
+        if save_every
+        else {"save_strategy": "no"}
     )
     if validates:
         every = cfg.validation.get("eval_steps")
         strategy = "steps" if every else "epoch"
-        evaluation = {"eval_strategy": strategy, "eval_steps": every, "per_device_eval_batch_size": cfg.batch_size}
-        if cfg.validation.get("early_stopping_patience"):
+        evaluation.update(eval_strategy=strategy, eval_steps=every, per_device_eval_batch_size=cfg.batch_size)
+        if cfg.validation.get("early_stopping_patience"):  # saves at every evaluation, to keep the best
             evaluation.update(
                 save_strategy=strategy,
                 save_steps=every,
