@@ -1,7 +1,7 @@
 """The retrieval stage at corpus scale: embedding (cold, and from ragft's cache), index build, search, memory
 and recall@k at 10k, 100k and 1M passages for flat, HNSW and IVF-PQ indexes; on paper, 10M and 100M.
 
-    python benchmarks/bench_corpus_scale.py          # 10k, 100k and 1M, 3 repeats each: ~35 min on 2 cores
+    python benchmarks/bench_corpus_scale.py          # 10k, 100k (3 repeats each), 1M (1): ~20 min on 2 cores
     python benchmarks/bench_corpus_scale.py --tiny   # tiny embedder, 2,000 vectors, in-process: a smoke run
 
 Embedding: `Embedder.embed_timed` (MiniLM) on seeded clinic-style passages, in an empty artefact cache
@@ -346,7 +346,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000], help="corpus sizes")
     parser.add_argument("--repeats", type=int, default=3, help="runs per index below the largest size, at least 3")
-    parser.add_argument("--largest-repeats", type=int, default=3, help="runs per index at the largest size")
+    parser.add_argument("--largest-repeats", type=int, default=1, help="runs per index at the largest size")
     parser.add_argument("--queries", type=int, default=1000, help="queries per search")
     parser.add_argument("--k", type=int, default=10, help="passages per query")
     parser.add_argument("--embed-passages", type=int, default=2000, help="passages embedded by the model")
