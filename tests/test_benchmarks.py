@@ -219,3 +219,99 @@ def test_corpus_scale_records_every_index_with_flat_recalling_itself(tmp_path: P
     assert paper["ivfpq"]["bytes_by_arithmetic"] == 10_000_000 * (48 + 8) + 4096 * 384 * 4
     assert summary["conclusions"]["statement"] and len(summary["paper_estimates"]["implications"]) == 2
     assert {"start", "end", "shared_machine"} <= set(record["settings"]["load_average"])
+
+
+def test_launcher_record_reads_runs_csv_rows_and_checks_every_launcher_scores_the_same(tmp_path: Path) -> None:
+    import csv
+
+    import bench_launchers as bench
+
+    def table(launcher: str, threads: int, accuracy: float) -> Path:
+        folder = tmp_path / launcher / "medical_reports"
+        folder.mkdir(parents=True)
+        rows = [
+            {"arm": arm, "status": "finished", "launcher": launcher, "torch_threads": str(threads), "wall_s": "12.5",
+             "cost_rss_at_start_mb": "700.0", "cost_peak_rss_mb": str(1000.0 + 100 * i + threads),
+             "cost_train_peak_rss_mb": "1200.5" if arm == "lora" else "", "cost_generate_peak_rss_mb": "900.0",
+             "field_accuracy": str(accuracy if arm == "lora" else 0.5), "rouge_l": "0.25"}
+            for i, arm in enumerate(bench.ARMS)
+        ]  # fmt: skip
+        with (folder / "runs.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return tmp_path / launcher
+
+    records = [
+        {"launcher": name, "returncode": 0, "sweep_wall_s": 60.0, "tree_peak_rss_mb": 2000.0,
+         "arms": bench.arm_rows(bench.read_rows(table(name, threads, 0.75)))}
+        for name, threads in (("basic", 2), ("submitit_local", 2), ("joblib", 1))
+    ]  # fmt: skip
+    lora = records[0]["arms"]["lora"]
+    assert lora["cost_train_peak_rss_mb"] == 1200.5 and lora["torch_threads"] == 2 and lora["launcher"] == "basic"
+    assert records[0]["arms"]["zero_shot"]["cost_train_peak_rss_mb"] is None
+    summary = bench.summarise(records)
+    assert summary["same_metrics"] is True and summary["all_finished"] is True and summary["wall_note"]
+    memory = summary["memory_mb"]
+    assert (
+        memory["joblib"]["rag"]["peak_minus_basic_mb"] == -1.0 and "peak_minus_basic_mb" not in memory["basic"]["rag"]
+    )
+    assert memory["basic"]["sum_of_run_peaks_mb"] == 1002.0 + 1102.0 + 1202.0
+    assert bench.read_rows(tmp_path / "nothing") == []
+
+    records[2]["arms"] = bench.arm_rows(bench.read_rows(table("other", 1, 0.7)))
+    changed = bench.summarise(records)
+    assert changed["same_metrics"] is False
+    assert [(d["arm"], d["score"]) for d in changed["differing"]] == [("lora", "field_accuracy")]
+
+
+def test_resume_record_pairs_checkpoint_runs_finds_progress_steps_and_compares_losses(tmp_path: Path) -> None:
+    import bench_resume as bench
+
+    def run(seconds: float, saves: int, loss: float = 2.0) -> dict:
+        size = {"total": 10, "adapter": 4}
+        return {"seconds": seconds, "tokens": 100, "train_loss": loss, "saves": saves, "save_s": [0.5] * saves,
+                "checkpoint_bytes": size}  # fmt: skip
+
+    records = [
+        {"arms": {"no_checkpoints": run(10.0, 0), "checkpoint_every_4": run(11.0, 2)}},
+        {"arms": {"no_checkpoints": run(20.0, 0), "checkpoint_every_4": run(21.0, 2)}},
+        {"arms": {"no_checkpoints": run(10.0, 0), "checkpoint_every_4": run(12.0, 2)}},
+    ]
+    summary = bench.overhead_summary(records)
+    ratio = summary["time_ratio_checkpoint_over_none"]
+    assert ratio["per_repeat"] == pytest.approx([1.1, 1.05, 1.2]) and ratio["median"] == pytest.approx(1.1)
+    assert summary["extra_s_per_save_from_difference"]["median"] == pytest.approx(0.5)
+    assert summary["save_s"]["n"] == 6 and summary["same_loss_every_repeat"] is True
+
+    for step, files in ((4, {"optimizer.pt": 30, "adapter_model.safetensors": 20}), (12, {"optimizer.pt": 31})):
+        folder = tmp_path / "work" / "key" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name, size in {**files, "rng_state.pth": 5, "trainer_state.json": 2}.items():
+            (folder / name).write_bytes(b"x" * size)
+    size = bench.checkpoint_bytes(tmp_path / "work")
+    assert (size["checkpoint"], size["total"], size["optimizer"], size["rng"], size["other"]) == (
+        "checkpoint-12",
+        38,
+        31,
+        5,
+        2,
+    )
+    assert bench.checkpoint_bytes(tmp_path / "none") == {"total": 0, "files": {}}
+
+    chunks = [(1.0, "Map: 48/48 [00:00]\r  0%|   | 0/12 [00:00<?]"), (5.0, "\r 42%|  | 5/1"), (5.1, "2 [00:05<00:07]")]
+    assert bench.first_step_times(chunks, 12) == {0: 1.0, 5: 5.1}
+    assert bench.max_relative_difference([1.0, 2.2], [1.0, 2.0]) == pytest.approx(0.1)
+    assert bench.max_relative_difference([1.0], [1.0, 2.0]) is None
+
+    def resumed(wall: float, losses: list[float]) -> dict:
+        return {"wall_s": wall, "to_training_start_s": 30.0, "train_s": 90.0, "resumed_from_step": 4, "train_steps": 12,
+                "train_tokens": 999, "train_loss": 2.0, "loss_history": losses}  # fmt: skip
+
+    reference = {**resumed(150.0, [3.0, 2.0, 1.0]), "resumed_from_step": None, "to_training_start_s": 25.0}
+    repeats = [{"killed": {"wall_s": 60.0, "to_training_start_s": 26.0, "lost_s": 0.2}, "resumed": resumed(w, losses)}
+               for w, losses in ((120.0, [3.0, 2.0, 1.0]), (130.0, [3.0, 2.0, 1.01]))]  # fmt: skip
+    result = bench.resume_summary(repeats, reference)
+    assert result["interruption_cost_s"]["median"] == pytest.approx(35.0) and result["repeats"] == 2
+    assert result["loss_history_max_rel_diff"] == pytest.approx(0.01) and result["same_steps_and_tokens"] is True
+    assert result["restart_to_training_s"]["median"] == 30.0 and result["fresh_start_to_training_s"]["median"] == 26.0
