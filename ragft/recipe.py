@@ -202,6 +202,8 @@ def execute(arm: Arm, timer: StageTimer, work: RunWork | None = None) -> Outcome
     with PeakMemory("generation") as generation_memory, timer.stage("generate"):
         desc = f"generating {len(test)} answers"
         predictions = answer(generator, test, contexts, prompts, encoded, arm.max_new_tokens, arm.batching, desc, kept)
+    with timer.stage("evaluate_also"):  # answered by every process of a multi-process run, as the test set is
+        also = arm.score_on(generator, [n for n in arm.other_tests if not n.startswith("stage:")])
     if not processes.is_main():  # the other processes of a multi-process run train and answer, nothing more
         return None
     with timer.stage("latency"):  # requests answered alone, timed apart from the batched pass
@@ -211,8 +213,6 @@ def execute(arm: Arm, timer: StageTimer, work: RunWork | None = None) -> Outcome
         scores = score_predictions(predictions, arm.metrics, seed=arm.seed, models=arm.evaluation, task=arm.task)
     if stages:  # the last stage's own test set is the run's
         stages[-1].scores[arm.task.name] = task_score(arm.task.name, arm.primary_metric, scores, predictions)
-    with timer.stage("evaluate_also"):
-        also = arm.score_on(generator, [n for n in arm.other_tests if not n.startswith("stage:")])
     generation = GenerationCost.measured(
         arm.batching.size,
         [p.prompt_tokens for p in predictions],

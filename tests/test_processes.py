@@ -22,6 +22,7 @@ from tests.conftest import ROOT, compose_config
 
 # LoRA without dropout: each process would draw its own dropout masks, so only the data split is compared
 DDP_RUN = ("+debug=smoke", "arm=lora", "training.max_steps=6", "adaptation.method.lora_dropout=0.0", "exp_name=ddp")
+ALSO = ("+task@evaluate_also.general_qa=general_qa",)  # another test set, answered by both processes too
 SHARDED = ("generation.batch_size=2", "generation.max_padding=null")  # three batches of the six test notes
 
 
@@ -39,13 +40,14 @@ def test_two_gloo_processes_train_as_one_with_the_same_global_batch(tmp_path, mo
     every step agrees to 1e-5 (relative; the gradients are summed across processes in another order),
     the same tokens are trained on, and the answers come back in the one-process order."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    done = torchrun(tmp_path / "two", *DDP_RUN, *SHARDED, "training.batch_size=2")
+    done = torchrun(tmp_path / "two", *DDP_RUN, *SHARDED, *ALSO, "training.batch_size=2")
     assert done.returncode == 0, done.stderr[-4000:]
     (two,) = read_records(tmp_path / "two" / "ddp")
     cfg = compose_config(*DDP_RUN, *SHARDED, "training.batch_size=4", results=tmp_path / "one")
     one_dir = run_experiment_arm(cfg)
     one = read_record(one_dir)
     assert (two.provenance["processes"], one.provenance["processes"]) == (2, 1)
+    assert list(two.other_tests) == ["general_qa"]
     assert two.cost.training is not None and one.cost.training is not None
     assert two.cost.training.train_steps == one.cost.training.train_steps == 6
     assert two.cost.training.train_tokens == one.cost.training.train_tokens
