@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import math
 import os
 import subprocess
@@ -115,7 +116,7 @@ def run_sweep(launcher: str, work: Path, tiny: bool, timeout: float) -> dict[str
     command = [sys.executable, "-m", "ragft.run", "-m", *overrides]
     env = run_env(fresh_cache(work / f"{launcher}-cache"))
     log_path = work / f"{launcher}.log"
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), os.getloadavg()
     with log_path.open("w") as log:
         child = subprocess.Popen(command, cwd=common.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         tree = TreeMemory(child.pid)
@@ -126,9 +127,10 @@ def run_sweep(launcher: str, work: Path, tiny: bool, timeout: float) -> dict[str
             code = child.wait()
     return {
         "launcher": launcher,
-        "overrides": overrides[len(SWEEP) :],
+        "overrides": [*overrides[len(SWEEP) : -1], f"paths.results=<tmp>/{launcher}"],
         "returncode": code,
         "sweep_wall_s": round(time.perf_counter() - started, 1),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
         **tree.stop(),
         "log_tail": log_path.read_text(errors="replace")[-1500:] if code else "",
         "arms": arm_rows(read_rows(results)),
@@ -219,11 +221,26 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--launchers", nargs="+", default=list(LAUNCHERS), choices=list(LAUNCHERS))
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds one sweep may take")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds one sweep may take")
     parser.add_argument("--work", default=None, help="folder for the sweeps' results and caches (default: temp)")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (+debug=smoke): a smoke run")
+    parser.add_argument("--merge", default=None, help="an earlier record: its other launchers' sweeps are kept")
+    parser.add_argument("--merge-reason", default="", help="why those sweeps were not run again (recorded)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_launchers.json)")
     return parser.parse_args(argv)
+
+
+def merged(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict | None]:
+    """`records` with the sweeps of the other launchers from the earlier record `args.merge`, in the order
+    of LAUNCHERS, and a note naming what was kept, from when, and why."""
+    if not args.merge:
+        return records, None
+    earlier = json.loads(Path(args.merge).read_text())
+    kept = [r for r in earlier["repeats"] if r["launcher"] not in args.launchers]
+    by_launcher = {r["launcher"]: r for r in [*kept, *records]}
+    note = {"launchers": [r["launcher"] for r in kept], "date": earlier["date"], "git": earlier["git"],
+            "load_average": earlier["settings"]["load_average"], "reason": args.merge_reason}  # fmt: skip
+    return [by_launcher[name] for name in LAUNCHERS if name in by_launcher], note
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -237,13 +254,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
         records.append(run_sweep(launcher, work, args.tiny, args.timeout))
         print(f"{launcher}: exit {records[-1]['returncode']}, {records[-1]['sweep_wall_s']} s", flush=True)
     load_end = os.getloadavg()
+    records, merge_note = merged(records, args)
     settings = {
         "sweep": SWEEP,
-        "launchers": {name: LAUNCHERS[name] for name in args.launchers},
+        "launchers": {r["launcher"]: LAUNCHERS[r["launcher"]] for r in records},
+        "merged_from_earlier_record": merge_note,
         "n_jobs": {"joblib": N_JOBS},
         "repeats": 1,
         "why_one_repeat": "memory peaks are the kernel's high-water mark (VmHWM) of each run's stretch, read "
-        "by the run itself, not timings: a repeat would change the machine's load, not the peak",
+        "by the run itself rather than timed, so the machine's load does not enter them; one sweep per launcher "
+        "gives no spread, so a difference of ~100 MB between launchers is not shown to exceed run-to-run variation",
         "cache": "a fresh artefact cache per launcher sharing only the converted models (nothing reused)",
         "memory": "runs.csv cost_* columns (MB): rss_at_start (after freed memory was released), peak "
         "(whole run), train_peak, generate_peak; tree_peak_rss_mb: this script's 0.5 s samples of the "
