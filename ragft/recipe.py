@@ -25,7 +25,7 @@ from ragft.adapt.methods import check_adaptation
 from ragft.adapt.plan import training_stages
 from ragft.adapt.stages import Adaptation
 from ragft.config.components import buildable
-from ragft.config.identity import run_identity
+from ragft.config.identity import run_folder, run_identity
 from ragft.config.schema import validate
 from ragft.context.budget import PromptBudget, Truncation, prompt_budget
 from ragft.context.sources import ContextSources
@@ -123,7 +123,7 @@ def run_experiment_arm(cfg: DictConfig) -> Path:
     validate(cfg)
     processes.start()
     identity = run_identity(cfg, primary_metric(cfg.task))
-    run_dir = Path(cfg.paths.results) / cfg.exp_name / identity.run_id
+    run_dir = run_folder(cfg, identity)
     check_writable(run_dir.parent, "paths.results")
     if _reused(identity, run_dir):
         return run_dir

@@ -72,6 +72,11 @@ def choices(cfg: DictConfig) -> Choices:
     return Choices(chosen.get("arm"), chosen["adaptation"], chosen["context"], chosen.get("retriever"))
 
 
+def run_folder(cfg: DictConfig, identity: RunIdentity) -> Path:
+    """Where a run's record goes: `<paths.results>/<exp_name>/<arm>-<key>`."""
+    return Path(cfg.paths.results) / cfg.exp_name / identity.run_id
+
+
 def arm_label(adaptation: str, context: str, retriever: str = "") -> str:
     """zero_shot, few_shot, rag, lora, lora_rag, lora_few_shot, ... from the two axes, prefixed by the
     retriever's label where the context retrieves with a non-default retriever (bm25_rag,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from ragft import processes
 from ragft.errors import DataError
 from ragft.models.loading import Generator
+from ragft.record.run import replace_files
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,7 @@ class AnsweredBatches:
             {"ids": [self.ids[row] for row in rows], "answers": [asdict(a) for a in answers], "seconds": seconds},
             ensure_ascii=False,
         )
-        path = self._file(index)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        replace_files({self._file(index): lambda tmp: tmp.write_text(text, encoding="utf-8")})
 
     def _file(self, index: int) -> Path:
         return self.folder / f"batch-{index:05d}.json"
@@ -166,7 +163,8 @@ def generate(
     decode, batching = _decoder(generator, batching)
     batches = batching.batches([len(e) for e in encoded])
     answered = kept.load(batches) if kept is not None else {}
-    mine = [i for i in range(len(batches)) if i % processes.world_size() == processes.rank() and i not in answered]
+    share, of = processes.rank(), processes.world_size()
+    mine = [i for i in range(len(batches)) if i % of == share and i not in answered]
     total = sum(len(batches[i]) for i in mine)
     with tqdm(total=total, desc=desc, unit="ex", disable=not processes.is_main()) as progress:
         for index in mine:
@@ -175,8 +173,8 @@ def generate(
             if kept is not None:
                 kept.save(index, batches[index], answered[index], time.perf_counter() - began)
             progress.update(len(batches[index]))
-    for share in processes.gather(answered) if processes.distributed() else []:
-        answered.update(share)
+    for answered_by_one in processes.gather(answered):  # every process's batches ([answered] in one process)
+        answered.update(answered_by_one)
     results: list[Generation | None] = [None] * len(encoded)
     for index, rows in enumerate(batches):
         for row, generation in zip(rows, answered[index]):

@@ -93,12 +93,12 @@ def job_run_dir(config: DictConfig, job_return: JobReturn) -> Path | None:
 
 
 def _configured_run_dir(config: DictConfig) -> Path | None:
-    from ragft.config.identity import run_identity
+    from ragft.config.identity import run_folder, run_identity
     from ragft.eval.registry import primary_metric
 
     try:
         identity = run_identity(config, primary_metric(config.task))
-        return Path(config.paths.results) / config.exp_name / identity.run_id
+        return run_folder(config, identity)
     except Exception as err:  # noqa: BLE001 - a config that cannot name a run has no run to log
         log.debug("MLflow: no run folder for this job: %s", one_line(err))
         return None
