@@ -21,9 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ragft import processes
 from ragft.adapt.majority import fixed_answer_loader
-from ragft.adapt.methods import check_adaptation
+from ragft.adapt.methods import check_adaptation, preference_training
 from ragft.adapt.plan import training_stages
-from ragft.adapt.stages import Adaptation
+from ragft.adapt.stages import Adaptation, Preference
 from ragft.config.components import buildable
 from ragft.config.identity import run_folder, run_identity
 from ragft.config.schema import validate
@@ -35,7 +35,7 @@ from ragft.data.loading import task_from_config
 from ragft.errors import ConfigError, build
 from ragft.eval.model import EvaluationModels
 from ragft.eval.registry import check_metrics, primary_metric, score_predictions
-from ragft.eval.testset import TestSet, answer, task_score
+from ragft.eval.testset import TestSet, answer, scored_answers, task_score
 from ragft.models.generation import AnsweredBatches, Batching, batch1_latencies, latency_sample
 from ragft.models.loading import Generator, best_device, load_generator
 from ragft.models.quantization import require_4bit_support
@@ -242,7 +242,7 @@ def prepare(cfg: DictConfig) -> Arm:
         load_base = fixed_answer_loader(
             build(cfg.adaptation.answer, "adaptation.answer"), load_base, task.split("train")
         )
-    adaptation = _adaptation(cfg, task, builder, sources, load_base)
+    adaptation = _adaptation(cfg, task, builder, sources, load_base, evaluation)
     if cfg.adaptation.get("quantization") is not None:
         require_4bit_support(best_device())
     return Arm(
@@ -258,9 +258,7 @@ def prepare(cfg: DictConfig) -> Arm:
         max_new_tokens=cfg.task.generation.max_new_tokens,
         max_prompt_tokens=cfg.context.builder.get("max_prompt_tokens"),
         truncate=cfg.task.get("truncate"),
-        batching=Batching(
-            cfg.generation.batch_size, cfg.generation.get("max_padding"), cfg.generation.get("max_batch_tokens")
-        ),
+        batching=_batching(cfg),
         latency_sample=cfg.generation.latency_sample,
         seed=cfg.seed,
         evaluation=evaluation,
@@ -284,7 +282,12 @@ def answered_split(task: TaskData, split: str | None) -> list[Example]:
 
 
 def _adaptation(
-    cfg: DictConfig, task: TaskData, builder: Any, sources: ContextSources, load_base: Callable[[], Generator]
+    cfg: DictConfig,
+    task: TaskData,
+    builder: Any,
+    sources: ContextSources,
+    load_base: Callable[[], Generator],
+    evaluation: EvaluationModels,
 ) -> Adaptation | None:
     """The arm's training, its settings and data checked; None where the arm trains nothing."""
     if cfg.adaptation.method is None:
@@ -306,9 +309,37 @@ def _adaptation(
         load_base=load_base,
         builder=builder,
         sources_for=sources_for,
+        preference=_preference(cfg, task, evaluation),
     )
     adaptation.check_data()
     return adaptation
+
+
+def _preference(cfg: DictConfig, task: TaskData, evaluation: EvaluationModels) -> Preference | None:
+    """The arm's preference stage (adaptation=dpo, orpo), its pairs answered and scored as test answers are."""
+    settings = cfg.adaptation.get("preference")
+    if settings is None:
+        return None
+    objective = build(settings.objective, "adaptation.preference.objective")
+    metric = primary_metric(cfg.task)
+    answer = partial(
+        scored_answers, max_new_tokens=cfg.task.generation.max_new_tokens, batching=_batching(cfg), metric=metric,
+        settings=cfg.task.metrics[metric], seed=cfg.seed, models=evaluation, task=task,
+    )  # fmt: skip
+    return Preference(
+        objective=settings.objective,
+        name=objective.name,
+        after_sft=objective.after_sft,
+        source=build(settings.source, "adaptation.preference.source"),
+        training=preference_training(cfg.training, settings.get("training")),
+        metric=metric,
+        answer=answer,
+    )
+
+
+def _batching(cfg: DictConfig) -> Batching:
+    generation = cfg.generation
+    return Batching(generation.batch_size, generation.get("max_padding"), generation.get("max_batch_tokens"))
 
 
 def _sources(cfg: DictConfig, task: TaskData) -> ContextSources:

@@ -42,6 +42,19 @@ class Context:
     ranking: tuple[str, ...] | None = None  # documents the retriever ranked, best first; None: no retrieval
 
 
+@dataclass(frozen=True)
+class PreferencePair:
+    """One preference for training: for a train example's prompt (built as the run builds it), the
+    `chosen` response over the `rejected` one; `rejected_score` is its score on the task's primary metric
+    where the pair came from a scored answer, and `origin` says where it came from ("<file>, line 3")."""
+
+    example: Example
+    chosen: str
+    rejected: str
+    rejected_score: float | None = None
+    origin: str = ""
+
+
 @dataclass
 class TaskData:
     name: str

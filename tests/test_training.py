@@ -308,7 +308,7 @@ def test_training_with_one_byte_dropout_masks_learns_exactly_what_torch_dropout_
 
 
 def test_gradient_checkpointing_reaches_the_trainer_and_changes_no_loss(smoke_cfg, tmp_path):
-    from ragft.adapt.sft import training_arguments
+    from ragft.adapt.arguments import training_arguments
 
     plain = smoke_cfg("adaptation=lora", "training.max_steps=3", "training.batch_size=3")
     checkpointed = smoke_cfg(
@@ -368,7 +368,7 @@ def test_return_freed_memory_maps_large_allocations_when_set_and_keys_its_own_ad
 )
 def test_a_resumable_training_saves_its_whole_state_every_checkpoint_steps(validation, save_every, smoke_cfg, tmp_path):
     """Every n steps, or at every evaluation where early stopping needs them; optimizer and RNG included."""
-    from ragft.adapt.sft import training_arguments
+    from ragft.adapt.arguments import training_arguments
 
     cfg = smoke_cfg("adaptation=lora", "training.checkpoint_steps=4", *validation)
     args = training_arguments(cfg.training, str(tmp_path), torch.device("cpu"), bool(validation), checkpoints=True)

@@ -81,6 +81,21 @@ class TrainingProgress:
         return train_s, (self.earlier_loss_sum + attempt_loss * (global_step - self.step)) / global_step
 
 
+class KeepsProgress:
+    """A Trainer mixin: each checkpoint also keeps the training time and loss of every attempt so far
+    (`checkpoints.PROGRESS_FILE`), so that a resumed training records the whole training's."""
+
+    progress = TrainingProgress()
+
+    def _save_checkpoint(self, model, trial):  # noqa: ANN001
+        super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        trainer: Any = self  # mixed into a transformers Trainer
+        if trainer.args.should_save:
+            loss = trainer._total_loss_scalar + float(getattr(trainer, "_tr_loss", 0.0))
+            checkpoint = Path(str(trainer.args.output_dir)) / f"checkpoint-{trainer.state.global_step}"
+            self.progress.save(checkpoint, loss)
+
+
 def epoch_start_callback(progress: TrainingProgress) -> Any:
     """A Trainer callback calling `progress.begin_epoch` as each epoch begins."""
     from transformers import TrainerCallback

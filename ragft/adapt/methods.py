@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from ragft.errors import ConfigError, build
 
@@ -141,6 +142,50 @@ def as_method(spec: Any) -> AdaptationMethod:
     )
 
 
+def peft_config(method: AdaptationMethod) -> Any:
+    """The peft config the preference stage trains a new adapter of."""
+    if not isinstance(method, PeftAdapter) or method.config.is_prompt_learning:
+        raise ConfigError(
+            "adaptation.method",
+            f"preference tuning trains a peft adapter with weights (LoRA, DoRA, IA3), not {type(method).__name__}.",
+            "Use adaptation=dpo or adaptation=orpo, or set adaptation.method to a LoRA-family peft config.",
+        )
+    return method.config
+
+
+def preference_training(training: DictConfig, overrides: Any) -> DictConfig:
+    """The preference stage's training settings: `training`, resolved, with `adaptation.preference.training`
+    over it (e.g. a lower learning rate and one epoch for DPO)."""
+    resolved = OmegaConf.create(OmegaConf.to_container(training, resolve=True))
+    unknown = sorted(set(overrides or {}) - set(resolved))
+    if unknown:
+        raise ConfigError(
+            "adaptation.preference.training", f"names settings that are not training settings: {unknown}.",
+            f"Use names of training (e.g. {', '.join(sorted(resolved)[:4])}, ...).",
+        )  # fmt: skip
+    merged = OmegaConf.merge(resolved, overrides or {})
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def _check_preference(adaptation: Any, training: Any, method: AdaptationMethod, n_stages: int) -> None:
+    """Fail before any work on a preference stage that cannot train as configured."""
+    peft_config(method)  # a peft adapter with weights
+    refused = {
+        "adaptation.quantization": adaptation.get("quantization") is not None,
+        "sequence / train_mix": n_stages > 1,
+        "training.validation": bool(training.validation.get("split") or training.validation.get("holdout")),
+    }
+    for key, is_set in refused.items():
+        if is_set:
+            raise ConfigError(
+                key,
+                "is set, but preference tuning (adaptation.preference) trains on the run's own task, a full-precision "
+                "base and no validation data.",
+                f"Remove {key}, or use a supervised method (adaptation=lora).",
+            )
+
+
 def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
     """Fail before any work on adaptation and training settings that cannot work together."""
     validation = training.validation
@@ -157,6 +202,8 @@ def check_adaptation(adaptation: Any, training: Any, n_stages: int) -> None:
     method = as_method(build(adaptation.method, "adaptation.method", _convert_="all"))
     if isinstance(method, FullFineTuning) and adaptation.get("quantization") is not None:
         raise _full_on_4bit()
+    if adaptation.get("preference") is not None:
+        _check_preference(adaptation, training, method, n_stages)
     config = getattr(method, "config", None)
     if adaptation.get("merge_for_inference"):
         problem = merge_problem(config, adaptation.get("quantization") is not None)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from ragft import processes
-from ragft.adapt.checkpoints import TrainingProgress, epoch_start_callback, last_checkpoint
+from ragft.adapt.arguments import training_arguments
+from ragft.adapt.checkpoints import KeepsProgress, TrainingProgress, epoch_start_callback, last_checkpoint
 from ragft.adapt.features import IGNORE
 from ragft.adapt.methods import as_method
 from ragft.config.plain import as_dict
 from ragft.errors import ConfigError
-from ragft.models.loading import Generator, compute_dtype
+from ragft.models.loading import Generator
 from ragft.record.cache import cached_dir, content_key, dir_bytes
 from ragft.record.cost import MemoryCost, ParameterCounts, PeakMemory, TrainingCost, parameter_counts
 from ragft.record.memory import map_large_allocations
@@ -143,17 +146,8 @@ def with_masked_dropout(model: torch.nn.Module) -> int:
 def _trainer_class() -> type:
     from transformers import Trainer
 
-    class ResponseOnlyTrainer(Trainer):
-        """Uses the response-only loss where it is exact, the model's own loss elsewhere; each checkpoint
-        also keeps the training time and loss of every attempt so far (`PROGRESS_FILE`)."""
-
-        progress = TrainingProgress()
-
-        def _save_checkpoint(self, model, trial):  # noqa: ANN001
-            super()._save_checkpoint(model, trial)
-            if self.args.should_save:
-                loss = self._total_loss_scalar + float(getattr(self, "_tr_loss", 0.0))
-                self.progress.save(Path(str(self.args.output_dir)) / f"checkpoint-{self.state.global_step}", loss)
+    class ResponseOnlyTrainer(KeepsProgress, Trainer):
+        """Uses the response-only loss where it is exact, the model's own loss elsewhere."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             if supports_response_only_loss(model):
@@ -167,64 +161,6 @@ def _trainer_class() -> type:
     return ResponseOnlyTrainer
 
 
-def training_arguments(
-    cfg: DictConfig, output_dir: str, device: torch.device, validates: bool = False, checkpoints: bool = False
-) -> Any:
-    """HF TrainingArguments from the `training` config; with validation data, the validation loss is
-    logged (each epoch or every `validation.eval_steps`) and early stopping keeps the best weights.
-    `gradient_checkpointing` is the Trainer's activation checkpointing (non-reentrant; transformers makes
-    the frozen embeddings' output require grad, which peft adapters need). With `checkpoints`, the whole
-    training state (weights or adapter, optimizer, scheduler, RNG) is saved in `output_dir` every
-    `training.checkpoint_steps` (with early stopping: at every evaluation), the last one kept."""
-    from transformers import TrainingArguments
-
-    bf16 = compute_dtype(device) == torch.bfloat16
-    save_every = cfg.get("checkpoint_steps") if checkpoints else None
-    evaluation: dict[str, Any] = (
-        {"save_strategy": "steps", "save_steps": save_every, "save_total_limit": 1}
-        if save_every
-        else {"save_strategy": "no"}
-    )
-    if validates:
-        every = cfg.validation.get("eval_steps")
-        strategy = "steps" if every else "epoch"
-        evaluation.update(eval_strategy=strategy, eval_steps=every, per_device_eval_batch_size=cfg.batch_size)
-        if cfg.validation.get("early_stopping_patience"):  # saves at every evaluation, to keep the best
-            evaluation.update(
-                save_strategy=strategy,
-                save_steps=every,
-                save_total_limit=1,
-                save_only_model=not checkpoints,
-                load_best_model_at_end=True,
-                metric_for_best_model="eval_loss",
-                greater_is_better=False,
-            )
-    return TrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps if cfg.max_steps else -1,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_steps,
-        activation_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
-        lr_scheduler_type=cfg.lr_scheduler,
-        logging_steps=cfg.logging_steps,
-        report_to=[],
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=bf16,
-        use_cpu=device.type == "cpu",
-        dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length",
-        remove_unused_columns=False,
-        disable_tqdm=False,
-        include_num_input_tokens_seen="non_padding",
-        **evaluation,
-    )
-
-
 def train_adapter(
     generator: Generator,
     method: DictConfig,
@@ -233,11 +169,14 @@ def train_adapter(
     validation: list[dict[str, list[int]]] | None = None,
     start_from: Path | None = None,
     checkpoints: Path | None = None,
+    objective: DictConfig | None = None,
 ) -> TrainingRecord:
     """Train (or reuse from cache) the `method` on `features` with the `training` settings, from the
     generator's weights or from an earlier stage's saved training (`start_from`). With `checkpoints` (a
     folder of the run's), the training saves its state there every `training.checkpoint_steps` and
-    resumes from the last complete checkpoint an interrupted attempt left.
+    resumes from the last complete checkpoint an interrupted attempt left. With a preference `objective`
+    (`adaptation.preference.objective`: DPO, ORPO), `features` are preference pairs
+    (`ragft.adapt.preference.pair_features`) and the objective's trainer trains a new adapter.
 
     The generator's model is modified in place (adapters injected, or weights trained): load the
     result with `load_adapted` onto a freshly loaded base. In a multi-process run every process trains
@@ -254,11 +193,12 @@ def train_adapter(
         validation or [],
         start_from.name if start_from else None,
         *([f"processes={processes.world_size()}"] if processes.distributed() else []),  # the global batch
+        *([as_dict(objective)] if objective is not None else []),
     )
     resume_in = checkpoints / key if checkpoints is not None else None
 
     def build(out: Path) -> None:
-        _train(generator, method, training, features, validation, start_from, out, resume_in)
+        _train(generator, method, training, features, validation, start_from, out, resume_in, objective)
 
     saved_dir, trained_now = cached_dir("adapters", key, build, every_process=True)
     stats_file = saved_dir / "train_stats.json"
@@ -277,30 +217,29 @@ def _train(
     start_from: Path | None,
     out: Path,
     checkpoints: Path | None = None,
+    objective: DictConfig | None = None,
 ) -> None:
-    """One training run with the HF Trainer; the trained weights and their cost are saved in `out`. With
-    `checkpoints`, it resumes from the last complete checkpoint there and saves new ones there."""
+    """One training run with the HF Trainer (or a preference `objective`'s TRL trainer); the trained
+    weights and their cost are saved in `out`. With `checkpoints`, it resumes from the last complete
+    checkpoint there and saves new ones there."""
     from hydra.utils import instantiate
 
     torch.manual_seed(training.seed)
     patience = training.validation.get("early_stopping_patience") if validation else None
     adaptation = as_method(instantiate(method, _convert_="all"))
-    model = adaptation.prepare(generator.model, start_from)
-    with_masked_dropout(model)
     if training.get("return_freed_memory", False):
         map_large_allocations()
-    counts = parameter_counts(model)
     with tempfile.TemporaryDirectory() as scratch, PeakMemory("training") as memory:
         output_dir = str(checkpoints or scratch)
-        args = training_arguments(training, output_dir, generator.device, bool(validation), checkpoints is not None)
-        trainer = _trainer_class()(
-            model=model,
-            args=args,
-            train_dataset=_dataset(features),
-            eval_dataset=_dataset(validation) if validation else None,
-            data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
-            callbacks=[_early_stopping(patience)] if patience else [],
+        arguments = partial(
+            training_arguments, training, output_dir, generator.device, bool(validation), checkpoints is not None
         )
+        if objective is None:
+            trainer = _supervised_trainer(generator, adaptation, start_from, features, validation, patience, arguments)
+        else:
+            trainer = instantiate(objective).trainer(generator, adaptation, start_from, features, arguments)
+        with_masked_dropout(trainer.model)
+        counts = parameter_counts(trainer.model)
         resume = last_checkpoint(checkpoints)
         trainer.progress = TrainingProgress.load(resume)
         trainer.add_callback(epoch_start_callback(trainer.progress))
@@ -320,6 +259,27 @@ def _train(
     (out / "train_stats.json").write_text(json.dumps(asdict(cost), indent=2))
 
 
+def _supervised_trainer(
+    generator: Generator,
+    adaptation: Any,
+    start_from: Path | None,
+    features: list[dict[str, list[int]]],
+    validation: list[dict[str, list[int]]] | None,
+    patience: int | None,
+    arguments: Callable[..., Any],
+) -> Any:
+    """The supervised fine-tuning Trainer, its model prepared by the adaptation method."""
+    model = adaptation.prepare(generator.model, start_from)
+    return _trainer_class()(
+        model=model,
+        args=arguments(),
+        train_dataset=_dataset(features),
+        eval_dataset=_dataset(validation) if validation else None,
+        data_collator=RightPadCollator(generator.tokenizer.pad_token_id),
+        callbacks=[_early_stopping(patience)] if patience else [],
+    )
+
+
 def _training_cost(
     trainer: Any, result: Any, train_s: float, examples: int, memory: MemoryCost, stored: str, counts: ParameterCounts
 ) -> TrainingCost:
@@ -335,7 +295,14 @@ def _training_cost(
         train_loss=result.training_loss,
         loss_history=[h["loss"] for h in trainer.state.log_history if "loss" in h],
         memory=memory,  # peak, and resident memory at its start
+        reward_accuracy=_last_logged(trainer, "rewards/accuracies"),
+        reward_margin=_last_logged(trainer, "rewards/margins"),
     )
+
+
+def _last_logged(trainer: Any, name: str) -> float | None:
+    """The last value the Trainer logged for `name` during training (preference trainers' metrics)."""
+    return next((float(h[name]) for h in reversed(trainer.state.log_history) if name in h), None)
 
 
 def _add_validation(cost: TrainingCost, trainer: Any, result: Any, examples: int, stopped_early_possible: bool) -> None:

@@ -9,6 +9,7 @@ summed over the stages and, for a sequence of stages, the scores on every stage'
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -17,16 +18,18 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ragft.adapt.features import fitted_features
+from ragft.adapt.features import IGNORE, fitted_features
+from ragft.adapt.pairs import PairSource
 from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix
+from ragft.adapt.preference import pair_features
 from ragft.adapt.sft import load_adapted, train_adapter
 from ragft.context.template import PromptTemplate
 from ragft.data.loading import task_from_config
 from ragft.errors import ConfigError
 from ragft.models.loading import Generator
-from ragft.record.cost import PromptFit, TrainingCost
+from ragft.record.cost import PreferenceCost, PromptFit, TrainingCost
 from ragft.record.run import StageScores, TaskScore
-from ragft.types import Example, TaskData
+from ragft.types import Example, Prediction, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Adaptation:
     load_base: Callable[[], Generator]  # a fresh base model, as the run loads it (4-bit for QLoRA)
     builder: Any  # the arm's context builder: training prompts carry the arm's own context
     sources_for: Callable[[TaskData], Any]  # the context sources of a task (the run's own are reused)
+    preference: Preference | None = None  # a preference stage (adaptation=dpo, orpo)
 
     def check_data(self) -> None:
         """Fail before any work on training data a stage could not use: a source task that does not
@@ -75,7 +79,8 @@ class Adaptation:
         saved: Path | None = None
         costs: list[TrainingCost] = []
         history = [StageScores(None, 0.0, score_stages(generator, self._names()))] if sequence else []
-        for i, stage in enumerate(self.stages):
+        supervised = self.stages if self.preference is None or self.preference.after_sft else []
+        for i, stage in enumerate(supervised):
             if i > 0:  # training changed the base in place: start the next stage from a fresh one
                 generator = self.load_base()
             features, validation, fit = self.stage_features(stage, generator.tokenizer)
@@ -89,16 +94,26 @@ class Adaptation:
                 log.info("stage %d/%d (%s) trained in %.0f s", i + 1, len(self.stages), stage.name, record.cost.train_s)
                 history.append(StageScores(stage.name, record.cost.train_s))
             if i < len(self.stages) - 1:
-                history[-1].scores.update(score_stages(self.adapted(saved), self._names(i + 1)))
-        assert saved is not None
-        generator = self.adapted(saved)
+                history[-1].scores.update(score_stages(self.adapted([saved]), self._names(i + 1)))
+        chain = [saved] if saved else []
+        if self.preference is not None:
+            base = self.load_base() if supervised else generator
+            trained, cost = self.preference.train(self, base, saved, checkpoints)
+            chain.append(trained)
+            costs.append(replace(cost, adapter_bytes=sum(c.adapter_bytes for c in costs) + cost.adapter_bytes))
+        generator = self.adapted(chain)
         if sequence:
             history[-1].scores.update(score_stages(generator, self._names(len(self.stages) - 1)))
         return generator, TrainingCost.summed(costs), history
 
-    def adapted(self, saved: Path) -> Generator:
-        """A fresh base with the saved training applied, as it is served."""
-        return load_adapted(self.load_base(), self.method, saved, merge=self.merge_for_inference)
+    def adapted(self, chain: Sequence[Path]) -> Generator:
+        """A fresh base with the saved trainings applied in turn (an SFT adapter, then a preference
+        adapter trained on top of it merged), as it is served."""
+        generator = self.load_base()
+        for i, saved in enumerate(chain):
+            merge = self.merge_for_inference or i < len(chain) - 1  # what a later training started from is merged
+            generator = load_adapted(generator, self.method, saved, merge=merge)
+        return generator
 
     def stage_features(self, stage: Stage, tokenizer: Any) -> tuple[list[dict], list[dict] | None, PromptFit]:
         """The stage's training features, its sources mixed by weight, its validation features (the
@@ -143,6 +158,74 @@ class Adaptation:
 
     def _names(self, upto: int | None = None) -> list[str]:
         return [s.name for s in self.stages[:upto]]
+
+
+# Greedy answers of a generator to prompts (token ids) of the given examples, scored on the primary metric
+TrainAnswerer = Callable[[Generator, Sequence[Example], Sequence[list[int]]], list[Prediction]]
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A preference stage (`adaptation.preference`): where its pairs come from, its objective and its
+    training settings (`training` with `adaptation.preference.training` over it)."""
+
+    objective: DictConfig  # a `ragft.adapt.preference` objective node: DPO, ORPO
+    name: str  # the objective's: dpo, orpo
+    after_sft: bool  # trains on top of the supervised stage (DPO); else from the base alone (ORPO)
+    source: PairSource
+    training: DictConfig
+    metric: str  # the task's primary metric, which an answer must score below `source.threshold` on
+    answer: TrainAnswerer
+
+    def train(
+        self, adaptation: Adaptation, base: Generator, sft: Path | None, checkpoints: Path | None
+    ) -> tuple[Path, TrainingCost]:
+        """Build the pairs, then train the preference adapter on `base` (a fresh base model; for DPO the
+        SFT adapter saved in `sft` is merged into it first); its saved folder and cost."""
+        started = time.perf_counter()
+        task, spec = adaptation.run_task, adaptation.stages[-1].test_task.spec
+        answered: list[Prediction] = []
+
+        def fitted(examples: Sequence[Example]) -> list[dict]:
+            return adaptation.features(examples, spec, task, base.tokenizer)[0]
+
+        def own_answers() -> list[Prediction]:
+            examples = task.split("train")
+            answering = adaptation.adapted([sft]) if sft else base
+            prompts = [f["input_ids"][: f["labels"].count(IGNORE)] for f in fitted(examples)]
+            answered.extend(self.answer(answering, examples, prompts))
+            if answering is not base:
+                answering.release()
+            return answered
+
+        pairs = self.source.pairs(task, self.metric, own_answers)
+        if not pairs:
+            raise ConfigError(
+                "adaptation.preference.source.threshold",
+                f"no answer of the {len(answered)} scored below {self.source.threshold} on {self.metric}: nothing "
+                "to prefer the reference over.",
+                "Raise the threshold, or give pairs in a file (adaptation.preference.source=...PairsFile).",
+            )
+        features = pair_features(pairs, fitted, base.tokenizer, self.training.max_length)
+        pairs_s = time.perf_counter() - started
+        log.info("preference: %d pairs (%s) built in %.0f s", len(pairs), self.source.describe(), pairs_s)
+        record = train_adapter(
+            base, adaptation.method, self.training, features, start_from=sft, checkpoints=checkpoints,
+            objective=self.objective,
+        )  # fmt: skip
+        base.release()
+        rejected = [p.rejected_score for p in pairs if p.rejected_score is not None]
+        cost = PreferenceCost(
+            objective=self.name,
+            source=self.source.describe(),
+            pairs=len(pairs),
+            pair_ids=[p.example.id for p in pairs],
+            answers_scored=len(answered) or None,
+            threshold=self.source.threshold,
+            mean_rejected_score=sum(rejected) / len(rejected) if rejected else None,
+            pairs_s=pairs_s,
+        )
+        return record.adapter_dir, replace(record.cost, preference=cost)
 
 
 def validation_split(task: TaskData, split: str) -> list[Example]:

@@ -6,8 +6,7 @@ Sections whose keys belong to a component built from `_target_` (a retriever, ch
 context builder selection, adaptation method, quantization) or read by one (a metric's settings, a
 prompt template) are open here: that component checks them when it is built, before any work too.
 
-`validate(cfg)` checks a composed config; `schema_at(key)` says what the schema holds at a key, for
-the command line's own checks (command_line.py).
+`validate(cfg)` checks a composed config; `schema_at(key)`, what the schema holds at a key (command_line.py).
 """
 
 from __future__ import annotations
@@ -116,12 +115,19 @@ class Evaluation(_Section):
     judge: Generator | None = None
 
 
+class Preference(_Section):
+    objective: Open  # ragft.adapt.preference.DPO or ORPO (`_target_`), with its beta
+    source: Open  # where the pairs come from (`_target_`: ragft.adapt.pairs.OwnAnswers, RunAnswers, PairsFile)
+    training: dict[str, Any] = {}  # training settings for the preference stage, over `training`
+
+
 class Adaptation(_Section):
     method: Open | None  # a peft config or ragft method (`_target_`); null: nothing trains
     merge_for_inference: StrictBool = False
     learning_rate: PositiveFloat | None = None  # the method's default for training.learning_rate
     quantization: Open | None = None
     answer: Open | None = None  # a fixed answer served instead of the model (`_target_`: adaptation=majority)
+    preference: Preference | None = None  # a preference stage (adaptation=dpo, orpo)
 
 
 class Builder(BaseModel):
@@ -326,7 +332,7 @@ def schema_at(path: Sequence[str | int]) -> _Place:
     annotation: Any = RunConfig
     nullable = opened = False
     for depth, part in enumerate(path):
-        annotation, nullable = _unwrap_optional(annotation)
+        annotation, nullable = unwrap_optional(annotation)
         if opened or annotation is Any:
             return _Place(Any, True, True)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -341,17 +347,13 @@ def schema_at(path: Sequence[str | int]) -> _Place:
             opened = annotation is Any
         else:
             return _Place(Any, True, True)  # inside a value Hydra will refuse to descend into
-    annotation, nullable = _unwrap_optional(annotation)
+    annotation, nullable = unwrap_optional(annotation)
     return _Place(annotation, nullable, opened)
 
 
 def _annotated(annotation: Any, metadata: list[Any]) -> Any:
     """`annotation` carrying a field's bounds and descriptions again (pydantic keeps them apart)."""
     return Annotated[(annotation,) + tuple(metadata)] if metadata else annotation
-
-
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    return unwrap_optional(annotation)
 
 
 def _field(model: type[BaseModel], key: str) -> Any:

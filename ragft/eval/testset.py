@@ -8,7 +8,7 @@ fine-tuning. Zero-shot, because these measure what the weights know.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,28 @@ def answer(
         )
         for e, c, p, g in zip(examples, contexts, prompts, generations)
     ]
+
+
+def scored_answers(
+    generator: Generator,
+    examples: Sequence[Example],
+    encoded: Sequence[list[int]],
+    max_new_tokens: int,
+    batching: Batching,
+    metric: str,
+    settings: Mapping[str, Any] | None,
+    seed: int,
+    models: Any,
+    task: TaskData,
+) -> list[Prediction]:
+    """Greedy answers to the encoded prompts of `examples`, each scored on `metric` (its `settings`)."""
+    prompts = generator.tokenizer.batch_decode(encoded)
+    predictions = answer(
+        generator, examples, [Context()] * len(examples), prompts, encoded, max_new_tokens, batching,
+        desc=f"answering {len(examples)} {task.name} examples",
+    )  # fmt: skip
+    score_predictions(predictions, {metric: settings}, seed, models, task)
+    return predictions
 
 
 def task_score(task: str, metric: str, scores: Scores, predictions: Sequence[Prediction]) -> TaskScore:

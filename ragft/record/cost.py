@@ -30,6 +30,20 @@ __all__ = [
 
 
 @dataclass
+class PreferenceCost:
+    """What a preference stage (DPO, ORPO) trained on and what building its pairs cost."""
+
+    objective: str  # "dpo", "orpo"
+    source: str  # where the pairs came from: "own answers", "answers of run <name>", "file <name>"
+    pairs: int
+    pair_ids: list[str]  # the train examples the pairs are of, in training order (no test example)
+    answers_scored: int | None = None  # train answers scored for the pairs (own answers), None otherwise
+    threshold: float | None = None  # an answer scoring below it on the primary metric was rejected
+    mean_rejected_score: float | None = None
+    pairs_s: float = 0.0  # building the pairs: answering and scoring the train split, or reading the file
+
+
+@dataclass
 class TrainingCost:
     """What training the generator cost; summed over stages where a run trains several."""
 
@@ -56,13 +70,19 @@ class TrainingCost:
     prompt_fit: PromptFit | None = None
     # The step an interrupted training resumed from (its last checkpoint); time and loss cover every attempt
     resumed_from_step: int | None = None
+    preference: PreferenceCost | None = None  # the preference stage's pairs (adaptation=dpo, orpo)
+    # Preference training's last logged share of pairs whose chosen response the model prefers, and the mean
+    # margin (TRL's rewards/accuracies and rewards/margins; None for supervised training)
+    reward_accuracy: float | None = None
+    reward_margin: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingCost:
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known and k not in ("memory", "prompt_fit")}
+        values = {k: v for k, v in data.items() if k in known and k not in ("memory", "prompt_fit", "preference")}
         fit = PromptFit(**data["prompt_fit"]) if data.get("prompt_fit") else None
-        return cls(**values, memory=MemoryCost(**data.get("memory", {})), prompt_fit=fit)
+        preference = PreferenceCost(**data["preference"]) if data.get("preference") else None
+        return cls(**values, memory=MemoryCost(**data.get("memory", {})), prompt_fit=fit, preference=preference)
 
     @classmethod
     def summed(cls, stages: Sequence[TrainingCost]) -> TrainingCost:
@@ -87,6 +107,7 @@ class TrainingCost:
                 "train_stages": len(stages),
                 "adapter_reused": all(s.adapter_reused for s in stages),
                 "prompt_fit": reduce(PromptFit.plus, fits) if fits else None,
+                "preference": last.preference,
                 "memory": MemoryCost(
                     peak_rss_mb=max(m.peak_rss_mb for m in peaks),
                     rss_at_start_mb=last.memory.rss_at_start_mb,
@@ -298,6 +319,9 @@ class Cost:
             row.update({f"train_{k}": v for k, v in asdict(self.training.memory).items()})
             if self.training.prompt_fit:
                 row.update({f"train_{k}": v for k, v in asdict(self.training.prompt_fit).items()})
+            if self.training.preference:
+                preference = asdict(self.training.preference)
+                row.update({f"preference_{k}": v for k, v in preference.items() if not isinstance(v, list)})
         else:
             row.update(adapter_bytes=0, train_s=0.0)
         if self.retrieval:
