@@ -79,9 +79,15 @@ def smoke_cfg(tmp_path: Path):
 
 def adaptations() -> list[str]:
     """Every adaptation preset of the generator (`adaptation=<name>`), found in conf/adaptation/; a floor
-    served instead of the model (`answer:`, adaptation=majority) is not one."""
+    served instead of the model (`answer:`, adaptation=majority) is not one, nor is a preference stage
+    over a method (`preference:`, adaptation=dpo, orpo: tests/test_preference.py)."""
     presets = sorted((CONF / "adaptation").glob("*.yaml"))
-    return [p.stem for p in presets if OmegaConf.load(p).get("answer") is None]
+    return [p.stem for p in presets if not {"answer", "preference"} & set(OmegaConf.load(p))]
+
+
+def preference_adaptations() -> list[str]:
+    """The adaptation presets with a preference stage (adaptation=dpo, orpo)."""
+    return sorted(p.stem for p in (CONF / "adaptation").glob("*.yaml") if "preference" in OmegaConf.load(p))
 
 
 def trained_adaptations() -> list[str]:

@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from ragft.adapt.checkpoints import KeepsProgress
 from ragft.adapt.features import IGNORE
 from ragft.adapt.methods import AdaptationMethod, peft_config
@@ -99,6 +101,11 @@ class ORPO:
         class TokenizedORPOTrainer(KeepsProgress, ORPOTrainer):
             def tokenize_row(self, feature, model=None):  # noqa: ANN001
                 return orpo_row(feature["prompt_ids"], feature["chosen_ids"], feature["rejected_ids"])
+
+            def _track_num_input_tokens(self, inputs):  # noqa: ANN001
+                """The tokens of both sequences of each pair (the batch has no single `input_ids`)."""
+                masks = torch.cat([inputs[f"{side}_attention_mask"].flatten() for side in ("chosen", "rejected")])
+                super()._track_num_input_tokens({"input_ids": masks, "attention_mask": masks})
 
         model = generator.model if start_from is None else method.load(generator.model, start_from, merge=True)
         longest = max(len(p["prompt_ids"]) + max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in pairs)
