@@ -218,8 +218,11 @@ def test_an_unfinished_run_is_refused(task, tmp_path):
         read_run_pairs(tmp_path / "nowhere", task, "exact_match", 0.5)
 
 
-def test_an_empty_answer_or_the_reference_itself_is_no_pair(task, tmp_path):
+def test_the_reference_itself_is_no_pair_but_an_empty_answer_is_a_mistake(task, tmp_path):
     tr1, tr2, tr3 = task.splits["train"]
     scores = {"exact_match": 0.0}
     run_dir = write_answers(tmp_path / "exp", [(tr1, "  ", scores), (tr2, "report tr2 ", scores), (tr3, "x", scores)])
-    assert [p.example.id for p in read_run_pairs(run_dir, task, "exact_match", 0.5)] == ["tr3"]
+    assert [(p.example.id, p.rejected) for p in read_run_pairs(run_dir, task, "exact_match", 0.5)] == [
+        ("tr1", "  "),
+        ("tr3", "x"),
+    ]

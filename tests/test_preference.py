@@ -1,6 +1,7 @@
 """Preference tuning (adaptation=dpo, orpo): pairs from the train split only, the objectives training
 through TRL, the trained adapter reloaded as served, and the settings refused before any work."""
 
+import json
 import math
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ragft.adapt.methods import PeftAdapter, as_method, peft_config
 from ragft.adapt.pairs import OwnAnswers
 from ragft.adapt.preference import DPO, ORPO, pair_features
 from ragft.adapt.sft import load_adapted, train_adapter
-from ragft.errors import ConfigError
+from ragft.errors import ConfigError, DataError
 from ragft.models.loading import load_generator
 from ragft.types import Example, Prediction, PreferencePair
 from tests.conftest import preference_adaptations, read_jsonl, record_of, run_expecting
@@ -126,7 +127,9 @@ def test_a_threshold_no_answer_scores_below_fails_the_run_saying_so(smoke_cfg, t
     from ragft.recipe import run_experiment_arm
 
     cfg = smoke_cfg("adaptation=dpo", "adaptation.preference.source.threshold=0.0")
-    with pytest.raises(ConfigError, match=r"threshold.*no answer of the 12 scored below 0.0 on field_accuracy"):
+    with pytest.raises(
+        ConfigError, match=r"threshold.*no answer of the 12 \(own answers\) scored below 0.0 on field_accuracy"
+    ):
         run_experiment_arm(cfg)
 
 
@@ -168,9 +171,10 @@ def test_a_trained_preference_adapter_reloads_to_identical_logits(smoke_cfg, tmp
     generator = load_generator(cfg.generator)
     method = as_method(instantiate(cfg.adaptation.method, _convert_="all"))
     training = preference_training(cfg, learning_rate=1e-2, max_steps=3)
-    arguments = lambda cls, **extra: training_arguments(
-        training, str(tmp_path / "out"), generator.device, arguments=cls, **extra
-    )  # noqa: E731
+
+    def arguments(cls, **extra):  # noqa: ANN001, ANN003, ANN202
+        return training_arguments(training, str(tmp_path / "out"), generator.device, arguments=cls, **extra)
+
     trainer = OBJECTIVES[name](beta=0.5).trainer(
         generator, method, sft.adapter_dir, toy_pairs(generator.tokenizer), arguments
     )
@@ -228,3 +232,41 @@ def test_preference_tuning_needs_an_adapter_with_weights():
     assert peft_config(PeftAdapter(LoraConfig(task_type="CAUSAL_LM"))).peft_type == "LORA"
     with pytest.raises(ConfigError, match=r"adaptation.method.*peft adapter with weights"):
         peft_config(PeftAdapter(PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)))
+
+
+# --- pairs from a user's file and from a run's records, end to end -----------------------------------------
+
+
+def test_a_users_pairs_file_trains_on_its_pairs(smoke_cfg, tmp_path):
+    from ragft.recipe import run_experiment_arm
+
+    cfg = smoke_cfg("arm=orpo")
+    train = read_jsonl_split(cfg, "train")[:3]
+    lines = [{"note_id": r["id"], "bad": "REFERRAL: none"} for r in train]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    source = [
+        "pairs@adaptation.preference.source=pairs_file",
+        f"adaptation.preference.source.path={tmp_path / 'pairs.jsonl'}",
+    ]
+    fields = "adaptation.preference.source.fields={id: note_id, rejected: bad}"
+    record = record_of(run_experiment_arm(smoke_cfg("arm=orpo", *source, fields)))
+    preference = record.cost.training.preference
+    assert (preference.source, preference.pairs, preference.answers_scored) == ("file pairs.jsonl", 3, None)
+    assert preference.pair_ids == [r["id"] for r in train]
+
+
+def test_pairs_from_a_finished_runs_answers_on_the_train_split(smoke_cfg):
+    from ragft.recipe import run_experiment_arm
+
+    answered = run_experiment_arm(smoke_cfg("arm=zero_shot", "tune.split=train"))
+    scores = [r["scores"]["field_accuracy"] for r in read_jsonl(answered / "predictions.jsonl")]
+    source = ["pairs@adaptation.preference.source=run_answers", "adaptation.preference.source.threshold=0.5"]
+    record = record_of(
+        run_experiment_arm(smoke_cfg("arm=dpo", *source, f"adaptation.preference.source.run={answered}"))
+    )
+    preference = record.cost.training.preference
+    assert preference.pairs == sum(score < 0.5 for score in scores) and preference.answers_scored is None
+    assert preference.source == f"answers of run {answered.name}" and preference.threshold == 0.5
+    tested = run_experiment_arm(smoke_cfg("arm=zero_shot"))  # answered the test split: refused, located
+    with pytest.raises(DataError, match=r"predictions.jsonl, line 1.*test example.*tune.split=train"):
+        run_experiment_arm(smoke_cfg("arm=dpo", source[0], f"adaptation.preference.source.run={tested}"))

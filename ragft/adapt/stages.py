@@ -200,11 +200,12 @@ class Preference:
 
         pairs = self.source.pairs(task, self.metric, own_answers)
         if not pairs:
+            scored = f" of the {len(answered)}" if answered else ""
             raise ConfigError(
                 "adaptation.preference.source.threshold",
-                f"no answer of the {len(answered)} scored below {self.source.threshold} on {self.metric}: nothing "
-                "to prefer the reference over.",
-                "Raise the threshold, or give pairs in a file (adaptation.preference.source=...PairsFile).",
+                f"no answer{scored} ({self.source.describe()}) scored below {self.source.threshold} on "
+                f"{self.metric}: nothing to prefer the reference over.",
+                "Raise the threshold, or give your own pairs (pairs@adaptation.preference.source=pairs_file).",
             )
         features = pair_features(pairs, fitted, base.tokenizer, self.training.max_length)
         pairs_s = time.perf_counter() - started

@@ -97,7 +97,7 @@ def read_run_pairs(
 ) -> list[PreferencePair]:
     """Pairs from a finished run's answers to train examples, in its predictions' order: each answer
     scoring below `threshold` on `metric` is rejected in favour of the example's reference (an empty
-    answer, or one that is the reference, is no preference and is left out). An answer to an example
+    answer is a mistake like any other; one that is the reference is no preference and is left out). An answer to an example
     outside the train split, to an id the task lacks, or without a score on `metric`, is a DataError at
     its line of predictions.jsonl."""
     run_dir = Path(run_dir)
@@ -116,7 +116,7 @@ def read_run_pairs(
         output = row.get("output")
         if not isinstance(output, str):
             raise DataError(path, f"expected str, got {type(output).__name__}", where, field="output")
-        if score < threshold and output.strip() and output.strip() != example.reference.strip():
+        if score < threshold and output.strip() != example.reference.strip():
             pairs.append(PreferencePair(example, example.reference, output, score, f"{path.name}, {where}"))
     if not answered:
         raise empty_error(path, "answers")
