@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ragft.eval.stats import paired_difference
+from ragft.record.cost import PreferenceCost
 from ragft.report.costs import figure, stored, total_params, train_memory
 from ragft.report.groups import RunGroup
 from ragft.report.tables import SIGNIFICANCE, add_holm, with_ci
@@ -90,12 +91,22 @@ def methods_table(groups: Sequence[RunGroup], primary: str) -> pd.DataFrame:
             "trainable": f"{100 * trained / total_params(cost):.3g}%" if trained else "0",
             "stored per task": stored(cost),
             "train time (s)": figure(training.train_s, ".0f") if training and trained else "–",
+            "train tokens/s": figure(training.train_tokens_per_s, ".0f") if training and trained else "–",
             "train peak RSS (at start) MB": train_memory(training) if training and trained else "–",
+            "preference pairs": _pairs(training.preference if training else None),
         }
         for name in other_test_names(groups):
             row[f"{name} change"] = _change_text(changes.get((g.label, name)))
         rows[g.label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _pairs(preference: PreferenceCost | None) -> str:
+    """What a preference stage trained on: how many pairs, from where (and below which score)."""
+    if preference is None:
+        return "–"
+    below = f", below {preference.threshold:g}" if preference.threshold is not None else ""
+    return f"{preference.pairs} ({preference.source}{below})"
 
 
 def stage_tables(groups: Sequence[RunGroup]) -> dict[str, pd.DataFrame]:

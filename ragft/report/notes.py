@@ -45,8 +45,10 @@ SECTIONS = {  # {baseline}, {primary}, {base}: names from the runs, each rendere
     "methods": (
         "Each run's adaptation side by side: {primary} with its 95% interval, the share of the model's "
         "parameters it trained, what a deployment stores per task (an adapter beside one shared base model, "
-        "or a full model copy), training wall time and peak resident memory while training, and the change on "
-        "each other test set against the base model (negative: forgotten)."
+        "or a full model copy), training wall time, tokens trained on per second (for a preference method, "
+        "both sequences of each pair) and peak resident memory while training, the preference pairs a DPO or "
+        "ORPO run trained on (how many, from where), and the change on each other test set against the base "
+        "model (negative: forgotten). A DPO run's time, tokens and storage include its SFT stage's."
     ),
     "other_tests": (
         "Other test sets scored zero-shot after the run (`evaluate_also`: the general-knowledge set measures "
