@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -28,11 +28,14 @@ from ragft.types import Example, PreferencePair
 ArgumentsFor = Callable[..., Any]
 
 
-class Objective(Protocol):
-    """A preference objective: `adaptation.preference.objective` (`_target_`)."""
+class ThroughTRL:
+    """A preference objective (`adaptation.preference.objective`, `_target_`): `trainer` gives a Trainer
+    over pairs of token ids (`pair_features`), training a new adapter of the method's peft config on the
+    generator's model (the saved SFT adapter merged in first, where the objective trains after it). A new
+    objective names its TRL trainer and arguments (`trl_trainer`)."""
 
     name: str
-    after_sft: bool  # trains from the supervised stage's model (its reference); False: from the base
+    after_sft: bool
 
     def trainer(
         self,
@@ -42,10 +45,22 @@ class Objective(Protocol):
         pairs: list[dict],
         args: ArgumentsFor,
     ) -> Any:
-        """A Trainer over `pairs` (token ids: `pair_features`), its model prepared from the generator's."""
+        model = generator.model if start_from is None else method.load(generator.model, start_from, merge=True)
+        trainer_class, settings = self.trl_trainer(args, pairs)
+        return trainer_class(
+            model=model,
+            args=settings,
+            train_dataset=_dataset(pairs),
+            processing_class=generator.tokenizer,
+            peft_config=peft_config(method),
+        )
+
+    def trl_trainer(self, args: ArgumentsFor, pairs: list[dict]) -> tuple[type, Any]:
+        """TRL's trainer class, taught ragft's token ids, and its arguments."""
+        raise NotImplementedError
 
 
-class DPO:
+class DPO(ThroughTRL):
     """Direct preference optimisation (TRL's DPOTrainer) after SFT: `beta` weighs the pull towards the
     reference (the SFT model); `loss_type` is any of TRL's (sigmoid: the paper's)."""
 
@@ -54,32 +69,17 @@ class DPO:
     def __init__(self, beta: float = 0.1, loss_type: str = "sigmoid", after_sft: bool = True) -> None:
         self.beta, self.loss_type, self.after_sft = beta, loss_type, after_sft
 
-    def trainer(
-        self,
-        generator: Generator,
-        method: AdaptationMethod,
-        start_from: Path | None,
-        pairs: list[dict],
-        args: ArgumentsFor,
-    ) -> Any:
+    def trl_trainer(self, args: ArgumentsFor, pairs: list[dict]) -> tuple[type, Any]:
         from trl import DPOConfig, DPOTrainer
 
         class TokenizedDPOTrainer(KeepsProgress, DPOTrainer):
             def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # noqa: ANN001
                 return dataset  # already token ids, fitted as ragft fits every training prompt
 
-        model = generator.model if start_from is None else method.load(generator.model, start_from, merge=True)
-        settings = args(DPOConfig, beta=self.beta, loss_type=[self.loss_type], max_length=None)
-        return TokenizedDPOTrainer(
-            model=model,
-            args=settings,
-            train_dataset=_dataset(pairs),
-            processing_class=generator.tokenizer,
-            peft_config=peft_config(method),
-        )
+        return TokenizedDPOTrainer, args(DPOConfig, beta=self.beta, loss_type=[self.loss_type], max_length=None)
 
 
-class ORPO:
+class ORPO(ThroughTRL):
     """Odds-ratio preference optimisation (TRL's ORPOTrainer), one stage from the base: `beta` weighs
     the odds-ratio term against the chosen response's likelihood."""
 
@@ -88,14 +88,7 @@ class ORPO:
     def __init__(self, beta: float = 0.1, after_sft: bool = False) -> None:
         self.beta, self.after_sft = beta, after_sft
 
-    def trainer(
-        self,
-        generator: Generator,
-        method: AdaptationMethod,
-        start_from: Path | None,
-        pairs: list[dict],
-        args: ArgumentsFor,
-    ) -> Any:
+    def trl_trainer(self, args: ArgumentsFor, pairs: list[dict]) -> tuple[type, Any]:
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
         class TokenizedORPOTrainer(KeepsProgress, ORPOTrainer):
@@ -107,16 +100,8 @@ class ORPO:
                 masks = torch.cat([inputs[f"{side}_attention_mask"].flatten() for side in ("chosen", "rejected")])
                 super()._track_num_input_tokens({"input_ids": masks, "attention_mask": masks})
 
-        model = generator.model if start_from is None else method.load(generator.model, start_from, merge=True)
         longest = max(len(p["prompt_ids"]) + max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in pairs)
-        settings = args(ORPOConfig, beta=self.beta, max_length=longest)
-        return TokenizedORPOTrainer(
-            model=model,
-            args=settings,
-            train_dataset=_dataset(pairs),
-            processing_class=generator.tokenizer,
-            peft_config=peft_config(method),
-        )
+        return TokenizedORPOTrainer, args(ORPOConfig, beta=self.beta, max_length=longest)
 
 
 def orpo_row(prompt: list[int], chosen: list[int], rejected: list[int]) -> dict[str, list[int]]:
