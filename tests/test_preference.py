@@ -270,3 +270,33 @@ def test_pairs_from_a_finished_runs_answers_on_the_train_split(smoke_cfg):
     tested = run_experiment_arm(smoke_cfg("arm=zero_shot"))  # answered the test split: refused, located
     with pytest.raises(DataError, match=r"predictions.jsonl, line 1.*test example.*tune.split=train"):
         run_experiment_arm(smoke_cfg("arm=dpo", source[0], f"adaptation.preference.source.run={tested}"))
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_an_interrupted_preference_training_resumes_from_its_last_checkpoint(smoke_cfg, tmp_path, name):
+    """The first attempt stops after step 2 (its checkpoint kept, as a killed run leaves it); the next one
+    resumes there and records the whole training's steps and its resume step."""
+    from ragft.adapt.sft import _train
+
+    cfg = smoke_cfg(f"adaptation={name}")
+    objective = OmegaConf.create({"_target_": OBJECTIVES[name].__module__ + "." + name.upper(), "after_sft": False})
+    checkpoints = tmp_path / "checkpoints"
+    for steps, out in ((2, tmp_path / "first"), (4, tmp_path / "second")):
+        generator = load_generator(cfg.generator)
+        training = preference_training(cfg, max_steps=steps, checkpoint_steps=2)
+        out.mkdir()
+        _train(
+            generator,
+            cfg.adaptation.method,
+            training,
+            toy_pairs(generator.tokenizer),
+            None,
+            None,
+            out,
+            checkpoints,
+            objective,
+        )
+    assert sorted(checkpoints.glob("checkpoint-*")) == [checkpoints / "checkpoint-4"]  # the last one kept
+    assert (checkpoints / "checkpoint-4" / "ragft_progress.json").is_file()
+    stats = json.loads((tmp_path / "second" / "train_stats.json").read_text())
+    assert (stats["train_steps"], stats["resumed_from_step"], len(stats["loss_history"])) == (4, 2, 4)  # every step
