@@ -46,6 +46,7 @@ EXPERIMENT_LABELS = {  # the labels each experiment's runs are shown under
         "lora_v1_rag_v2",
     },
     "medical_reports": set(DEFAULT_ARMS),
+    "preference": {"majority", "oracle_rag", "lora", "lora_rag", "dpo", "dpo_rag", "orpo", "orpo_rag"},
     "medical_reports_tuned": DEFAULT_ARMS * 3,  # each arm at seeds 0, 1, 2
     "data_efficiency": ["few_shot", "lora", "lora_rag"] * 5,  # each at five training set sizes
     "multitask": {"base", "lora_reports_only", "lora_reports_and_qa", "lora_qa_heavy"},
