@@ -207,3 +207,20 @@ def test_a_knowledge_update_costs_re_training_plus_cold_re_indexing_and_is_unkno
     assert Cost(training=TrainingCost(trainable_params=0, train_s=9.0)).knowledge_update_s == 0.0  # trains nothing
     assert Cost(training=trained, retrieval=replace(reindexed, reindex_s=None)).knowledge_update_s is None
     assert Cost(retrieval=reindexed).flat()["knowledge_update_s"] == 42.5
+
+
+def test_a_runs_commit_is_the_one_its_process_started_with(monkeypatch):
+    """A sweep in one process imports the code once: a commit made while it runs must not be recorded."""
+    import subprocess
+
+    from ragft.record import provenance
+
+    heads = iter(["aaa1111\n", "bbb2222\n"])
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, next(heads), ""))
+    provenance._git_sha.cache_clear()
+    try:
+        started = provenance.started_now()
+        assert provenance.finished_at(started)["git_sha"] == "aaa1111"
+        assert provenance.finished_at(provenance.started_now())["git_sha"] == "aaa1111"  # the next run too
+    finally:
+        provenance._git_sha.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import time
@@ -17,6 +18,7 @@ from ragft.record.memory import large_allocations_mapped_from
 
 
 def started_now() -> datetime:
+    _git_sha()  # the commit is read once, as the process's first run starts: the code it imported
     return datetime.now(timezone.utc)
 
 
@@ -57,7 +59,10 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+@functools.cache
 def _git_sha() -> str:
+    """The checkout's commit when the process first asked: a sweep in one process runs the code it
+    imported, whatever is committed while it runs."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
