@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ragft.adapt.features import build_features, feature
 from ragft.adapt.methods import PeftAdapter, as_method, peft_config
 from ragft.adapt.pairs import OwnAnswers
 from ragft.adapt.preference import DPO, ORPO, pair_features
@@ -35,11 +36,8 @@ def toy_pairs(tokenizer) -> list[dict]:  # noqa: ANN001
     ]
 
     def fitted(examples):  # noqa: ANN001, ANN202
-        ids = [tokenizer(e.input, add_special_tokens=False)["input_ids"] for e in examples]
-        responses = [
-            tokenizer(e.reference + tokenizer.eos_token, add_special_tokens=False)["input_ids"] for e in examples
-        ]
-        return [{"input_ids": p + r, "labels": [-100] * len(p) + r} for p, r in zip(ids, responses)]
+        inputs, references, ids = ([getattr(e, name) for e in examples] for name in ("input", "reference", "id"))
+        return build_features(tokenizer, inputs, references, ids, max_length=128)
 
     return pair_features(pairs, fitted, tokenizer, max_length=128)
 
@@ -199,10 +197,7 @@ def test_a_trained_preference_adapter_reloads_to_identical_logits(smoke_cfg, tmp
 
 def toy_pairs_as_sft(generator) -> list[dict]:  # noqa: ANN001
     """The toy pairs' prompts and chosen responses as supervised features."""
-    return [
-        {"input_ids": p["prompt_ids"] + p["chosen_ids"], "labels": [-100] * len(p["prompt_ids"]) + p["chosen_ids"]}
-        for p in toy_pairs(generator.tokenizer)
-    ]
+    return [feature(p["prompt_ids"], p["chosen_ids"]) for p in toy_pairs(generator.tokenizer)]
 
 
 def test_orpo_trains_from_the_base_and_dpo_after_the_sft_stage():

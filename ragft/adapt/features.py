@@ -24,6 +24,11 @@ def feature(prompt_ids: list[int], response_ids: list[int]) -> dict[str, list[in
     return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE] * len(prompt_ids) + response_ids}
 
 
+def prompt_of(feature: dict[str, list[int]]) -> list[int]:
+    """A training feature's prompt ids (the positions whose labels are masked: they lead)."""
+    return feature["input_ids"][: feature["labels"].count(IGNORE)]
+
+
 def build_features(
     tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], ids: Sequence[str], max_length: int
 ) -> list[dict[str, list[int]]]:

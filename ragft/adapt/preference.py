@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ragft.adapt.checkpoints import KeepsProgress
-from ragft.adapt.features import IGNORE
+from ragft.adapt.features import feature, prompt_of
 from ragft.adapt.methods import AdaptationMethod, peft_config
 from ragft.models.loading import Generator
 from ragft.types import Example, PreferencePair
@@ -100,17 +100,16 @@ class ORPO(ThroughTRL):
                 masks = torch.cat([inputs[f"{side}_attention_mask"].flatten() for side in ("chosen", "rejected")])
                 super()._track_num_input_tokens({"input_ids": masks, "attention_mask": masks})
 
-        longest = max(len(p["prompt_ids"]) + max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in pairs)
-        return TokenizedORPOTrainer, args(ORPOConfig, beta=self.beta, max_length=longest)
+        return TokenizedORPOTrainer, args(ORPOConfig, beta=self.beta, max_length=max(map(pair_length, pairs)))
 
 
 def orpo_row(prompt: list[int], chosen: list[int], rejected: list[int]) -> dict[str, list[int]]:
     """The columns TRL's ORPO collator pads, from token ids: the prompt's labels masked."""
     row = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
     for name, response in (("chosen", chosen), ("rejected", rejected)):
-        row[f"{name}_input_ids"] = prompt + response
-        row[f"{name}_attention_mask"] = [1] * (len(prompt) + len(response))
-        row[f"{name}_labels"] = [IGNORE] * len(prompt) + response
+        sequence = feature(prompt, response)
+        row[f"{name}_input_ids"], row[f"{name}_labels"] = sequence["input_ids"], sequence["labels"]
+        row[f"{name}_attention_mask"] = [1] * len(sequence["input_ids"])
     return row
 
 
@@ -132,15 +131,20 @@ def pair_features(
         for p, c, r in zip(pairs, chosen, rejected)
     ]
     features = []
-    for pair, feature, c, r in zip(pairs, fitted(longer), chosen, rejected):
-        prompt = feature["input_ids"][: feature["labels"].count(IGNORE)]  # only the prompt's labels are masked
+    for pair, fitted_pair, c, r in zip(pairs, fitted(longer), chosen, rejected):
+        prompt = prompt_of(fitted_pair)
         room = max_length - len(prompt)
         features.append({"id": pair.example.id, "prompt_ids": prompt, "chosen_ids": c[:room], "rejected_ids": r[:room]})
     return features
 
 
+def pair_length(pair: dict) -> int:
+    """The tokens of a pair's longer sequence: its prompt and the longer of its two responses."""
+    return len(pair["prompt_ids"]) + max(len(pair["chosen_ids"]), len(pair["rejected_ids"]))
+
+
 def _dataset(pairs: list[dict]) -> Any:
     from datasets import Dataset
 
-    rows = [{**p, "length": len(p["prompt_ids"]) + max(len(p["chosen_ids"]), len(p["rejected_ids"]))} for p in pairs]
+    rows = [{**p, "length": pair_length(p)} for p in pairs]
     return Dataset.from_list(rows)

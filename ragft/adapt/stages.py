@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ragft.adapt.features import IGNORE, fitted_features
+from ragft.adapt.features import fitted_features, prompt_of
 from ragft.adapt.pairs import PairSource
 from ragft.adapt.plan import Source, Stage, hold_out, instruction_choices, mix
 from ragft.adapt.preference import pair_features
@@ -192,7 +192,7 @@ class Preference:
         def own_answers() -> list[Prediction]:
             examples = task.split("train")
             answering = adaptation.adapted([sft]) if sft else base
-            prompts = [f["input_ids"][: f["labels"].count(IGNORE)] for f in fitted(examples)]
+            prompts = [prompt_of(f) for f in fitted(examples)]
             answered.extend(self.answer(answering, examples, prompts))
             if answering is not base:
                 answering.release()
